@@ -1,0 +1,79 @@
+"""The ``sdt3-event`` command: one entry point, one module per subcommand.
+
+Each subcommand module defines ``configure(parser)`` (adds its arguments) and ``run(args) -> int``.
+Modules are imported lazily so ``sdt3-event --help`` stays fast and a subcommand's heavy dependencies
+(torch, textual) load only when it runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+# name -> (module under sdt3_event.apps, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "train": ("train", "train or fine-tune a model from a YAML config"),
+    "eval": (
+        "evaluate",
+        "evaluate a checkpoint: top-1/top-5, per-class accuracy, confusion matrix",
+    ),
+    "report": ("report", "firing rates, synaptic operations and energy of a checkpoint"),
+    "live": ("live", "run live event streams through a model (default: synthetic demo)"),
+    "serve": ("serve", "replay a recording as a DV-compatible AEDAT4 TCP stream"),
+    "monitor": ("monitor", "terminal dashboard for a live source or a training run folder"),
+    "data": ("data", "download, verify and inspect data sets and recordings"),
+    "models": ("models", "list the registered models and their parameter counts"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sdt3-event",
+        description="Spike-Driven Transformer V3 for event cameras.",
+    )
+    parser.add_argument(
+        "-v", "--verbose", action="count", default=0, help="more logging (-vv debug)"
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module_name, help_text) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.set_defaults(_module=module_name)
+        module = _load(module_name)
+        if module is not None:
+            module.configure(p)
+    return parser
+
+
+def _load(module_name: str):
+    try:
+        return importlib.import_module(f"sdt3_event.apps.{module_name}")
+    except ModuleNotFoundError as exc:
+        if exc.name == f"sdt3_event.apps.{module_name}":
+            return None
+        raise
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    # `sdt3-event` alone runs the main job: the live demo on the embedded synthetic stream.
+    if not argv:
+        argv = ["live"]
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.WARNING - 10 * min(args.verbose, 2),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    module = _load(args._module)
+    if module is None:
+        parser.error(f"the {args.command!r} command is not available in this installation")
+    try:
+        return int(module.run(args) or 0)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Install sdt3-event and its dependencies without ever swapping the installed torch build.
+#
+#   bash scripts/install.sh cpu   # CPU machine: torch 2.13.0 CPU build, then the project (editable, [dev])
+#   bash scripts/install.sh gpu   # GPU machine: keep the CUDA torch you installed, add cupy ([dev,cuda])
+#
+# Why: spikingjelly 2.0 declares torchvision and torchaudio as hard requirements. No torchaudio release
+# matches torch 2.13, and PyPI's torchvision does not import beside a CPU torch, so resolving them would
+# replace torch with a multi-GB CUDA build. sdt3-event never imports either package, so spikingjelly is
+# installed without its declared dependencies and its real runtime needs are listed in pyproject.toml.
+set -euo pipefail
+mode=${1:-cpu}
+cd "$(dirname "$0")/.."
+py=${PYTHON:-python}
+case "$mode" in
+  cpu)
+    if ! "$py" -c 'import torch' 2>/dev/null; then
+      "$py" -m pip install "torch==2.13.0"
+    fi
+    extras="dev" ;;
+  gpu)
+    "$py" -c 'import torch' 2>/dev/null || {
+      echo "install a CUDA build of torch first (see README), then rerun: bash scripts/install.sh gpu" >&2
+      exit 1
+    }
+    extras="dev,cuda" ;;
+  *) echo "usage: bash scripts/install.sh [cpu|gpu]" >&2; exit 2 ;;
+esac
+pin=$(mktemp)
+trap 'rm -f "$pin"' EXIT
+# Pin whatever torch build is installed now (CPU or CUDA) for every later resolution.
+"$py" -c 'import torch; print(f"torch=={torch.__version__}")' >"$pin"
+echo "keeping $(cat "$pin")"
+"$py" -m pip install --no-deps "spikingjelly==2.0.0"
+"$py" -m pip install -c "$pin" -e ".[$extras]"

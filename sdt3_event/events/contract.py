@@ -1,0 +1,92 @@
+"""The data contract: how events become model input, stored inside every checkpoint.
+
+Training, evaluation and live inference all build their event -> frame transform from the same
+:class:`DataContract` (see :func:`sdt3_event.events.transforms.build_frame_transform`), so live
+preprocessing cannot drift from what the model was trained on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+SPATIAL_MODES = ("resize", "center_crop", "pad", "crop_or_pad")
+REPRESENTATIONS = ("count", "binary")
+
+
+@dataclass(frozen=True)
+class DataContract:
+    """What a model expects from events.
+
+    Attributes:
+        sensor_size: ``(W, H, P)`` of the recordings the model was trained on.
+        input_size: ``(H, W)`` of the frames the model sees after the spatial mapping.
+        n_time_bins: ``T``, the number of frames per sample.
+        window_us: duration of one sample in microseconds; ``None`` means the whole recording
+            (clip) is split into ``n_time_bins`` bins.
+        representation: ``"count"`` (events per pixel, per polarity) or ``"binary"`` (any event).
+        clamp: clip counts to ``[0, clamp]`` (the spike level ``D``); ``None`` keeps raw counts.
+        spatial: how the sensor maps onto ``input_size``: one of ``SPATIAL_MODES``.
+        class_names: label names in class-index order.
+    """
+
+    sensor_size: tuple[int, int, int]
+    input_size: tuple[int, int]
+    n_time_bins: int
+    window_us: int | None = None
+    representation: str = "count"
+    clamp: int | None = None
+    spatial: str = "resize"
+    class_names: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "sensor_size", tuple(int(v) for v in self.sensor_size))
+        object.__setattr__(self, "input_size", tuple(int(v) for v in self.input_size))
+        object.__setattr__(self, "class_names", tuple(str(c) for c in self.class_names))
+        if len(self.sensor_size) != 3 or min(self.sensor_size) <= 0:
+            raise ValueError(f"sensor_size must be (W, H, P) > 0, got {self.sensor_size}")
+        if len(self.input_size) != 2 or min(self.input_size) <= 0:
+            raise ValueError(f"input_size must be (H, W) > 0, got {self.input_size}")
+        if self.n_time_bins < 1:
+            raise ValueError(f"n_time_bins must be >= 1, got {self.n_time_bins}")
+        if self.window_us is not None and self.window_us <= 0:
+            raise ValueError(f"window_us must be > 0 or None, got {self.window_us}")
+        if self.representation not in REPRESENTATIONS:
+            raise ValueError(
+                f"representation must be one of {REPRESENTATIONS}, got {self.representation!r}"
+            )
+        if self.spatial not in SPATIAL_MODES:
+            raise ValueError(f"spatial must be one of {SPATIAL_MODES}, got {self.spatial!r}")
+        if self.clamp is not None and self.clamp < 1:
+            raise ValueError(f"clamp must be >= 1 or None, got {self.clamp}")
+
+    @property
+    def in_chans(self) -> int:
+        """``P``, the number of polarity channels the model receives."""
+        return self.sensor_size[2]
+
+    @property
+    def frame_shape(self) -> tuple[int, int, int, int]:
+        """``(T, P, H, W)`` of one sample."""
+        return (self.n_time_bins, self.in_chans, *self.input_size)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["sensor_size"] = list(self.sensor_size)
+        d["input_size"] = list(self.input_size)
+        d["class_names"] = list(self.class_names)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> DataContract:
+        """Build from a dict (a checkpoint's ``data_contract`` entry, a YAML section).
+
+        Raises:
+            ValueError: an unknown key, naming the valid ones.
+        """
+        valid = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - valid)
+        if unknown:
+            raise ValueError(f"unknown data contract keys {unknown}; valid keys: {sorted(valid)}")
+        return cls(**d)

@@ -1,0 +1,103 @@
+"""Model registry in the timm style: ``register_model`` / ``create_model`` / ``list_models``.
+
+Model families register their factories on import of :mod:`sdt3_event.models`. Official factory names
+(``Efficient_Spiking_Transformer_scaling_8_19M``, ``metaspikformer_8_512``, ...) are registered as
+aliases of the project's names (``sdt3_19m_hardvs``, ...).
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+from collections.abc import Callable
+from typing import Any
+
+import torch.nn as nn
+
+_MODELS: dict[str, Callable[..., nn.Module]] = {}
+_ALIASES: dict[str, str] = {}
+
+
+def register_model(
+    fn: Callable[..., nn.Module] | None = None,
+    *,
+    name: str | None = None,
+    aliases: tuple[str, ...] = (),
+):
+    """Register a model factory under ``name`` (default: the function name) and its aliases.
+
+    Usable as ``@register_model`` or ``@register_model(aliases=("official_name",))``.
+
+    Raises:
+        ValueError: if the name or an alias is already taken by another factory.
+    """
+
+    def _register(f: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        key = name or f.__name__
+        if key in _MODELS and _MODELS[key] is not f:
+            raise ValueError(f"model name {key!r} is already registered")
+        _MODELS[key] = f
+        for alias in aliases:
+            if _ALIASES.get(alias, key) != key or alias in _MODELS:
+                raise ValueError(f"alias {alias!r} is already registered")
+            _ALIASES[alias] = key
+        return f
+
+    return _register(fn) if fn is not None else _register
+
+
+def _ensure_families_loaded() -> None:
+    import sdt3_event.models  # noqa: F401  (registers every family)
+
+
+def resolve_name(name: str) -> str:
+    """Return the canonical registered name for ``name`` (which may be an official alias).
+
+    Raises:
+        KeyError: with the closest registered names when ``name`` is unknown.
+    """
+    _ensure_families_loaded()
+    if name in _MODELS:
+        return name
+    if name in _ALIASES:
+        return _ALIASES[name]
+    candidates = sorted(_MODELS) + sorted(_ALIASES)
+    close = difflib.get_close_matches(name, candidates, n=5, cutoff=0.5)
+    hint = f" Did you mean: {', '.join(close)}?" if close else ""
+    raise KeyError(
+        f"unknown model {name!r}.{hint} `sdt3_event.list_models()` lists all {len(_MODELS)} models."
+    )
+
+
+def create_model(name: str, pretrained: str | None = None, **overrides: Any) -> nn.Module:
+    """Build a registered model, optionally loading a checkpoint.
+
+    Args:
+        name: a registered name (``sdt3_19m_hardvs``) or an official factory name.
+        pretrained: path of a checkpoint in any official container layout; loaded with
+            :func:`sdt3_event.models.pretrained.load_pretrained`, which adapts the stem and head when
+            ``in_chans`` / ``num_classes`` differ and reports every adapted key.
+        **overrides: constructor arguments (``num_classes``, ``in_chans``, ``T``, ``D``, ...).
+
+    Raises:
+        KeyError: unknown name (the message lists close matches).
+    """
+    canonical = resolve_name(name)
+    model = _MODELS[canonical](**overrides)
+    if pretrained is not None:
+        from sdt3_event.models.pretrained import load_pretrained
+
+        load_pretrained(model, pretrained)
+    return model
+
+
+def list_models(pattern: str = "*", include_aliases: bool = False) -> list[str]:
+    """Sorted registered names matching a shell-style ``pattern``."""
+    _ensure_families_loaded()
+    names = list(_MODELS) + (list(_ALIASES) if include_aliases else [])
+    return sorted(n for n in names if fnmatch.fnmatch(n, pattern))
+
+
+def model_entrypoint(name: str) -> Callable[..., nn.Module]:
+    """The factory function registered for ``name`` (or its alias)."""
+    return _MODELS[resolve_name(name)]
