@@ -1,0 +1,289 @@
+"""The ``EventSource`` protocol and ``open_source(uri)``, the one way to open a live event stream.
+
+A source is chosen by URI:
+
+=====================  ==========================================================================
+``file:PATH``          replay a recording in any format :func:`sdt3_event.events.io.read_events`
+                       reads (``?speed=2`` a multiple of recorded speed, ``?speed=0`` as fast as
+                       possible, ``?loop=1`` forever)
+``tcp://HOST:PORT``    a DV network stream (AEDAT 4.0 over TCP), see :mod:`sdt3_event.stream.network`
+``camera:[SERIAL]``    a live iniVation camera through dv-processing, see :mod:`sdt3_event.stream.camera`
+``webcam:N``           an ordinary camera turned into events by :mod:`sdt3_event.stream.emulator`
+``video:PATH``         a video file turned into events the same way
+``synthetic:``         the synthetic gesture generator as an endless live stream (the default)
+=====================  ==========================================================================
+
+Options go in the URI's query (``file:rec.aedat4?speed=2&loop=1``) or as keyword arguments of
+:func:`open_source`; keyword arguments win. An unknown scheme or option raises and names the valid ones.
+
+A source yields *chunks*: 1-D arrays of :data:`~sdt3_event.events.schema.EVENT_DTYPE` whose timestamps
+never decrease, within and across chunks. ``close()`` may be called from any thread and makes the
+iteration end soon after.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+from urllib.parse import parse_qsl, urlsplit
+
+import numpy as np
+
+from sdt3_event.events.schema import SensorSize
+from sdt3_event.stream.records import SOURCE_STATES
+
+log = logging.getLogger(__name__)
+
+SCHEMES = ("file", "tcp", "camera", "webcam", "video", "synthetic")
+
+
+@dataclass(frozen=True)
+class SourceState:
+    """What a source is doing now: one of ``SOURCE_STATES`` and a human-readable detail."""
+
+    state: str
+    message: str = ""
+
+    def __post_init__(self) -> None:
+        if self.state not in SOURCE_STATES:
+            raise ValueError(f"state must be one of {SOURCE_STATES}, got {self.state!r}")
+
+
+@runtime_checkable
+class EventSource(Protocol):
+    """A live stream of event chunks.
+
+    Attributes:
+        uri: the URI the source was opened with.
+        sensor_size: ``(W, H, P)``, or ``None`` while unknown (a network stream before its header).
+        status: the current :class:`SourceState`; polled by the pipeline from another thread.
+    """
+
+    uri: str
+
+    @property
+    def sensor_size(self) -> SensorSize | None: ...
+
+    @property
+    def status(self) -> SourceState: ...
+
+    def __iter__(self) -> Iterator[np.ndarray]: ...
+
+    def close(self) -> None: ...
+
+
+class BaseEventSource:
+    """Shared machinery for sources: thread-safe status, a close flag, an interruptible sleep.
+
+    Subclasses implement ``_chunks()``; iteration sets ``connected`` / ``finished`` / ``error``
+    around it. An exception inside ``_chunks()`` is recorded in ``status`` and re-raised.
+    """
+
+    def __init__(self, uri: str, sensor_size: SensorSize | None = None) -> None:
+        self.uri = uri
+        self._sensor_size = None if sensor_size is None else tuple(int(v) for v in sensor_size)
+        self._closed = threading.Event()
+        self._lock = threading.Lock()
+        self._state = SourceState("connecting")
+
+    @property
+    def sensor_size(self) -> SensorSize | None:
+        return self._sensor_size
+
+    @property
+    def status(self) -> SourceState:
+        with self._lock:
+            return self._state
+
+    @property
+    def closed(self) -> bool:
+        return self._closed.is_set()
+
+    def _set_status(self, state: str, message: str = "") -> None:
+        with self._lock:
+            self._state = SourceState(state, message)
+        log.debug("%s: %s %s", self.uri, state, message)
+
+    def _sleep(self, seconds: float) -> bool:
+        """Sleep up to ``seconds``; return False at once if the source was closed meanwhile."""
+        if seconds > 0:
+            self._closed.wait(seconds)
+        return not self._closed.is_set()
+
+    def _chunks(self) -> Iterator[np.ndarray]:
+        raise NotImplementedError
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        try:
+            for chunk in self._chunks():
+                if self._closed.is_set():
+                    break
+                yield chunk
+        except Exception as exc:
+            self._set_status("error", f"{type(exc).__name__}: {exc}")
+            raise
+        if self.status.state != "error":
+            self._set_status("finished", "closed" if self._closed.is_set() else "end of stream")
+
+    def close(self) -> None:
+        self._closed.set()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.uri!r}, sensor_size={self.sensor_size})"
+
+
+def parse_size(value: str | tuple | list) -> tuple[int, ...]:
+    """Parse ``"346x260"`` / ``"346,260,2"`` / a sequence into a tuple of ints.
+
+    Raises:
+        ValueError: when it is not 2 or 3 positive integers.
+    """
+    if isinstance(value, str):
+        parts = value.lower().replace("x", ",").split(",")
+    else:
+        parts = list(value)
+    try:
+        out = tuple(int(p) for p in parts)
+    except (TypeError, ValueError):
+        raise ValueError(f"expected a size like 346x260 or 346x260x2, got {value!r}") from None
+    if len(out) not in (2, 3) or min(out) <= 0:
+        raise ValueError(f"expected a size like 346x260 or 346x260x2, got {value!r}")
+    return out
+
+
+def _convert(value: str) -> Any:
+    low = value.lower()
+    if low in ("true", "yes", "on"):
+        return True
+    if low in ("false", "no", "off"):
+        return False
+    for kind in (int, float):
+        try:
+            return kind(value)
+        except ValueError:
+            pass
+    return value
+
+
+def _factory(scheme: str) -> Callable[..., EventSource]:
+    if scheme == "file":
+        from sdt3_event.stream.sources import FileSource
+
+        return FileSource
+    if scheme == "synthetic":
+        from sdt3_event.stream.sources import SyntheticSource
+
+        return SyntheticSource
+    if scheme in ("webcam", "video"):
+        from sdt3_event.stream.sources import VideoSource
+
+        return VideoSource
+    if scheme == "tcp":
+        from sdt3_event.stream import network
+
+        return network.NetworkSource
+    if scheme == "camera":
+        from sdt3_event.stream import camera
+
+        return camera.CameraSource
+    raise AssertionError(scheme)
+
+
+def _options_of(factory: Callable[..., Any]) -> list[str]:
+    params = inspect.signature(factory).parameters
+    return [n for n, p in params.items() if p.kind is p.KEYWORD_ONLY and n != "uri"]
+
+
+def split_uri(uri: str) -> tuple[str, str, dict[str, Any]]:
+    """Split a source URI into ``(scheme, target, options)``.
+
+    ``target`` is the path (file, video), ``host:port`` (tcp), the device index (webcam) or the
+    serial number (camera). Query values are converted to bool / int / float where they parse.
+
+    Raises:
+        ValueError: no or unknown scheme; the message lists the valid ones.
+    """
+    if not isinstance(uri, str) or not uri.strip():
+        raise ValueError(f"empty source URI; valid schemes: {', '.join(s + ':' for s in SCHEMES)}")
+    uri = uri.strip()
+    scheme, sep, rest = uri.partition(":")
+    scheme = scheme.lower()
+    if not sep or scheme not in SCHEMES:
+        hint = ""
+        if not sep and Path(uri).exists():
+            hint = f" (to replay this file, use file:{uri})"
+        raise ValueError(
+            f"unknown source {uri!r}{hint}; valid sources: file:PATH, tcp://HOST:PORT, "
+            "camera:[SERIAL], webcam:N, video:PATH, synthetic:"
+        )
+    parts = urlsplit(uri)
+    if scheme == "tcp":
+        target = parts.netloc
+    elif rest.startswith("//"):
+        # file:///abs/path or file://relative/path
+        target = parts.netloc + parts.path
+    else:
+        target = parts.path
+    options = {k: _convert(v) for k, v in parse_qsl(parts.query, keep_blank_values=True)}
+    return scheme, target, options
+
+
+def open_source(uri: str, **options: Any) -> EventSource:
+    """Open an event source by URI.
+
+    Args:
+        uri: ``file:PATH``, ``tcp://HOST:PORT``, ``camera:[SERIAL]``, ``webcam:N``,
+            ``video:PATH`` or ``synthetic:``, optionally with ``?key=value&...`` options.
+        **options: options of the source class (they override the URI's query); ``None`` values
+            are ignored, so callers can pass optional CLI flags straight through.
+
+    Returns:
+        an object satisfying :class:`EventSource`.
+
+    Raises:
+        ValueError: unknown scheme or option (the message lists the valid ones), bad target.
+        FileNotFoundError: a ``file:`` / ``video:`` path that does not exist.
+        sdt3_event.events.schema.EventFormatError: a file in an unknown or broken format.
+        ImportError: an optional dependency of the source (dv-processing for ``camera:``) is missing.
+    """
+    scheme, target, query = split_uri(uri)
+    factory = _factory(scheme)
+    merged = {**query, **{k: v for k, v in options.items() if v is not None}}
+    valid = _options_of(factory)
+    unknown = sorted(set(merged) - set(valid))
+    if unknown:
+        raise ValueError(
+            f"{uri}: unknown option(s) {unknown} for {scheme}: sources; valid options: {valid}"
+        )
+    if scheme in ("file", "video"):
+        if not target:
+            raise ValueError(f"{uri}: missing path; write {scheme}:PATH")
+        return factory(target, uri=uri, **merged)
+    if scheme == "webcam":
+        target = target or "0"
+        try:
+            index = int(target)
+        except ValueError:
+            raise ValueError(f"{uri}: webcam index must be an integer, e.g. webcam:0") from None
+        return factory(index, uri=uri, **merged)
+    if scheme == "tcp":
+        host, _, port = target.rpartition(":")
+        if not host or not port.isdigit():
+            raise ValueError(f"{uri}: expected tcp://HOST:PORT, e.g. tcp://127.0.0.1:7777")
+        return factory(host, int(port), uri=uri, **merged)
+    if scheme == "camera":
+        return factory(target or None, uri=uri, **merged)
+    if target:
+        raise ValueError(f"{uri}: synthetic: takes no target, only options, e.g. synthetic:?seed=1")
+    return factory(uri=uri, **merged)

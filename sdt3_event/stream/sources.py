@@ -1,0 +1,445 @@
+"""Event sources that need no network: file replay, the synthetic stream, webcam / video emulation.
+
+All of them pace their output against a clock: a chunk of events is released when the wall time
+since the start of the stream has caught up with its last timestamp (divided by ``speed``).
+``speed=0`` releases chunks as fast as the consumer takes them. Clock and sleep are injectable so
+tests replay without waiting.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+
+from sdt3_event.events.schema import EVENT_DTYPE, EventFormatError, SensorSize, validate_events
+from sdt3_event.stream.source import BaseEventSource, parse_size
+
+log = logging.getLogger(__name__)
+
+
+class _Pacer:
+    """Release times for a stream: event time ``t`` is due at ``start + (t - t0) / speed``."""
+
+    def __init__(
+        self,
+        speed: float,
+        clock: Callable[[], float],
+        sleep: Callable[[float], bool],
+    ) -> None:
+        if speed < 0:
+            raise ValueError(f"speed must be >= 0 (0 = as fast as possible), got {speed}")
+        self.speed = float(speed)
+        self.clock = clock
+        self.sleep = sleep
+        self.t0: int | None = None
+        self.wall0 = 0.0
+
+    def wait_until(self, t_us: int) -> bool:
+        """Block until event time ``t_us`` is due; False if the source was closed meanwhile."""
+        if self.t0 is None:
+            self.t0, self.wall0 = int(t_us), self.clock()
+        if self.speed == 0:
+            return self.sleep(0.0)
+        due = self.wall0 + (int(t_us) - self.t0) / 1e6 / self.speed
+        return self.sleep(due - self.clock())
+
+
+def _split(
+    events: np.ndarray, t_origin: int, chunk_us: int, max_chunk: int
+) -> Iterator[np.ndarray]:
+    """Split time-sorted events into chunks on a ``chunk_us`` grid from ``t_origin``, each at most
+    ``max_chunk`` events long."""
+    if len(events) == 0:
+        return
+    t = events["t"]
+    k0 = (int(t[0]) - t_origin) // chunk_us
+    k1 = (int(t[-1]) - t_origin) // chunk_us
+    edges = t_origin + np.arange(k0 + 1, k1 + 1, dtype=np.int64) * chunk_us
+    cuts = np.r_[0, np.searchsorted(t, edges, side="left"), len(events)]
+    for a, b in zip(cuts[:-1], cuts[1:], strict=True):
+        for s in range(int(a), int(b), max_chunk):
+            yield events[s : min(int(b), s + max_chunk)]
+
+
+class _PacedSource(BaseEventSource):
+    """A source that releases pre-existing event segments in real time (or ``speed`` times it)."""
+
+    def __init__(
+        self,
+        uri: str,
+        sensor_size: SensorSize | None,
+        *,
+        speed: float,
+        chunk_us: int,
+        max_chunk_events: int,
+        clock: Callable[[], float] | None,
+        sleep: Callable[[float], None] | None,
+    ) -> None:
+        super().__init__(uri, sensor_size)
+        if chunk_us <= 0 or max_chunk_events <= 0:
+            raise ValueError("chunk_us and max_chunk_events must be > 0")
+        self.speed = float(speed)
+        self.chunk_us = int(chunk_us)
+        self.max_chunk_events = int(max_chunk_events)
+        if sleep is None:
+            sleep_fn = self._sleep
+        else:
+
+            def sleep_fn(seconds: float) -> bool:
+                if seconds > 0:
+                    sleep(seconds)
+                return not self.closed
+
+        self._pacer = _Pacer(self.speed, clock or time.monotonic, sleep_fn)
+
+    def _segments(self) -> Iterator[np.ndarray]:
+        raise NotImplementedError
+
+    def _chunks(self) -> Iterator[np.ndarray]:
+        self._set_status("connected", self._describe())
+        origin: int | None = None
+        for seg in self._segments():
+            if len(seg) == 0:
+                continue
+            if origin is None:
+                origin = int(seg["t"][0])
+            for chunk in _split(seg, origin, self.chunk_us, self.max_chunk_events):
+                # a chunk is complete once the end of its grid cell (or its last event) is due
+                if not self._pacer.wait_until(int(chunk["t"][-1])):
+                    return
+                yield chunk
+
+    def _describe(self) -> str:
+        pace = "as fast as possible" if self.speed == 0 else f"{self.speed:g}x real time"
+        return pace
+
+
+class FileSource(_PacedSource):
+    """Replay a recording (any format :func:`sdt3_event.events.io.read_events` reads).
+
+    Args:
+        path: the recording.
+        speed: multiple of the recorded speed; ``0`` = as fast as possible.
+        loop: start again at the end, forever (timestamps keep increasing).
+        chunk_us: chunk duration in event time.
+        max_chunk_events: split denser chunks.
+        sensor: ``"WxH"`` / ``(W, H[, P])`` for formats without geometry (EVT2 RAW); overrides
+            what the file says.
+        clock / sleep: injectable time functions (tests).
+
+    Raises:
+        FileNotFoundError: the path does not exist.
+        EventFormatError: an unknown or broken format (the message lists the supported ones).
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        uri: str | None = None,
+        speed: float = 1.0,
+        loop: bool = False,
+        chunk_us: int = 10_000,
+        max_chunk_events: int = 1 << 16,
+        sensor: str | tuple | None = None,
+        clock: Callable[[], float] | None = None,
+        sleep: Callable[[float], None] | None = None,
+    ) -> None:
+        path = Path(path).expanduser()
+        if not path.is_file():
+            raise FileNotFoundError(f"no such recording: {path}")
+        from sdt3_event.events.io import read_events
+
+        size = None
+        if sensor is not None:
+            size = parse_size(sensor)
+            size = (*size, 2) if len(size) == 2 else size
+        events, file_size = read_events(path, sensor_size=size)
+        sensor_size = size or file_size
+        if sensor_size is None:
+            if len(events) == 0:
+                raise EventFormatError(f"{path}: no events and no sensor size in the file")
+            sensor_size = (int(events["x"].max()) + 1, int(events["y"].max()) + 1, 2)
+            log.warning(
+                "%s: the file does not state its sensor size; using %s from the largest "
+                "coordinates (pass ?sensor=WxH to set it)",
+                path,
+                sensor_size,
+            )
+        events, n_out = validate_events(
+            events, sensor_size, source=str(path), drop_out_of_range=True, require_sorted=False
+        )
+        if n_out:
+            log.warning("%s: dropped %d events outside the %s sensor", path, n_out, sensor_size)
+        if len(events) > 1 and np.any(np.diff(events["t"]) < 0):
+            log.warning("%s: timestamps not sorted; sorting them for replay", path)
+            events = events[np.argsort(events["t"], kind="stable")]
+        if len(events) == 0:
+            raise EventFormatError(f"{path}: the recording holds no events")
+        super().__init__(
+            uri or f"file:{path}",
+            sensor_size,
+            speed=speed,
+            chunk_us=chunk_us,
+            max_chunk_events=max_chunk_events,
+            clock=clock,
+            sleep=sleep,
+        )
+        self.path = path
+        self.loop = bool(loop)
+        self.events = events
+        self.loops_done = 0
+
+    @property
+    def duration_us(self) -> int:
+        return int(self.events["t"][-1] - self.events["t"][0]) + 1
+
+    def _segments(self) -> Iterator[np.ndarray]:
+        period = self.duration_us
+        while True:
+            if self.loops_done == 0:
+                yield self.events
+            else:
+                seg = self.events.copy()
+                seg["t"] += self.loops_done * period
+                yield seg
+            self.loops_done += 1
+            if not self.loop or self.closed:
+                return
+
+    def _describe(self) -> str:
+        return (
+            f"{self.path.name}: {len(self.events):,} events, {self.duration_us / 1e6:.3f} s, "
+            f"{super()._describe()}" + (", looping" if self.loop else "")
+        )
+
+
+class SyntheticSource(_PacedSource):
+    """The synthetic gesture generator as an endless live stream.
+
+    Gestures follow one another, each lasting ``gesture_us``; the class of each is drawn at random
+    (seeded). :meth:`label_at` tells the true class at any time of the stream, for the last
+    ``history`` gestures.
+
+    Args:
+        seed: seeds the class sequence and the gestures.
+        speed: multiple of real time; ``0`` = as fast as possible.
+        sensor: ``(W, H[, P])`` / ``"WxH"``; default the generator's 128x128.
+        gesture_us: duration of one gesture (default the generator's).
+        max_gestures: stop after this many (default: endless).
+        chunk_us, max_chunk_events, clock, sleep: as for :class:`FileSource`.
+    """
+
+    def __init__(
+        self,
+        *,
+        uri: str | None = None,
+        seed: int = 0,
+        speed: float = 1.0,
+        sensor: str | tuple | None = None,
+        gesture_us: int | None = None,
+        max_gestures: int | None = None,
+        history: int = 1024,
+        chunk_us: int = 10_000,
+        max_chunk_events: int = 1 << 16,
+        clock: Callable[[], float] | None = None,
+        sleep: Callable[[float], None] | None = None,
+    ) -> None:
+        from sdt3_event.datasets import synthetic
+
+        size = (128, 128, 2) if sensor is None else parse_size(sensor)
+        size = (*size, 2) if len(size) == 2 else size
+        super().__init__(
+            uri or "synthetic:",
+            size,
+            speed=speed,
+            chunk_us=chunk_us,
+            max_chunk_events=max_chunk_events,
+            clock=clock,
+            sleep=sleep,
+        )
+        self._gen = synthetic
+        self.class_names = tuple(synthetic.SYNTHETIC_CLASSES)
+        self.seed = int(seed)
+        self.gesture_us = None if gesture_us is None else int(gesture_us)
+        self.max_gestures = max_gestures
+        self._timeline: deque[tuple[int, int, int]] = deque(maxlen=int(history))
+
+    def _generate(self, label: int, rng: np.random.Generator) -> np.ndarray:
+        kwargs = {"sensor_size": self.sensor_size}
+        if self.gesture_us is not None:
+            kwargs["duration_us"] = self.gesture_us
+        return self._gen.generate_gesture(label, rng, **kwargs)
+
+    def _segments(self) -> Iterator[np.ndarray]:
+        rng = np.random.default_rng(self.seed)
+        n_classes = len(self.class_names)
+        t_next = 0
+        i = 0
+        while not self.closed and (self.max_gestures is None or i < self.max_gestures):
+            label = int(rng.integers(n_classes))
+            ev = self._generate(label, rng)
+            if len(ev) and ev["t"].min() < 0:
+                raise EventFormatError("synthetic generator produced negative timestamps")
+            length = self.gesture_us or (int(ev["t"].max()) + 1 if len(ev) else 1)
+            ev = ev[np.argsort(ev["t"], kind="stable")] if len(ev) else ev
+            seg = ev.astype(EVENT_DTYPE, copy=True)
+            seg["t"] += t_next
+            self._timeline.append((t_next, t_next + length, label))
+            t_next += length
+            i += 1
+            yield seg
+
+    def label_at(self, t_us: int) -> str | None:
+        """The true class name at stream time ``t_us`` (``None`` if outside the kept history)."""
+        for start, end, label in reversed(self._timeline):
+            if start <= t_us < end:
+                return self.class_names[label]
+            if end <= t_us:
+                return None
+        return None
+
+    def _describe(self) -> str:
+        return f"synthetic gestures ({len(self.class_names)} classes), {super()._describe()}"
+
+
+class VideoSource(BaseEventSource):
+    """A webcam or video file turned into events by :class:`~sdt3_event.stream.emulator.EventEmulator`.
+
+    Args:
+        target: a webcam index (``int``) or a video path.
+        speed: for video files, multiple of the video's frame rate (``0`` = as fast as possible);
+            webcams run in real time and ignore it.
+        loop: restart a video file at its end.
+        size: ``"WxH"`` resolution of the emulated sensor (frames are resized with area
+            averaging); default the capture's resolution.
+        fps: frame rate to assume when the file does not state one.
+        threshold_on / threshold_off / threshold_sigma / refractory_us / seed: see the emulator.
+        max_frames: stop after this many frames.
+        clock / sleep: injectable time functions (tests).
+
+    Raises:
+        FileNotFoundError: a missing video file.
+        RuntimeError: OpenCV cannot open the camera or the video.
+    """
+
+    def __init__(
+        self,
+        target: int | str | Path,
+        *,
+        uri: str | None = None,
+        speed: float = 1.0,
+        loop: bool = False,
+        size: str | tuple | None = None,
+        fps: float = 30.0,
+        threshold_on: float = 0.2,
+        threshold_off: float = 0.2,
+        threshold_sigma: float = 0.03,
+        refractory_us: int = 1000,
+        seed: int = 0,
+        max_frames: int | None = None,
+        clock: Callable[[], float] | None = None,
+        sleep: Callable[[float], None] | None = None,
+    ) -> None:
+        import cv2
+
+        from sdt3_event.stream.emulator import EventEmulator
+
+        self.live = isinstance(target, int)
+        if not self.live:
+            target = Path(target).expanduser()
+            if not target.is_file():
+                raise FileNotFoundError(f"no such video: {target}")
+        cap = cv2.VideoCapture(target if self.live else str(target))
+        if not cap.isOpened():
+            cap.release()
+            what = f"camera {target}" if self.live else f"video {target}"
+            raise RuntimeError(
+                f"OpenCV cannot open {what}; "
+                + (
+                    "check that a camera is connected and not used by another program"
+                    if self.live
+                    else "check that it is a video format OpenCV reads (mp4, avi, mkv)"
+                )
+            )
+        ok, first = cap.read()
+        if not ok:
+            cap.release()
+            raise RuntimeError(f"{target}: could not read a first frame")
+        h, w = first.shape[:2]
+        if size is not None:
+            w, h = parse_size(size)[:2]
+        super().__init__(uri or (f"webcam:{target}" if self.live else f"video:{target}"), (w, h, 2))
+        self._cv2 = cv2
+        self._cap = cap
+        self._first = first
+        self.target = target
+        self.speed = float(speed)
+        self.loop = bool(loop)
+        self.max_frames = max_frames
+        file_fps = cap.get(cv2.CAP_PROP_FPS)
+        self.fps = float(file_fps) if file_fps and file_fps > 0 and np.isfinite(file_fps) else fps
+        self.emulator = EventEmulator(
+            threshold_on=threshold_on,
+            threshold_off=threshold_off,
+            threshold_sigma=threshold_sigma,
+            refractory_us=refractory_us,
+            seed=seed,
+        )
+        self._clock = clock or time.monotonic
+        self._sleep_fn = sleep
+
+    def _pause(self, seconds: float) -> bool:
+        if self._sleep_fn is None:
+            return self._sleep(seconds)
+        if seconds > 0:
+            self._sleep_fn(seconds)
+        return not self.closed
+
+    def _frames(self) -> Iterator[np.ndarray]:
+        yield self._first
+        while not self.closed:
+            ok, frame = self._cap.read()
+            if not ok:
+                if self.live:
+                    raise RuntimeError(f"{self.uri}: the camera stopped delivering frames")
+                if not self.loop:
+                    return
+                self._cap.set(self._cv2.CAP_PROP_POS_FRAMES, 0)
+                ok, frame = self._cap.read()
+                if not ok:
+                    return
+            yield frame
+
+    def _chunks(self) -> Iterator[np.ndarray]:
+        self._set_status(
+            "connected",
+            f"{self.uri}: {self.sensor_size[0]}x{self.sensor_size[1]} "
+            f"emulated events at {self.fps:g} fps",
+        )
+        w, h = self.sensor_size[:2]
+        wall0 = self._clock()
+        try:
+            for i, frame in enumerate(self._frames()):
+                if self.max_frames is not None and i >= self.max_frames:
+                    return
+                if frame.shape[1] != w or frame.shape[0] != h:
+                    frame = self._cv2.resize(frame, (w, h), interpolation=self._cv2.INTER_AREA)
+                if self.live:
+                    t_us = int((self._clock() - wall0) * 1e6)
+                else:
+                    t_us = int(round(i * 1e6 / self.fps))
+                    if self.speed > 0 and not self._pause(
+                        wall0 + t_us / 1e6 / self.speed - self._clock()
+                    ):
+                        return
+                events = self.emulator(frame, t_us)
+                if len(events):
+                    yield events
+        finally:
+            self._cap.release()
