@@ -1,1 +1,2 @@
 """Model families; importing this package registers every factory with :mod:`sdt3_event.registry`."""
+from sdt3_event.models import sdt_v1  # noqa: F401,E402  (V1 registrations)
