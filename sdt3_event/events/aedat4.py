@@ -1,0 +1,820 @@
+"""AEDAT 4.0: the packet codec, a streaming reader and an atomic writer (files and DV network streams).
+
+The layout (iniVation's AEDAT 4.0 / DV; all integers little-endian):
+
+- files start with the magic line ``#!AER-DAT4.0\\r\\n``; DV network streams (dv-processing's
+  ``NetworkWriter``, the DV software's network outputs) are the same byte stream *without* it;
+- then the ``IOHeader``: a size-prefixed flatbuffer (identifier ``IOHE``) with ``compression``
+  (int32 enum: NONE, LZ4, LZ4_HIGH, ZSTD, ZSTD_HIGH), ``dataTablePosition`` (int64, -1 when absent)
+  and ``infoNode`` (an XML string describing each stream: id, ``typeIdentifier``,
+  ``originalOutputName``, and for events ``sizeX`` / ``sizeY`` under its ``info`` node);
+- then packets: ``[stream_id:int32][size:int32][size bytes]``; the bytes are the packet's
+  size-prefixed flatbuffer, compressed as a whole (LZ4 *frame* format or zstd) unless compression is
+  NONE. Event packets have identifier ``EVTS`` and one field, a vector of 16-byte ``Event`` structs
+  ``(timestamp:int64 us, x:int16, y:int16, polarity:bool, 3 bytes padding)``;
+- files end with a ``FileDataTable`` (identifier ``FTAB``, compressed like the packets, no packet
+  header) at ``dataTablePosition``: one entry per packet (payload byte offset, stream id and size,
+  element count, first and last timestamp), which readers use to seek.
+
+Decoding is bounds-checked: every length is capped (``max_packet_bytes``) *before* anything of that
+size is allocated, and a truncated packet or header raises ``EventFormatError``.
+
+Example:
+    >>> write_aedat4("out.aedat4", events, sensor_size=(346, 260, 2))  # doctest: +SKIP
+    >>> with Aedat4Writer("live.aedat4", (346, 260, 2)) as w:  # doctest: +SKIP
+    ...     w.write(chunk)
+"""
+
+from __future__ import annotations
+
+import enum
+import io
+import logging
+import os
+import struct
+import tempfile
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+
+from sdt3_event.events._flatbuffers import root_table
+from sdt3_event.events.schema import EVENT_DTYPE, EventFormatError, SensorSize, validate_events
+
+log = logging.getLogger(__name__)
+
+MAGIC = b"#!AER-DAT4.0\r\n"
+EVENT_TYPE_ID = "EVTS"
+#: The 16-byte on-wire event struct.
+DV_EVENT_DTYPE = np.dtype(
+    {"names": ["t", "x", "y", "on"], "formats": ["<i8", "<i2", "<i2", "u1"], "itemsize": 16}
+)
+#: Default cap on one packet's bytes, compressed or decompressed (an int32 length could claim 2 GiB).
+MAX_PACKET_BYTES = 256 * 1024 * 1024
+#: Cap on the IOHeader (its XML describes a handful of streams: a few KiB).
+MAX_HEADER_BYTES = 1024 * 1024
+DEFAULT_PACKET_SIZE = 16384
+
+_U32 = struct.Struct("<I")
+_I32 = struct.Struct("<i")
+_I64 = struct.Struct("<q")
+_PACKET_HEADER = struct.Struct("<ii")
+_LZ4_MAGIC = b"\x04\x22\x4d\x18"
+_ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+
+
+class Compression(enum.IntEnum):
+    """The ``compression`` enum of the IOHeader."""
+
+    NONE = 0
+    LZ4 = 1
+    LZ4_HIGH = 2
+    ZSTD = 3
+    ZSTD_HIGH = 4
+
+    @classmethod
+    def parse(cls, value: str | int | Compression) -> Compression:
+        """Accept ``"lz4"``, ``"LZ4_HIGH"``, ``"none"``, 1, ... .
+
+        Raises:
+            ValueError: an unknown name or number (the message lists the valid ones).
+        """
+        if isinstance(value, str):
+            try:
+                return cls[value.strip().upper()]
+            except KeyError:
+                pass
+        else:
+            try:
+                return cls(int(value))
+            except ValueError:
+                pass
+        raise ValueError(
+            f"unknown AEDAT4 compression {value!r}; use one of "
+            f"{', '.join(c.name.lower() for c in cls)}"
+        )
+
+
+# --------------------------------------------------------------------------------------------------
+# compression
+
+
+def compress(payload: bytes, compression: Compression) -> bytes:
+    """Compress one packet's flatbuffer as AEDAT 4.0 does (LZ4 frame format or a zstd frame)."""
+    if compression == Compression.NONE:
+        return payload
+    if compression in (Compression.LZ4, Compression.LZ4_HIGH):
+        import lz4.frame
+
+        level = 9 if compression == Compression.LZ4_HIGH else 0
+        return lz4.frame.compress(payload, compression_level=level, store_size=False)
+    zstd = _import_zstd()
+    level = 10 if compression == Compression.ZSTD_HIGH else 3
+    return zstd.ZstdCompressor(level=level).compress(payload)
+
+
+def decompress(
+    data: bytes | memoryview,
+    compression: Compression,
+    *,
+    max_bytes: int = MAX_PACKET_BYTES,
+    what: str = "packet",
+) -> bytes | memoryview:
+    """Undo ``compress``, never producing more than ``max_bytes``.
+
+    Raises:
+        EventFormatError: corrupt or truncated compressed data, or more than ``max_bytes`` of output.
+    """
+    if compression == Compression.NONE:
+        return data
+    if compression in (Compression.LZ4, Compression.LZ4_HIGH):
+        import lz4.frame
+
+        if bytes(data[:4]) != _LZ4_MAGIC:
+            raise EventFormatError(f"{what}: not an LZ4 frame (magic {bytes(data[:4]).hex()})")
+        dec = lz4.frame.LZ4FrameDecompressor()
+        try:
+            out = dec.decompress(bytes(data), max_length=max_bytes + 1)
+        except RuntimeError as exc:
+            raise EventFormatError(f"{what}: corrupt LZ4 data ({exc})") from exc
+        if len(out) > max_bytes:
+            raise EventFormatError(
+                f"{what}: decompresses to more than {max_bytes} bytes; raise max_packet_bytes "
+                "if the recording really has packets this large"
+            )
+        if not dec.eof:
+            raise EventFormatError(f"{what}: truncated LZ4 frame")
+        return out
+    zstd = _import_zstd()
+    if bytes(data[:4]) != _ZSTD_MAGIC:
+        raise EventFormatError(f"{what}: not a zstd frame (magic {bytes(data[:4]).hex()})")
+    try:
+        with zstd.ZstdDecompressor().stream_reader(io.BytesIO(bytes(data))) as reader:
+            out = reader.read(max_bytes + 1)
+    except zstd.ZstdError as exc:
+        raise EventFormatError(f"{what}: corrupt zstd data ({exc})") from exc
+    if len(out) > max_bytes:
+        raise EventFormatError(f"{what}: decompresses to more than {max_bytes} bytes")
+    return out
+
+
+def _import_zstd():
+    try:
+        import zstandard
+    except ImportError as exc:  # pragma: no cover - zstandard is a declared dependency
+        raise ImportError(
+            "AEDAT4 zstd compression needs the 'zstandard' package: pip install zstandard"
+        ) from exc
+    return zstandard
+
+
+# --------------------------------------------------------------------------------------------------
+# IOHeader and the info XML
+
+
+@dataclass(frozen=True)
+class StreamInfo:
+    """One stream declared in the IOHeader's info XML.
+
+    Attributes:
+        stream_id: the id used in packet headers.
+        type_identifier: the flatbuffer identifier of its packets (``EVTS`` for events).
+        output_name: ``originalOutputName`` (``"events"``, ``"frames"``, ``"imu"``, ...).
+        module_name: ``originalModuleName``.
+        size: ``(sizeX, sizeY)`` of its ``info`` node, when present.
+        source: the camera name (``info/source``), when present.
+        attrs: every ``info`` attribute as text.
+    """
+
+    stream_id: int
+    type_identifier: str
+    output_name: str = ""
+    module_name: str = ""
+    size: tuple[int, int] | None = None
+    source: str = ""
+    attrs: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def is_events(self) -> bool:
+        return self.type_identifier == EVENT_TYPE_ID
+
+
+@dataclass(frozen=True)
+class IOHeader:
+    """The decoded IOHeader: compression, data table position, info XML and its streams."""
+
+    compression: Compression
+    data_table_position: int
+    info_xml: str
+    streams: tuple[StreamInfo, ...]
+
+    def event_stream(self, name: str | None = None) -> StreamInfo:
+        """The first event stream (or the one whose ``originalOutputName`` is ``name``).
+
+        Raises:
+            EventFormatError: no such event stream; the message lists what the header declares.
+        """
+        for s in self.streams:
+            if s.is_events and (name is None or s.output_name == name):
+                return s
+        have = ", ".join(
+            f"{s.stream_id}:{s.output_name}({s.type_identifier})" for s in self.streams
+        )
+        raise EventFormatError(
+            f"no event stream{f' named {name!r}' if name else ''} in the AEDAT4 header "
+            f"(streams: {have or 'none'})"
+        )
+
+    def sensor_size(self, name: str | None = None) -> SensorSize | None:
+        """``(W, H, 2)`` of the event stream, or ``None`` when the header does not say."""
+        s = self.event_stream(name)
+        return None if s.size is None else (s.size[0], s.size[1], 2)
+
+
+def build_info_xml(streams: list[StreamInfo], compression: Compression) -> str:
+    """The ``infoNode`` XML that DV and dv-processing write, for the given streams."""
+    root = ET.Element("dv", version="2.0")
+    out = ET.SubElement(root, "node", name="outInfo", path="/outInfo/")
+
+    def attr(parent: ET.Element, key: str, type_: str, value) -> None:
+        ET.SubElement(parent, "attr", key=key, type=type_).text = str(value)
+
+    for s in streams:
+        node = ET.SubElement(out, "node", name=str(s.stream_id), path=f"/outInfo/{s.stream_id}/")
+        attr(node, "compression", "string", compression.name)
+        attr(node, "originalModuleName", "string", s.module_name or "sdt3-event")
+        attr(node, "originalOutputName", "string", s.output_name or "events")
+        attr(node, "typeDescription", "string", "Array of events (polarity ON/OFF).")
+        attr(node, "typeIdentifier", "string", s.type_identifier)
+        info = ET.SubElement(node, "node", name="info", path=f"/outInfo/{s.stream_id}/info/")
+        if s.size is not None:
+            attr(info, "sizeX", "int", int(s.size[0]))
+            attr(info, "sizeY", "int", int(s.size[1]))
+        attr(info, "source", "string", s.source or "sdt3-event")
+        for k, v in s.attrs.items():
+            if k not in ("sizeX", "sizeY", "source"):
+                attr(info, k, "string", v)
+    ET.indent(root, space="    ")
+    return ET.tostring(root, encoding="unicode") + "\n"
+
+
+def parse_info_xml(text: str, what: str = "AEDAT4 header") -> tuple[StreamInfo, ...]:
+    """The streams declared by an IOHeader's info XML.
+
+    Raises:
+        EventFormatError: the XML does not parse.
+    """
+    try:
+        root = ET.fromstring(text.rstrip("\x00").strip() or "<dv/>")
+    except ET.ParseError as exc:
+        raise EventFormatError(f"{what}: the info XML does not parse ({exc})") from exc
+    streams = []
+    for out in root.iter("node"):
+        if out.get("name") != "outInfo":
+            continue
+        for node in out.findall("node"):
+            name = node.get("name", "")
+            if not name.lstrip("-").isdigit():
+                continue
+            attrs = {a.get("key", ""): (a.text or "") for a in node.findall("attr")}
+            info_node = next((n for n in node.findall("node") if n.get("name") == "info"), None)
+            info = {}
+            if info_node is not None:
+                info = {a.get("key", ""): (a.text or "") for a in info_node.findall("attr")}
+            size = None
+            if "sizeX" in info and "sizeY" in info:
+                try:
+                    size = (int(info["sizeX"]), int(info["sizeY"]))
+                except ValueError as exc:
+                    raise EventFormatError(f"{what}: non-integer sizeX/sizeY {info}") from exc
+            streams.append(
+                StreamInfo(
+                    stream_id=int(name),
+                    type_identifier=attrs.get("typeIdentifier", ""),
+                    output_name=attrs.get("originalOutputName", ""),
+                    module_name=attrs.get("originalModuleName", ""),
+                    size=size,
+                    source=info.get("source", ""),
+                    attrs=info,
+                )
+            )
+        break
+    return tuple(streams)
+
+
+def encode_io_header(
+    compression: Compression, info_xml: str, data_table_position: int = -1
+) -> bytes:
+    """The size-prefixed ``IOHeader`` flatbuffer (the same layout as dv-processing writes).
+
+    Layout after the 4-byte size prefix: root offset (24), ``IOHE``, 6 bytes padding, the vtable
+    (10 bytes: fields at +4 compression, +12 dataTablePosition, +8 infoNode), the 20-byte table,
+    then the NUL-terminated string padded to 4 bytes.
+    """
+    text = info_xml.encode("utf-8")
+    body = bytearray()
+    body += _U32.pack(24) + b"IOHE" + bytes(6)
+    body += struct.pack("<5H", 10, 20, 4, 12, 8)
+    body += _I32.pack(10) + _I32.pack(int(compression)) + _U32.pack(12)
+    body += _I64.pack(int(data_table_position))
+    body += _U32.pack(len(text)) + text + b"\x00"
+    body += bytes(-len(body) % 4)
+    return _U32.pack(len(body)) + bytes(body)
+
+
+def decode_io_header(buf: bytes | memoryview, what: str = "AEDAT4 header") -> IOHeader:
+    """Decode a size-prefixed IOHeader flatbuffer.
+
+    Raises:
+        EventFormatError: not an IOHeader, an unknown compression, or unparsable info XML.
+    """
+    t = root_table(buf, b"IOHE", what)
+    code = t.scalar(0, _I32, 0)
+    try:
+        compression = Compression(code)
+    except ValueError as exc:
+        raise EventFormatError(f"{what}: unknown compression code {code}") from exc
+    xml_text = t.string(2)
+    return IOHeader(compression, t.scalar(1, _I64, -1), xml_text, parse_info_xml(xml_text, what))
+
+
+# --------------------------------------------------------------------------------------------------
+# event packets
+
+_EVTS_PREFIX = struct.Struct("<II4s2x3HiI")  # size, root, ident, pad, vtable(3), soffset, uoffset
+
+
+def events_to_dv(events: np.ndarray) -> np.ndarray:
+    """``EVENT_DTYPE`` -> the 16-byte on-wire struct array (padding zeroed).
+
+    Shape:
+        ``[N]`` -> ``[N]``.
+    """
+    out = np.zeros(len(events), dtype=DV_EVENT_DTYPE)
+    out["t"], out["x"], out["y"], out["on"] = events["t"], events["x"], events["y"], events["p"]
+    return out
+
+
+def encode_event_packet(events: np.ndarray) -> bytes:
+    """One size-prefixed ``EventPacket`` flatbuffer (uncompressed), laid out as dv-processing does.
+
+    Layout: ``[size][root=16]["EVTS"][2 pad][vtable 6,8,4][soffset 6][uoffset 4][n][n x 16 bytes]``,
+    which puts the int64 timestamps on 8-byte boundaries of the prefixed buffer.
+
+    Shape:
+        events: ``[N]`` of ``EVENT_DTYPE`` (or the 16-byte ``DV_EVENT_DTYPE``).
+    """
+    dv = events if events.dtype == DV_EVENT_DTYPE else events_to_dv(events)
+    n = len(dv)
+    head = _EVTS_PREFIX.pack(28 + 16 * n, 16, b"EVTS", 6, 8, 4, 6, 4) + _U32.pack(n)
+    return head + dv.tobytes()
+
+
+def decode_event_packet(buf: bytes | memoryview, what: str = "event packet") -> np.ndarray:
+    """Decode one (decompressed, size-prefixed) ``EventPacket`` flatbuffer into ``EVENT_DTYPE``.
+
+    Shape:
+        returns ``[N]``.
+
+    Raises:
+        EventFormatError: not an event packet, or its vector runs past the buffer.
+    """
+    raw = decode_event_packet_raw(buf, what)
+    out = np.empty(len(raw), dtype=EVENT_DTYPE)
+    out["t"], out["x"], out["y"] = raw["t"], raw["x"], raw["y"]
+    out["p"] = raw["on"] != 0
+    return out
+
+
+def decode_event_packet_raw(buf: bytes | memoryview, what: str = "event packet") -> np.ndarray:
+    """Like ``decode_event_packet`` but returns a zero-copy view in ``DV_EVENT_DTYPE``."""
+    t = root_table(buf, b"EVTS", what)
+    start, n = t.vector(0, DV_EVENT_DTYPE.itemsize)
+    if n == 0:
+        return np.zeros(0, dtype=DV_EVENT_DTYPE)
+    # ``t.buf`` is the buffer without its size prefix: shift by 4 into the original.
+    return np.frombuffer(buf, dtype=DV_EVENT_DTYPE, count=n, offset=start + 4)
+
+
+def encode_packet(
+    stream_id: int, events: np.ndarray, compression: Compression = Compression.NONE
+) -> bytes:
+    """A complete packet on the wire: ``[stream_id][size][compressed EventPacket]``."""
+    payload = compress(encode_event_packet(events), compression)
+    return _PACKET_HEADER.pack(stream_id, len(payload)) + payload
+
+
+# --------------------------------------------------------------------------------------------------
+# the data table
+
+_FTAB_ELEM = struct.Struct("<iiiiqqqq")  # soffset, stream_id, size, pad, byte_offset, n, t0, t1
+
+
+def encode_data_table(entries: list[tuple[int, int, int, int, int, int]]) -> bytes:
+    """The size-prefixed ``FileDataTable`` flatbuffer (uncompressed).
+
+    Args:
+        entries: ``(byte_offset, stream_id, size, n_elements, t_start, t_end)`` per packet, where
+            ``byte_offset`` is the file offset of the packet's payload (after its 8-byte header).
+
+    Layout: ``[size][root=20]["FTAB"][6 pad][root vtable 6,8,4][soffset 6][uoffset 4][n][n uoffsets]``
+    then, 8-aligned, one shared element vtable (14 bytes + 2 pad) and the 48-byte element tables
+    ``[soffset][PacketHeader][pad][ByteOffset][NumElements][TimestampStart][TimestampEnd]``.
+    """
+    n = len(entries)
+    body = bytearray(_U32.pack(20) + b"FTAB" + bytes(6) + struct.pack("<3H", 6, 8, 4))
+    body += _I32.pack(6) + _U32.pack(4) + _U32.pack(n)
+    refs_pos = len(body)
+    body += bytes(4 * n)
+    # +4 for the size prefix: element tables must sit on 8-byte boundaries of the prefixed buffer.
+    body += bytes(-(len(body) + 4) % 8)
+    vt_pos = len(body)
+    body += struct.pack("<7H", 14, 48, 16, 4, 24, 32, 40) + bytes(2)
+    refs = bytearray()
+    for i, (byte_offset, sid, size, count, t0, t1) in enumerate(entries):
+        pos = len(body)
+        refs += _U32.pack(pos - (refs_pos + 4 * i))
+        body += _FTAB_ELEM.pack(pos - vt_pos, sid, size, 0, byte_offset, count, t0, t1)
+    body[refs_pos : refs_pos + 4 * n] = refs
+    return _U32.pack(len(body)) + bytes(body)
+
+
+def decode_data_table(
+    buf: bytes | memoryview, what: str = "AEDAT4 data table"
+) -> list[tuple[int, int, int, int, int, int]]:
+    """Decode a (decompressed) ``FileDataTable``: the inverse of ``encode_data_table``.
+
+    Raises:
+        EventFormatError: not a data table, or corrupt.
+    """
+    t = root_table(buf, b"FTAB", what)
+    start, n = t.vector(0, 4)
+    out = []
+    for i in range(n):
+        e = t.table_at(start + 4 * i)
+        ph = e.struct_pos(1, 8)
+        sid, size = _PACKET_HEADER.unpack_from(e.buf, ph) if ph is not None else (0, 0)
+        out.append(
+            (
+                e.scalar(0, _I64, 0),
+                sid,
+                size,
+                e.scalar(2, _I64, 0),
+                e.scalar(3, _I64, 0),
+                e.scalar(4, _I64, 0),
+            )
+        )
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
+# reading a byte stream (file or socket)
+
+
+@dataclass(frozen=True)
+class Packet:
+    """One packet as read from the stream: its stream id and its still-compressed payload."""
+
+    stream_id: int
+    payload: bytes
+    offset: int = -1  # file offset of the payload, when known
+
+
+def _read_exact(fp: BinaryIO, n: int, what: str, *, allow_eof: bool = False) -> bytes | None:
+    """Read exactly ``n`` bytes, in bounded steps (a lying length never allocates up front)."""
+    chunks, got = [], 0
+    while got < n:
+        chunk = fp.read(min(n - got, 1 << 20))
+        if not chunk:
+            if allow_eof and got == 0:
+                return None
+            raise EventFormatError(f"{what}: truncated: expected {n} bytes, got {got}")
+        chunks.append(chunk)
+        got += len(chunk)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def read_io_header(
+    fp: BinaryIO, *, expect_magic: bool = True, what: str = "AEDAT4 stream"
+) -> IOHeader:
+    """Read the magic line (files only) and the IOHeader from a binary stream.
+
+    Raises:
+        EventFormatError: a wrong magic line, an absurd header length, or a corrupt header.
+    """
+    if expect_magic:
+        magic = _read_exact(fp, len(MAGIC), what, allow_eof=True)
+        if magic != MAGIC:
+            shown = (magic or b"")[:16]
+            raise EventFormatError(
+                f"{what}: not an AEDAT 4.0 file (starts with {shown!r}, expected {MAGIC!r})"
+            )
+    size_raw = _read_exact(fp, 4, what, allow_eof=True)
+    if size_raw is None:
+        raise EventFormatError(f"{what}: ended before the AEDAT4 header")
+    size = _U32.unpack(size_raw)[0]
+    if size < 8 or size > MAX_HEADER_BYTES:
+        raise EventFormatError(
+            f"{what}: header length {size} is not plausible (expected 8..{MAX_HEADER_BYTES} bytes);"
+            " is this an AEDAT 4.0 / DV stream?"
+        )
+    return decode_io_header(size_raw + _read_exact(fp, size, what), what)
+
+
+def iter_packets(
+    fp: BinaryIO,
+    header: IOHeader,
+    *,
+    start_offset: int = -1,
+    max_packet_bytes: int = MAX_PACKET_BYTES,
+    what: str = "AEDAT4 stream",
+    skip_streams: bool = True,
+) -> Iterator[Packet]:
+    """Yield the packets after the header until the data table (files) or a clean EOF.
+
+    Args:
+        fp: the binary stream, positioned just after the IOHeader.
+        header: from ``read_io_header``; packets of undeclared streams raise.
+        start_offset: the file offset of ``fp`` now (to stop at the data table), or -1 (streams).
+        max_packet_bytes: the largest packet accepted; larger length fields raise before reading.
+        skip_streams: packets of declared non-event streams are read past but yielded with an
+            empty payload (their bytes are discarded as they arrive).
+
+    Raises:
+        EventFormatError: truncated packets, absurd lengths, undeclared stream ids.
+    """
+    known = {s.stream_id: s for s in header.streams}
+    offset = start_offset
+    stop = (
+        header.data_table_position if (start_offset >= 0 and header.data_table_position > 0) else -1
+    )
+    while True:
+        if stop >= 0 and offset >= stop:
+            return
+        raw = _read_exact(fp, 8, what, allow_eof=True)
+        if raw is None:
+            return
+        sid, size = _PACKET_HEADER.unpack(raw)
+        where = f"{what}: packet at byte {offset}" if offset >= 0 else f"{what}: packet"
+        if sid not in known:
+            raise EventFormatError(
+                f"{where} has stream id {sid}, which the header does not declare "
+                f"(declared: {sorted(known)}); the stream is corrupt or not AEDAT 4.0"
+            )
+        if size < 0 or size > max_packet_bytes:
+            raise EventFormatError(
+                f"{where} claims {size} bytes (limit {max_packet_bytes}); refusing to read it"
+            )
+        if offset >= 0:
+            offset += 8
+        if skip_streams and not known[sid].is_events:
+            left = size
+            while left:
+                got = fp.read(min(left, 1 << 20))
+                if not got:
+                    raise EventFormatError(f"{where}: truncated inside a {size}-byte packet")
+                left -= len(got)
+            payload = b""
+        else:
+            payload = _read_exact(fp, size, where)
+        yield Packet(sid, payload, offset)
+        if offset >= 0:
+            offset += size
+
+
+def decode_packet_events(
+    packet: Packet,
+    compression: Compression,
+    *,
+    max_packet_bytes: int = MAX_PACKET_BYTES,
+    what: str = "AEDAT4 stream",
+) -> np.ndarray:
+    """Decompress and decode an event packet into ``EVENT_DTYPE``.
+
+    Raises:
+        EventFormatError: corrupt compressed data or flatbuffer.
+    """
+    where = f"{what}: packet of stream {packet.stream_id}"
+    data = decompress(packet.payload, compression, max_bytes=max_packet_bytes, what=where)
+    return decode_event_packet(data, where)
+
+
+def iter_aedat4_packets(
+    path: str | os.PathLike,
+    *,
+    stream: str | None = None,
+    max_packet_bytes: int = MAX_PACKET_BYTES,
+) -> Iterator[np.ndarray]:
+    """Yield the event packets of an AEDAT 4.0 file one by one, decoded to ``EVENT_DTYPE``.
+
+    Args:
+        path: the ``.aedat4`` file.
+        stream: the event stream's ``originalOutputName``; default the first event stream.
+        max_packet_bytes: cap on one packet (compressed and decompressed).
+
+    Raises:
+        EventFormatError: not AEDAT 4.0, no event stream, truncated or corrupt packets.
+    """
+    what = str(path)
+    with open(path, "rb", buffering=1 << 20) as fp:
+        header = read_io_header(fp, what=what)
+        sid = header.event_stream(stream).stream_id
+        for pkt in iter_packets(
+            fp, header, start_offset=fp.tell(), max_packet_bytes=max_packet_bytes, what=what
+        ):
+            if pkt.stream_id == sid:
+                yield decode_packet_events(
+                    pkt, header.compression, max_packet_bytes=max_packet_bytes, what=what
+                )
+
+
+def read_aedat4(
+    path: str | os.PathLike, *, stream: str | None = None
+) -> tuple[np.ndarray, SensorSize | None]:
+    """All events of an AEDAT 4.0 file's event stream, and its sensor size ``(W, H, 2)``.
+
+    Shape:
+        returns ``[N]`` of ``EVENT_DTYPE``.
+
+    Raises:
+        EventFormatError: see ``iter_aedat4_packets``.
+    """
+    with open(path, "rb") as fp:
+        header = read_io_header(fp, what=str(path))
+    packets = list(iter_aedat4_packets(path, stream=stream))
+    events = np.concatenate(packets) if packets else np.zeros(0, dtype=EVENT_DTYPE)
+    return events, header.sensor_size(stream)
+
+
+# --------------------------------------------------------------------------------------------------
+# writing
+
+
+class Aedat4Writer:
+    """Write events to an AEDAT 4.0 file incrementally; the file appears atomically on ``close``.
+
+    Events go to a temporary file beside ``path``; ``close()`` appends the data table, rewrites the
+    header with its position and renames the file into place. Leaving the ``with`` block by an
+    exception removes the temporary file and leaves ``path`` untouched.
+
+    Args:
+        path: the ``.aedat4`` file to create (replaced if it exists).
+        sensor_size: ``(W, H, P)`` written as ``sizeX`` / ``sizeY``.
+        compression: ``"lz4"`` (DV's default), ``"lz4_high"``, ``"zstd"``, ``"zstd_high"``,
+            ``"none"``.
+        packet_size: the most events per packet.
+        source: the camera name written to the header.
+        stream_id: the event stream's id.
+        validate: check each chunk against the schema, the sensor and the previous timestamps.
+
+    Raises:
+        ValueError: an unknown compression or a non-positive packet size.
+        EventFormatError: from ``write`` when events are invalid.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        sensor_size: SensorSize,
+        *,
+        compression: str | Compression = "lz4",
+        packet_size: int = DEFAULT_PACKET_SIZE,
+        source: str = "sdt3-event",
+        stream_id: int = 0,
+        validate: bool = True,
+    ) -> None:
+        if packet_size < 1:
+            raise ValueError(f"packet_size must be >= 1, got {packet_size}")
+        self.path = Path(path)
+        self.sensor_size = tuple(int(s) for s in sensor_size)
+        self.compression = Compression.parse(compression)
+        self.packet_size = int(packet_size)
+        self.stream_id = int(stream_id)
+        self.validate = validate
+        self.n_events = 0
+        self._last_t: int | None = None
+        self._table: list[tuple[int, int, int, int, int, int]] = []
+        stream = StreamInfo(
+            stream_id=self.stream_id,
+            type_identifier=EVENT_TYPE_ID,
+            output_name="events",
+            module_name="sdt3-event",
+            size=(self.sensor_size[0], self.sensor_size[1]),
+            source=source,
+        )
+        self._xml = build_info_xml([stream], self.compression)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(
+            prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent
+        )
+        self._tmp = Path(tmp)
+        self._fp: BinaryIO | None = os.fdopen(fd, "wb")
+        self._fp.write(MAGIC)
+        # Placeholder with the final header's exact length (the int64 position is fixed-size).
+        self._fp.write(encode_io_header(self.compression, self._xml, -1))
+        self._offset = self._fp.tell()
+
+    def write(self, events: np.ndarray) -> None:
+        """Append events (sorted by time, continuing the previous chunk).
+
+        Shape:
+            events: ``[N]`` of ``EVENT_DTYPE``.
+
+        Raises:
+            EventFormatError: wrong dtype, coordinates outside the sensor, or time going backwards.
+            RuntimeError: the writer is closed.
+        """
+        if self._fp is None:
+            raise RuntimeError(f"{self.path}: the writer is closed")
+        if self.validate:
+            validate_events(events, self.sensor_size, source=str(self.path))
+            if len(events) and self._last_t is not None and int(events["t"][0]) < self._last_t:
+                raise EventFormatError(
+                    f"{self.path}: chunk starts at t={int(events['t'][0])} us, before the previous "
+                    f"chunk's last event ({self._last_t} us); write chunks in time order"
+                )
+        for i in range(0, len(events), self.packet_size):
+            part = events[i : i + self.packet_size]
+            payload = compress(encode_event_packet(part), self.compression)
+            self._fp.write(_PACKET_HEADER.pack(self.stream_id, len(payload)))
+            self._fp.write(payload)
+            t0, t1 = int(part["t"][0]), int(part["t"][-1])
+            self._table.append((self._offset + 8, self.stream_id, len(payload), len(part), t0, t1))
+            self._offset += 8 + len(payload)
+        if len(events):
+            self.n_events += len(events)
+            self._last_t = int(events["t"][-1])
+
+    def close(self) -> Path:
+        """Finish the file (data table, final header) and move it into place. Idempotent."""
+        if self._fp is None:
+            return self.path
+        fp, self._fp = self._fp, None
+        try:
+            table_pos = self._offset
+            fp.write(compress(encode_data_table(self._table), self.compression))
+            fp.seek(len(MAGIC))
+            fp.write(encode_io_header(self.compression, self._xml, table_pos))
+            fp.flush()
+            os.fsync(fp.fileno())
+        except BaseException:
+            fp.close()
+            self._tmp.unlink(missing_ok=True)
+            raise
+        fp.close()
+        os.replace(self._tmp, self.path)
+        log.debug("wrote %d events to %s", self.n_events, self.path)
+        return self.path
+
+    def abort(self) -> None:
+        """Discard everything written so far; ``path`` is left untouched."""
+        if self._fp is not None:
+            self._fp.close()
+            self._fp = None
+        self._tmp.unlink(missing_ok=True)
+
+    def __enter__(self) -> Aedat4Writer:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+    def __del__(self) -> None:  # a writer dropped without close() leaves no temp file behind
+        try:
+            self.abort()
+        except Exception:  # noqa: BLE001 - interpreter shutdown
+            pass
+
+
+def write_aedat4(
+    path: str | os.PathLike,
+    events: np.ndarray,
+    sensor_size: SensorSize,
+    *,
+    compression: str | Compression = "lz4",
+    packet_size: int = DEFAULT_PACKET_SIZE,
+    source: str = "sdt3-event",
+) -> Path:
+    """Write events to an AEDAT 4.0 file atomically (temporary file + rename).
+
+    The file is read back identically by the ``aedat`` package and by dv-processing's
+    ``dv.io.MonoCameraRecording``.
+
+    Shape:
+        events: ``[N]`` of ``EVENT_DTYPE``, sorted by ``t``.
+
+    Raises:
+        EventFormatError: invalid events (dtype, outside ``sensor_size``, unsorted).
+        ValueError: unknown compression.
+    """
+    with Aedat4Writer(
+        path, sensor_size, compression=compression, packet_size=packet_size, source=source
+    ) as w:
+        w.write(events)
+    return Path(path)
