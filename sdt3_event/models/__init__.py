@@ -1,2 +1,5 @@
 """Model families; importing this package registers every factory with :mod:`sdt3_event.registry`."""
-from sdt3_event.models import sdt_v1  # noqa: F401,E402  (V1 registrations)
+from sdt3_event.models import (
+    sdt_v1,  # noqa: F401,E402  (V1 registrations)
+    sdt_v2,  # noqa: F401,E402  (V2 registrations)
+)
