@@ -1,0 +1,156 @@
+"""Data for the engine: data sets from a :class:`~sdt3_event.engine.config.DataConfig`, the data
+contract they imply, and seeded (distributed) loaders.
+
+The event -> frame transform is always :func:`sdt3_event.events.transforms.build_frame_transform`
+built from the same :class:`DataContract` the checkpoint stores, so training, evaluation and live
+inference preprocess identically.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from sdt3_event.engine.config import DataConfig
+from sdt3_event.engine.distributed import EpochShuffleSampler, ShardSampler
+from sdt3_event.events.contract import DataContract
+
+logger = logging.getLogger(__name__)
+
+SYNTHETIC_DEFAULT_SENSOR = (128, 128, 2)
+SYNTHETIC_DEFAULT_WINDOW_US = 500_000
+
+
+def make_contract(cfg: DataConfig, sensor_size, class_names) -> DataContract:
+    """The data contract of ``cfg`` for a data set with ``sensor_size`` and ``class_names``."""
+    return DataContract(
+        sensor_size=tuple(cfg.sensor_size or sensor_size),
+        input_size=tuple(cfg.input_size),
+        n_time_bins=cfg.n_time_bins,
+        window_us=cfg.window_us,
+        representation=cfg.representation,
+        clamp=cfg.clamp,
+        spatial=cfg.spatial,
+        class_names=tuple(class_names),
+    )
+
+
+def _frame_transform(contract: DataContract, train: bool):
+    from sdt3_event.events.transforms import build_frame_transform
+
+    return build_frame_transform(contract, train=train)
+
+
+def _real_dataset(cfg: DataConfig, split: str, transform) -> Any:
+    """A recorded data set by name, from :mod:`sdt3_event.datasets`.
+
+    Raises:
+        FileNotFoundError: ``cfg.root`` does not exist.
+        ValueError: unknown data set name.
+    """
+    root = Path(cfg.root) if cfg.root else None
+    if root is None or not root.exists():
+        raise FileNotFoundError(
+            f"data.root {cfg.root!r} does not exist; pass --set data.root=/path/to/{cfg.dataset} "
+            f"(see `sdt3-event data --help` for downloading and verifying data sets)"
+        )
+    from sdt3_event import datasets as ds
+
+    factories = {
+        "dvs_gesture": "DVSGesture",
+        "cifar10dvs": "CIFAR10DVS",
+        "hardvs": "HARDVS",
+        "folder": "EventFolder",
+    }
+    if cfg.dataset not in factories:
+        raise ValueError(f"unknown data set {cfg.dataset!r}; choose one of {sorted(factories)}")
+    cls = getattr(ds, factories[cfg.dataset], None)
+    if cls is None:
+        raise ValueError(
+            f"data set {cfg.dataset!r} ({factories[cfg.dataset]}) is not available in this "
+            f"installation of sdt3_event.datasets"
+        )
+    return cls(str(root), split=split, transform=transform)
+
+
+def build_datasets(cfg: DataConfig, seed: int = 0) -> tuple[Dataset, Dataset, DataContract]:
+    """Train and test data sets with the contract's frame transform.
+
+    Returns:
+        ``(train, test, contract)``; each data set yields ``(frames (T, P, H, W) float32, label)``.
+
+    Raises:
+        FileNotFoundError: a missing data folder.
+        ValueError: an unknown data set.
+    """
+    if cfg.dataset == "synthetic":
+        from sdt3_event.datasets.synthetic import SYNTHETIC_CLASSES, SyntheticGestures
+
+        sensor = tuple(cfg.sensor_size or SYNTHETIC_DEFAULT_SENSOR)
+        window = cfg.window_us or SYNTHETIC_DEFAULT_WINDOW_US
+        contract = make_contract(cfg, sensor, SYNTHETIC_CLASSES)
+        if contract.window_us is None:
+            contract = DataContract(**{**contract.to_dict(), "window_us": window})
+        common = dict(seed=seed, sensor_size=sensor, duration_us=window)
+        train = SyntheticGestures(
+            "train", cfg.train_samples, transform=_frame_transform(contract, True), **common
+        )
+        test = SyntheticGestures(
+            "test", cfg.test_samples, transform=_frame_transform(contract, False), **common
+        )
+        return train, test, contract
+    probe = _real_dataset(cfg, "train", None)
+    sensor = getattr(probe, "sensor_size", None) or cfg.sensor_size
+    classes = getattr(probe, "classes", None)
+    if sensor is None or not classes:
+        raise ValueError(f"data set {cfg.dataset!r} does not report sensor_size and classes")
+    contract = make_contract(cfg, sensor, classes)
+    train = _real_dataset(cfg, "train", _frame_transform(contract, True))
+    test = _real_dataset(cfg, "test", _frame_transform(contract, False))
+    return train, test, contract
+
+
+def _seed_worker(worker_id: int) -> None:
+    """Seed NumPy in each loader worker from torch's per-worker seed (torch seeds only itself
+    and ``random``), so augmentations differ between workers and repeat across resumed runs."""
+    np.random.seed(torch.initial_seed() % 2**32)
+
+
+def build_loaders(
+    train_ds: Dataset,
+    test_ds: Dataset,
+    cfg: DataConfig,
+    *,
+    seed: int,
+    rank: int = 0,
+    world_size: int = 1,
+) -> tuple[DataLoader, DataLoader, EpochShuffleSampler]:
+    """Seeded loaders: the train order is a permutation seeded by ``seed + epoch`` split over ranks
+    (drop-last batches); evaluation shards without padding so counts all-reduce exactly.
+
+    Returns:
+        ``(train_loader, test_loader, train_sampler)``; call ``train_sampler.set_epoch(e)``.
+    """
+    sampler = EpochShuffleSampler(len(train_ds), seed, rank, world_size)
+    common: dict[str, Any] = dict(
+        num_workers=cfg.num_workers,
+        pin_memory=torch.cuda.is_available(),
+        worker_init_fn=_seed_worker if cfg.num_workers > 0 else None,
+        persistent_workers=False,
+    )
+    train = DataLoader(
+        train_ds, batch_size=cfg.batch_size, sampler=sampler, drop_last=True, **common
+    )
+    test = DataLoader(
+        test_ds,
+        batch_size=cfg.eval_batch_size or cfg.batch_size,
+        sampler=ShardSampler(len(test_ds), rank, world_size),
+        drop_last=False,
+        **common,
+    )
+    return train, test, sampler

@@ -1,0 +1,119 @@
+"""torchrun / DDP helpers: process-group setup, rank queries, samplers, metric reduction."""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+from torch.utils.data import Sampler
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    """Where this process sits: ``rank`` of ``world_size``; ``local_rank`` picks its GPU."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def init_distributed(device_type: str) -> DistInfo:
+    """Join the process group torchrun describes in the environment (``RANK``, ``WORLD_SIZE``,
+    ``LOCAL_RANK``, ``MASTER_ADDR``/``MASTER_PORT``); a single process when they are absent.
+
+    The backend is NCCL on CUDA and gloo on CPU (multi-node works the same way through torchrun's
+    ``--nnodes``/``--rdzv-endpoint``).
+    """
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return DistInfo()
+    rank = int(os.environ["RANK"])
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if not dist.is_initialized():
+        backend = "nccl" if device_type == "cuda" else "gloo"
+        if device_type == "cuda":
+            torch.cuda.set_device(local_rank)
+        dist.init_process_group(backend=backend)
+        logger.info("joined process group: rank %d of %d (%s)", rank, world, backend)
+    return DistInfo(rank=rank, world_size=world, local_rank=local_rank)
+
+
+def cleanup_distributed() -> None:
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def all_reduce_sum(values: list[float], device: torch.device) -> list[float]:
+    """Sum a list of numbers over all processes (identity in a single process)."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return list(values)
+    t = torch.tensor(values, dtype=torch.float64, device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.SUM)
+    return t.tolist()
+
+
+class EpochShuffleSampler(Sampler[int]):
+    """This process's share of a permutation seeded by ``seed + epoch``.
+
+    With one process it is a seeded shuffle; with several it splits one permutation across ranks
+    like :class:`torch.utils.data.DistributedSampler` (``drop_last``: each rank gets
+    ``len // world`` indices, so every rank runs the same number of steps). Call
+    :meth:`set_epoch` before each epoch; a resumed run reproduces the same order.
+    """
+
+    def __init__(self, n: int, seed: int, rank: int = 0, world_size: int = 1, shuffle: bool = True):
+        self.n, self.seed, self.rank, self.world_size, self.shuffle = (
+            n,
+            seed,
+            rank,
+            world_size,
+            shuffle,
+        )
+        self.epoch = 0
+        self.per_rank = n // world_size
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self) -> Iterator[int]:
+        if self.shuffle:
+            g = torch.Generator().manual_seed(self.seed + self.epoch)
+            order = torch.randperm(self.n, generator=g).tolist()
+        else:
+            order = list(range(self.n))
+        order = order[: self.per_rank * self.world_size]
+        return iter(order[self.rank :: self.world_size])
+
+    def __len__(self) -> int:
+        return self.per_rank
+
+
+class ShardSampler(Sampler[int]):
+    """Evaluation sharding without padding: rank ``r`` takes indices ``r, r + W, ...``.
+
+    Every sample is evaluated exactly once over all ranks, so all-reduced counts are exact.
+    """
+
+    def __init__(self, n: int, rank: int = 0, world_size: int = 1):
+        self.n, self.rank, self.world_size = n, rank, world_size
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(range(self.rank, self.n, self.world_size))
+
+    def __len__(self) -> int:
+        return max(0, math.ceil((self.n - self.rank) / self.world_size))

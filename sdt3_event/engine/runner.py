@@ -1,0 +1,417 @@
+"""A whole training run from an :class:`~sdt3_event.engine.config.ExperimentConfig`.
+
+:func:`fit` builds the data, model, optimizer, schedule, AMP scaler and EMA from the config, trains
+and evaluates epoch by epoch, keeps ``checkpoints/last.pt`` and ``checkpoints/best.pt`` and appends to
+``metrics.jsonl``. Under torchrun every process runs :func:`fit`; only rank 0 writes.
+
+Run folder layout::
+
+    <output_dir>/<name>/
+        config.yaml            the resolved config
+        metrics.jsonl          start / step / eval / end lines
+        checkpoints/last.pt    after every epoch (resume point)
+        checkpoints/best.pt    best top-1 so far (model or EMA, whichever scored)
+        tb/                    TensorBoard logs (when tensorboard is installed)
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from sdt3_event.engine.checkpoint import (
+    CheckpointError,
+    capture_rng_state,
+    load_checkpoint,
+    restore_rng_state,
+    save_checkpoint,
+)
+from sdt3_event.engine.config import ExperimentConfig, config_from_dict, save_config
+from sdt3_event.engine.data import build_datasets, build_loaders
+from sdt3_event.engine.distributed import DistInfo, cleanup_distributed, init_distributed
+from sdt3_event.engine.ema import ModelEma
+from sdt3_event.engine.metrics_log import MetricsLog
+from sdt3_event.engine.mixing import FrameMixer
+from sdt3_event.engine.optim import WarmupCosine, build_optimizer
+from sdt3_event.engine.train import Progress, evaluate, resolve_amp, train_one_epoch, unwrap
+from sdt3_event.events.contract import DataContract
+
+logger = logging.getLogger(__name__)
+
+
+def resolve_device(name: str, dist: DistInfo) -> torch.device:
+    """``auto`` -> ``cuda:<local_rank>`` when CUDA is available, else CPU.
+
+    Raises:
+        RuntimeError: CUDA requested but not available.
+    """
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(name)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise RuntimeError(
+                f"device {name!r} requested but CUDA is not available; use --set device=cpu"
+            )
+        if device.index is None:
+            device = torch.device("cuda", dist.local_rank)
+    return device
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def run_dir_of(cfg: ExperimentConfig) -> Path:
+    return Path(cfg.output_dir) / cfg.name
+
+
+def build_model(
+    cfg: ExperimentConfig, num_classes: int, in_chans: int
+) -> tuple[str, nn.Module, dict]:
+    """``create_model`` with ``num_classes``/``in_chans`` from the data unless set in ``kwargs``.
+
+    Returns:
+        The canonical model name, the model and the ``create_model`` kwargs to store in checkpoints (the model's own
+        ``model_config`` when it has one).
+    """
+    from sdt3_event.registry import create_model, resolve_name
+
+    kwargs = dict(cfg.model.kwargs)
+    kwargs.setdefault("num_classes", num_classes)
+    kwargs.setdefault("in_chans", in_chans)
+    name = resolve_name(cfg.model.name)
+    model = create_model(name, pretrained=cfg.model.pretrained, **kwargs)
+    model_config = dict(getattr(model, "model_config", None) or kwargs)
+    return name, model, model_config
+
+
+@dataclass
+class FitResult:
+    """What :func:`fit` returns: the run folder, best/last metrics and the step count."""
+
+    run_dir: Path
+    best_acc1: float
+    last_metrics: dict[str, Any]
+    epochs_done: int
+    steps_done: int
+
+
+def fit(
+    cfg: ExperimentConfig,
+    *,
+    resume: bool | str | Path = False,
+    progress: Progress | None = None,
+    on_event: Callable[[dict[str, Any]], None] | None = None,
+    datasets: tuple[Any, Any, DataContract] | None = None,
+) -> FitResult:
+    """Train and evaluate as ``cfg`` says.
+
+    Args:
+        cfg: the validated experiment config.
+        resume: ``True`` continues ``<run_dir>/checkpoints/last.pt``; a path continues that file.
+            The config stored in the checkpoint is used (so the data order, schedule and RNG
+            continue exactly); a resumed run produces the same loss sequence as an uninterrupted one.
+        progress: wraps loaders for progress bars (apps pass tqdm).
+        on_event: called with every ``metrics.jsonl`` record (rank 0 only), e.g. for console output.
+        datasets: ``(train, test, contract)`` to use instead of building them from ``cfg.data``
+            (programmatic use and tests); each yields ``(frames, label)``.
+
+    Returns:
+        A :class:`FitResult`.
+
+    Raises:
+        FileNotFoundError: missing data or resume checkpoint.
+        CheckpointError: the resume checkpoint holds another model.
+        NonFiniteLossError: the loss became NaN/inf.
+    """
+    resume_payload = None
+    if resume:
+        ckpt_path = run_dir_of(cfg) / "checkpoints" / "last.pt" if resume is True else Path(resume)
+        if not ckpt_path.is_file():
+            raise FileNotFoundError(
+                f"cannot resume: {ckpt_path} does not exist (no epoch of this run finished yet?); "
+                f"start without --resume"
+            )
+        resume_payload = load_checkpoint(ckpt_path)
+        stored = config_from_dict(resume_payload["config"])
+        if stored.model.name != cfg.model.name:
+            raise CheckpointError(
+                f"{ckpt_path} is a run of model {stored.model.name!r}, not {cfg.model.name!r}"
+            )
+        # Continue with the stored config, allowing only more epochs or a new output location.
+        stored.train.epochs = max(cfg.train.epochs, stored.train.epochs)
+        stored.output_dir, stored.name = cfg.output_dir, cfg.name
+        cfg = stored
+
+    probe_device = (
+        "cuda"
+        if cfg.device.startswith("cuda") or (cfg.device == "auto" and torch.cuda.is_available())
+        else "cpu"
+    )
+    dist = init_distributed(probe_device)
+    try:
+        return _fit(cfg, dist, resume_payload, progress, on_event, datasets)
+    finally:
+        if dist.enabled:
+            cleanup_distributed()
+
+
+def _fit(
+    cfg: ExperimentConfig,
+    dist: DistInfo,
+    resume_payload: dict | None,
+    progress: Progress | None,
+    on_event: Callable[[dict[str, Any]], None] | None,
+    datasets: tuple[Any, Any, DataContract] | None,
+) -> FitResult:
+    device = resolve_device(cfg.device, dist)
+    run_dir = run_dir_of(cfg)
+    ckpt_dir = run_dir / "checkpoints"
+    if cfg.train.deterministic:
+        torch.backends.cudnn.benchmark = False
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    else:
+        torch.backends.cudnn.benchmark = True
+    seed_everything(cfg.seed)
+
+    if datasets is None:
+        datasets = build_datasets(cfg.data, seed=cfg.seed)
+    train_ds, test_ds, contract = datasets
+    num_classes = len(contract.class_names)
+    model_name, model, model_config = build_model(cfg, num_classes, contract.in_chans)
+    model.to(device)
+    seed_everything(cfg.seed + dist.rank)  # per-rank augmentation streams; DDP syncs the weights
+
+    world = dist.world_size
+    total_batch = cfg.data.batch_size * world
+    lr = cfg.optim.lr if cfg.optim.lr is not None else cfg.optim.blr * total_batch / 256
+    optimizer = build_optimizer(
+        model, cfg.optim.name, lr, cfg.optim.weight_decay, cfg.optim.betas, cfg.optim.eps
+    )
+    train_loader, test_loader, train_sampler = build_loaders(
+        train_ds, test_ds, cfg.data, seed=cfg.seed, rank=dist.rank, world_size=world
+    )
+    steps_per_epoch = len(train_loader)
+    if cfg.train.max_steps_per_epoch is not None:
+        steps_per_epoch = min(steps_per_epoch, cfg.train.max_steps_per_epoch)
+    if steps_per_epoch == 0:
+        raise ValueError(
+            f"the training set has {len(train_ds)} samples, fewer than one batch of "
+            f"{cfg.data.batch_size} x {world} processes; lower data.batch_size"
+        )
+    scheduler = WarmupCosine(
+        optimizer,
+        total_steps=cfg.train.epochs * steps_per_epoch,
+        warmup_steps=round(cfg.train.warmup_epochs * steps_per_epoch),
+        min_lr=cfg.train.min_lr,
+        warmup_lr=min(cfg.train.warmup_lr, lr),
+    )
+    amp_dtype = resolve_amp(cfg.train.amp, device)
+    scaler = torch.amp.GradScaler(device.type) if amp_dtype == torch.float16 else None
+    ema = ModelEma(model, cfg.train.ema_decay) if cfg.train.ema_decay > 0 else None
+    mixer = FrameMixer(
+        num_classes,
+        cfg.train.mixup_alpha,
+        cfg.train.cutmix_alpha,
+        cfg.train.mix_prob,
+        cfg.train.label_smoothing,
+    )
+
+    start_epoch, global_step, best_acc1 = 0, 0, float("-inf")
+    if resume_payload is not None:
+        model.load_state_dict(resume_payload["model"])
+        optimizer.load_state_dict(resume_payload["optimizer"])
+        scheduler.load_state_dict(resume_payload["scheduler"])
+        # More epochs than the original run: stretch the cosine to the new end.
+        scheduler.total_steps = cfg.train.epochs * steps_per_epoch
+        if scaler is not None and resume_payload.get("scaler"):
+            scaler.load_state_dict(resume_payload["scaler"])
+        if ema is not None and resume_payload.get("model_ema") is not None:
+            ema.load_state_dict(resume_payload["model_ema"])
+        start_epoch = int(resume_payload["epoch"])
+        global_step = int(resume_payload["step"])
+        best_acc1 = float(resume_payload.get("metrics", {}).get("best_acc1", float("-inf")))
+        if resume_payload.get("rng") is not None and world == 1:
+            restore_rng_state(resume_payload["rng"])
+        else:
+            seed_everything(cfg.seed + dist.rank + 1000 * start_epoch)
+        logger.info("resumed at epoch %d, step %d", start_epoch, global_step)
+
+    train_model: nn.Module = model
+    if dist.enabled:
+        from torch.nn.parallel import DistributedDataParallel
+
+        train_model = DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None
+        )
+    if cfg.train.compile:
+        train_model = torch.compile(train_model)
+
+    log = MetricsLog(run_dir, enabled=dist.is_main)
+
+    def emit(event: str, **fields: Any) -> None:
+        record = log.write(event, **fields)
+        if dist.is_main and on_event is not None:
+            on_event(record)
+
+    if dist.is_main:
+        save_config(cfg, run_dir / "config.yaml")
+    emit(
+        "start",
+        model=cfg.model.name,
+        total_epochs=cfg.train.epochs,
+        steps_per_epoch=steps_per_epoch,
+        world_size=world,
+        resumed=resume_payload is not None,
+        start_epoch=start_epoch,
+        lr=lr,
+        device=str(device),
+    )
+
+    def on_step(rec: dict[str, Any]) -> None:
+        if rec["step"] % cfg.train.log_every == 0 or rec["step"] % steps_per_epoch == 0:
+            emit(
+                "step",
+                epoch=rec["epoch"],
+                step=rec["step"],
+                loss=rec["loss"],
+                lr=rec["lr"],
+                samples_per_s=rec["samples_per_s"] * world,
+            )
+
+    last_metrics: dict[str, Any] = {}
+    epoch = start_epoch
+    try:
+        for epoch in range(start_epoch, cfg.train.epochs):
+            train_sampler.set_epoch(epoch)
+            train_stats = train_one_epoch(
+                train_model,
+                train_loader,
+                optimizer,
+                device=device,
+                epoch=epoch,
+                num_classes=num_classes,
+                scheduler=scheduler,
+                scaler=scaler,
+                amp_dtype=amp_dtype,
+                ema=ema,
+                mixer=mixer if mixer.enabled else None,
+                label_smoothing=cfg.train.label_smoothing,
+                clip_grad=cfg.optim.clip_grad,
+                max_steps=cfg.train.max_steps_per_epoch,
+                global_step=global_step,
+                on_step=on_step,
+                progress=progress if dist.is_main else None,
+            )
+            global_step = train_stats["step"]
+            last = epoch + 1 == cfg.train.epochs
+            metrics: dict[str, Any] = {"train_loss": train_stats["loss"]}
+            is_best = False
+            if last or (epoch + 1) % cfg.train.eval_every == 0:
+                ev = evaluate(
+                    model,
+                    test_loader,
+                    device=device,
+                    num_classes=num_classes,
+                    amp_dtype=amp_dtype,
+                    progress=progress if dist.is_main else None,
+                )
+                metrics.update(loss=ev["loss"], acc1=ev["acc1"], acc5=ev["acc5"])
+                score, weights = ev["acc1"], "model"
+                if ema is not None:
+                    ev_ema = evaluate(
+                        ema.module,
+                        test_loader,
+                        device=device,
+                        num_classes=num_classes,
+                        amp_dtype=amp_dtype,
+                        progress=progress if dist.is_main else None,
+                        description="eval ema",
+                    )
+                    metrics.update(ema_acc1=ev_ema["acc1"], ema_acc5=ev_ema["acc5"])
+                    if ev_ema["acc1"] > score:
+                        score, weights = ev_ema["acc1"], "ema"
+                is_best = score > best_acc1
+                if is_best:
+                    best_acc1 = score
+                    metrics["best_weights"] = weights
+                metrics["best_acc1"] = best_acc1
+                emit(
+                    "eval",
+                    epoch=epoch,
+                    step=global_step,
+                    is_best=is_best,
+                    **{k: v for k, v in metrics.items() if k != "best_weights"},
+                )
+            else:
+                metrics["best_acc1"] = best_acc1
+            last_metrics = metrics
+            if dist.is_main:
+                payload = _payload(
+                    cfg,
+                    model_name,
+                    model,
+                    model_config,
+                    contract,
+                    optimizer,
+                    scheduler,
+                    scaler,
+                    ema,
+                    epoch + 1,
+                    global_step,
+                    metrics,
+                )
+                save_checkpoint(ckpt_dir / "last.pt", payload)
+                if is_best:
+                    best = dict(payload)
+                    if metrics.get("best_weights") == "model":
+                        best["model_ema"] = None  # load_model_from_checkpoint then uses the model
+                    save_checkpoint(ckpt_dir / "best.pt", best)
+        emit(
+            "end", best_acc1=best_acc1, status="finished", epoch=cfg.train.epochs, step=global_step
+        )
+    finally:
+        log.close()
+    return FitResult(run_dir, best_acc1, last_metrics, cfg.train.epochs, global_step)
+
+
+def _payload(
+    cfg: ExperimentConfig,
+    model_name: str,
+    model: nn.Module,
+    model_config: dict,
+    contract,
+    optimizer,
+    scheduler,
+    scaler,
+    ema: ModelEma | None,
+    epoch: int,
+    step: int,
+    metrics: dict[str, Any],
+) -> dict[str, Any]:
+    return {
+        "model_name": model_name,
+        "model_config": model_config,
+        "model": unwrap(model).state_dict(),
+        "model_ema": ema.state_dict() if ema is not None else None,
+        "optimizer": optimizer.state_dict(),
+        "scaler": scaler.state_dict() if scaler is not None else None,
+        "scheduler": scheduler.state_dict(),
+        "epoch": epoch,
+        "step": step,
+        "rng": capture_rng_state(),
+        "data_contract": contract.to_dict(),
+        "config": cfg.to_dict(),
+        "metrics": dict(metrics),
+    }

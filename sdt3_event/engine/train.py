@@ -1,0 +1,276 @@
+"""One training epoch and one evaluation pass: take objects, return metric dicts.
+
+No argv, no paths, no progress bars here: the caller passes ``progress`` (e.g. a tqdm wrapper) and
+``on_step`` (e.g. a metrics logger) when it wants them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from sdt3_event.engine.distributed import all_reduce_sum
+from sdt3_event.engine.ema import ModelEma
+from sdt3_event.engine.mixing import FrameMixer, soft_cross_entropy
+
+logger = logging.getLogger(__name__)
+
+Progress = Callable[[Iterable, int, str], Iterable]
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The loss became NaN or infinite; the message says where and what to try."""
+
+
+def resolve_amp(amp: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for ``amp`` on ``device``; ``None`` means full precision.
+
+    ``auto``: bf16 on GPUs that support it, else fp16; off on CPU. ``bf16``/``fp16`` on CPU are
+    turned off with a warning (CPU autocast of these models is slower, not faster).
+
+    Raises:
+        ValueError: unknown ``amp``.
+    """
+    if amp not in ("auto", "bf16", "fp16", "off"):
+        raise ValueError(f"amp must be 'auto', 'bf16', 'fp16' or 'off', got {amp!r}")
+    if amp == "off":
+        return None
+    if device.type != "cuda":
+        if amp != "auto":
+            logger.warning("amp=%s requested on %s: running in float32 instead", amp, device)
+        return None
+    if amp == "auto":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.bfloat16 if amp == "bf16" else torch.float16
+
+
+def autocast(device: torch.device, dtype: torch.dtype | None):
+    """``torch.autocast`` for ``dtype`` or a no-op context."""
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The bare model inside DDP / ``torch.compile`` wrappers."""
+    while True:
+        if hasattr(model, "module") and isinstance(model.module, nn.Module):
+            model = model.module
+        elif hasattr(model, "_orig_mod"):
+            model = model._orig_mod
+        else:
+            return model
+
+
+def reset_state(model: nn.Module) -> None:
+    """Call ``reset_state()`` on stateful models (neuron membranes) between batches."""
+    fn = getattr(unwrap(model), "reset_state", None)
+    if callable(fn):
+        fn()
+
+
+def train_one_epoch(
+    model: nn.Module,
+    loader: Iterable,
+    optimizer: torch.optim.Optimizer,
+    *,
+    device: torch.device,
+    epoch: int,
+    num_classes: int,
+    scheduler: Any | None = None,
+    scaler: torch.amp.GradScaler | None = None,
+    amp_dtype: torch.dtype | None = None,
+    ema: ModelEma | None = None,
+    mixer: FrameMixer | None = None,
+    label_smoothing: float = 0.0,
+    clip_grad: float | None = None,
+    max_steps: int | None = None,
+    global_step: int = 0,
+    on_step: Callable[[dict[str, Any]], None] | None = None,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Train ``model`` for one pass over ``loader``.
+
+    Args:
+        model: the network (possibly DDP-wrapped); set to train mode here.
+        loader: yields ``(frames, target)`` batches.
+        optimizer: the optimizer.
+        device: where the batches go.
+        epoch: the epoch index (for messages and ``on_step``).
+        num_classes: ``K``.
+        scheduler: stepped after every optimizer step (per-iteration schedule).
+        scaler: fp16 grad scaler; ``None`` for fp32/bf16.
+        amp_dtype: autocast dtype or ``None``.
+        ema: updated after every optimizer step.
+        mixer: mixup/cutmix; when enabled the loss uses its soft targets.
+        label_smoothing: for the plain cross entropy.
+        clip_grad: max gradient norm; ``None`` disables clipping.
+        max_steps: stop after this many steps.
+        global_step: optimizer steps done before this epoch.
+        on_step: called after every step with ``{epoch, step, loss, lr, samples_per_s, grad_norm}``.
+        progress: wraps the loader (``progress(loader, total, description)``).
+
+    Returns:
+        ``{"loss": mean loss, "steps": n, "samples": n, "samples_per_s", "step": global step,
+        "time_s"}``; the sample counts are this process's.
+
+    Shape:
+        frames ``(B, T, P, H, W)`` or ``(B, C, H, W)``; target ``(B,)``.
+
+    Raises:
+        NonFiniteLossError: the loss is NaN or infinite.
+    """
+    model.train()
+    total = len(loader) if hasattr(loader, "__len__") else None
+    if max_steps is not None and total is not None:
+        total = min(total, max_steps)
+    it = progress(loader, total, f"train {epoch}") if progress is not None else loader
+    loss_sum, n_steps, n_samples = 0.0, 0, 0
+    t_start = time.perf_counter()
+    for frames, target in it:
+        if max_steps is not None and n_steps >= max_steps:
+            break
+        t0 = time.perf_counter()
+        frames = frames.to(device, non_blocking=True).float()
+        target = target.to(device, non_blocking=True).long()
+        soft = None
+        if mixer is not None and mixer.enabled:
+            frames, soft = mixer(frames, target)
+        with autocast(device, amp_dtype):
+            logits = model(frames)
+        logits = logits.float()
+        if soft is not None:
+            loss = soft_cross_entropy(logits, soft)
+        else:
+            loss = F.cross_entropy(logits, target, label_smoothing=label_smoothing)
+        loss_value = float(loss.detach())
+        if not math.isfinite(loss_value):
+            lr = optimizer.param_groups[0]["lr"]
+            raise NonFiniteLossError(
+                f"loss is {loss_value} at epoch {epoch}, step {global_step} (lr {lr:.3g}). Lower "
+                f"the learning rate (--set optim.lr=...), keep gradient clipping on "
+                f"(optim.clip_grad), try train.amp=bf16 or off instead of fp16, and check the "
+                f"input frames for NaN/inf."
+            )
+        optimizer.zero_grad(set_to_none=True)
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.unscale_(optimizer)
+        else:
+            loss.backward()
+        grad_norm = None
+        if clip_grad is not None:
+            grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), clip_grad))
+        if scaler is not None:
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            optimizer.step()
+        reset_state(model)
+        lr = optimizer.param_groups[0]["lr"]
+        if scheduler is not None:
+            scheduler.step()
+        if ema is not None:
+            ema.update(unwrap(model))
+        global_step += 1
+        n_steps += 1
+        n_samples += target.shape[0]
+        loss_sum += loss_value
+        if on_step is not None:
+            dt = max(time.perf_counter() - t0, 1e-9)
+            on_step(
+                {
+                    "epoch": epoch,
+                    "step": global_step,
+                    "loss": loss_value,
+                    "lr": lr,
+                    "samples_per_s": target.shape[0] / dt,
+                    "grad_norm": grad_norm,
+                }
+            )
+        if progress is not None and hasattr(it, "set_postfix"):
+            it.set_postfix(loss=f"{loss_value:.4f}", lr=f"{lr:.2e}", refresh=False)
+    elapsed = time.perf_counter() - t_start
+    return {
+        "loss": loss_sum / max(n_steps, 1),
+        "steps": n_steps,
+        "samples": n_samples,
+        "samples_per_s": n_samples / max(elapsed, 1e-9),
+        "step": global_step,
+        "time_s": elapsed,
+    }
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module,
+    loader: Iterable,
+    *,
+    device: torch.device,
+    num_classes: int,
+    amp_dtype: torch.dtype | None = None,
+    progress: Progress | None = None,
+    description: str = "eval",
+) -> dict[str, Any]:
+    """Top-1/top-5 accuracy, mean loss and the confusion matrix over ``loader``.
+
+    Under DDP each process evaluates its shard (:class:`~sdt3_event.engine.distributed.ShardSampler`)
+    and the counts are all-reduced, so every process returns the metrics of the whole set.
+
+    Returns:
+        ``{"loss", "acc1", "acc5" (percent), "n": samples, "confusion": (K, K) int64 tensor
+        (rows: true class, columns: predicted), "per_class_acc": list of K percentages
+        (NaN for classes absent from the set)}``.
+    """
+    model.eval()
+    k5 = min(5, num_classes)
+    total = len(loader) if hasattr(loader, "__len__") else None
+    it = progress(loader, total, description) if progress is not None else loader
+    loss_sum = correct1 = correct5 = n = 0.0
+    confusion = torch.zeros(num_classes, num_classes, dtype=torch.float64)
+    for frames, target in it:
+        frames = frames.to(device, non_blocking=True).float()
+        target = target.to(device, non_blocking=True).long()
+        with autocast(device, amp_dtype):
+            logits = model(frames)
+        logits = logits.float()
+        reset_state(model)
+        loss_sum += float(F.cross_entropy(logits, target, reduction="sum"))
+        top = logits.topk(k5, dim=1).indices  # (B, k5)
+        hit = top == target[:, None]
+        correct1 += float(hit[:, 0].sum())
+        correct5 += float(hit.any(dim=1).sum())
+        n += target.shape[0]
+        idx = (target * num_classes + top[:, 0]).cpu()
+        confusion += torch.bincount(idx, minlength=num_classes * num_classes).view(
+            num_classes, num_classes
+        )  # (K, K)
+    loss_sum, correct1, correct5, n = all_reduce_sum([loss_sum, correct1, correct5, n], device)
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        c = confusion.to(device)
+        torch.distributed.all_reduce(c)
+        confusion = c.cpu()
+    confusion = confusion.round().to(torch.int64)
+    if n == 0:
+        raise ValueError("the evaluation set is empty; check the data path and split")
+    row = confusion.sum(1)
+    per_class = [
+        float(confusion[i, i] / row[i] * 100.0) if row[i] > 0 else float("nan")
+        for i in range(num_classes)
+    ]
+    return {
+        "loss": loss_sum / n,
+        "acc1": correct1 / n * 100.0,
+        "acc5": correct5 / n * 100.0,
+        "n": int(n),
+        "confusion": confusion,
+        "per_class_acc": per_class,
+    }
