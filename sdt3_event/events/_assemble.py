@@ -1,0 +1,205 @@
+"""Shared machinery of the event readers: decoded columns -> one validated ``EVENT_DTYPE`` array.
+
+Every private reader module decodes its format into a :class:`DecodedEvents` (raw columns in
+whatever integer width the format uses, plus what the file says about itself); :func:`assemble`
+then checks the ranges *before* narrowing to the schema's widths (so nothing wraps silently),
+sorts where the format allows out-of-order events, and validates with
+:func:`~sdt3_event.events.schema.validate_events`.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+
+from sdt3_event.events.schema import EVENT_DTYPE, EventFormatError, SensorSize, validate_events
+
+logger = logging.getLogger(__name__)
+
+_INT16_MAX = np.iinfo(np.int16).max
+_INT64_MAX = np.iinfo(np.int64).max
+
+
+@dataclass
+class DecodedEvents:
+    """Columns decoded from one file, before validation.
+
+    Attributes:
+        t: timestamps in microseconds, any integer dtype, ``[N]``.
+        x: column, any integer dtype, ``[N]``.
+        y: row, any integer dtype, ``[N]``.
+        p: polarity, bool or 0/1 integers, ``[N]``.
+        sensor_size: ``(W, H, P)`` when the file (or its format) states it, else ``None``.
+        ordered: the format guarantees non-decreasing timestamps (so a decrease is an error); when
+            ``False`` the events are sorted stably by ``t``.
+        truncated_bytes: bytes of an incomplete trailing record/packet that were left out (only
+            non-zero when the caller allowed truncation).
+    """
+
+    t: np.ndarray
+    x: np.ndarray
+    y: np.ndarray
+    p: np.ndarray
+    sensor_size: SensorSize | None = None
+    ordered: bool = True
+    truncated_bytes: int = 0
+
+
+@dataclass(frozen=True)
+class AssembledEvents:
+    """The result of :func:`assemble`: validated events and what happened on the way."""
+
+    events: np.ndarray
+    n_dropped: int
+    n_reordered: int
+
+
+def check_truncation(n_extra: int, source: str, what: str, allow_truncated: bool) -> int:
+    """Raise for an incomplete trailing record unless the caller allowed truncation.
+
+    Args:
+        n_extra: bytes after the last complete record/packet.
+        source: the file, for the message.
+        what: what the incomplete piece is ("8-byte record", "packet").
+        allow_truncated: return ``n_extra`` (to be counted) instead of raising.
+
+    Returns:
+        ``n_extra`` (``0`` when the file is complete).
+
+    Raises:
+        EventFormatError: ``n_extra > 0`` and truncation is not allowed.
+    """
+    if n_extra and not allow_truncated:
+        raise EventFormatError(
+            f"{source}: truncated file: the last {what} is incomplete ({n_extra} stray bytes at "
+            "the end); re-copy the file, or pass allow_truncated=True to read the complete part"
+        )
+    return int(n_extra)
+
+
+def assemble(
+    decoded: DecodedEvents,
+    *,
+    source: str,
+    sensor_size: SensorSize | None,
+    drop_out_of_range: bool = False,
+) -> AssembledEvents:
+    """Turn decoded columns into a validated, time-sorted ``EVENT_DTYPE`` array.
+
+    Args:
+        decoded: the reader's columns.
+        source: the file, named in every error message.
+        sensor_size: ``(W, H, P)`` to check the coordinates against, or ``None`` (then only
+            non-negativity and the int16 range are checked).
+        drop_out_of_range: drop (and count) events outside the sensor instead of raising.
+
+    Returns:
+        The events, the number dropped as out of range and the number that were out of time order
+        (only non-zero for formats that allow it).
+
+    Shape:
+        columns ``[N]`` -> events ``[N - n_dropped]``.
+
+    Raises:
+        EventFormatError: unequal column lengths, timestamps that overflow int64 or are negative or
+            (for ordered formats) go backwards, coordinates outside the sensor (unless dropped) or
+            outside the int16 range.
+    """
+    t, x, y, p = decoded.t, decoded.x, decoded.y, decoded.p
+    n = len(t)
+    if not (len(x) == len(y) == len(p) == n):
+        raise EventFormatError(
+            f"{source}: t, x, y, p have different lengths ({n}, {len(x)}, {len(y)}, {len(p)})"
+        )
+    if n and t.dtype.kind == "u" and t.dtype.itemsize >= 8 and int(t.max()) > _INT64_MAX:
+        raise EventFormatError(
+            f"{source}: timestamp {int(t.max())} us overflows int64; the file is corrupt"
+        )
+    if n and t.dtype.kind == "i" and int(t.min()) < 0:
+        raise EventFormatError(
+            f"{source}: negative timestamp {int(t.min())} us; the file is corrupt or its time "
+            "base is not microseconds since a start"
+        )
+
+    keep = None
+    n_dropped = 0
+    if n:
+        if sensor_size is not None:
+            w, h = int(sensor_size[0]), int(sensor_size[1])
+            inside = (x >= 0) & (x < w) & (y >= 0) & (y < h)
+        else:
+            w, h = _INT16_MAX + 1, _INT16_MAX + 1
+            inside = (x >= 0) & (x <= _INT16_MAX) & (y >= 0) & (y <= _INT16_MAX)
+        n_out = n - int(np.count_nonzero(inside))
+        if n_out:
+            if not (drop_out_of_range and sensor_size is not None):
+                j = int(np.argmin(inside))
+                where = f"the {w}x{h} sensor" if sensor_size is not None else "the int16 range"
+                raise EventFormatError(
+                    f"{source}: {n_out} events lie outside {where} (first at event {j}: "
+                    f"x={int(x[j])}, y={int(y[j])}); pass the right sensor_size, or "
+                    "drop_out_of_range=True to drop and count them"
+                )
+            keep = inside
+            n_dropped = n_out
+
+    if keep is not None:
+        t, x, y, p = t[keep], x[keep], y[keep], p[keep]
+        n = len(t)
+
+    events = np.empty(n, dtype=EVENT_DTYPE)
+    events["t"] = t
+    events["x"] = x
+    events["y"] = y
+    events["p"] = p if p.dtype == np.bool_ else p != 0
+
+    n_reordered = 0
+    if n > 1 and not decoded.ordered:
+        backwards = np.diff(events["t"]) < 0
+        n_reordered = int(np.count_nonzero(backwards))
+        if n_reordered:
+            order = np.argsort(events["t"], kind="stable")
+            events = events[order]
+            logger.debug("%s: sorted %d out-of-order events by time", source, n_reordered)
+
+    events, _ = validate_events(events, sensor_size, source=source)
+    if n_dropped:
+        logger.warning(
+            "%s: dropped %d events outside the %dx%d sensor",
+            source,
+            n_dropped,
+            int(sensor_size[0]),
+            int(sensor_size[1]),
+        )
+    return AssembledEvents(events=events, n_dropped=n_dropped, n_reordered=n_reordered)
+
+
+def split_header(data: bytes | memoryview, marker: bytes, *, end_line: bytes | None = None) -> int:
+    """Length of a text header made of lines that start with ``marker``.
+
+    Args:
+        data: the file's bytes.
+        marker: the first byte(s) of every header line (``b"%"``, ``b"#"``).
+        end_line: a line that closes the header (e.g. ``b"% end"``); the header stops after it.
+
+    Returns:
+        The offset of the first byte after the header.
+    """
+    buf = bytes(data[: 1 << 20]) if len(data) > (1 << 20) else bytes(data)
+    pos = 0
+    while buf.startswith(marker, pos):
+        nl = buf.find(b"\n", pos)
+        if nl < 0:
+            return len(buf) if len(buf) == len(data) else pos
+        line = buf[pos:nl].rstrip(b"\r")
+        pos = nl + 1
+        if end_line is not None and line.strip() == end_line:
+            break
+    return pos
+
+
+def header_lines(data: bytes | memoryview, end: int) -> list[str]:
+    """The header ``data[:end]`` as text lines (undecodable bytes replaced)."""
+    return bytes(data[:end]).decode("utf-8", errors="replace").splitlines()

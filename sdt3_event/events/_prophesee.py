@@ -1,0 +1,316 @@
+"""Prophesee readers: RAW EVT 2.0 and DAT (vectorised numpy), RAW EVT 3.0 (expelliarmus).
+
+Format facts (Prophesee's encoding-format documentation; expelliarmus is the reference decoder
+that the tests and ``bench/bench_io.py`` compare against):
+
+RAW header
+    Text lines starting with ``%`` (``% evt 2.0`` / ``% evt 3.0`` or ``% format EVT3;height=H;
+    width=W``, optionally ``% geometry WxH``), newer files close it with ``% end``.
+
+EVT 2.0
+    Little-endian 32-bit words, the 4 most significant bits give the type: ``0`` CD_OFF,
+    ``1`` CD_ON (``ts_low:6 | x:11 | y:11`` in bits 27-22, 21-11, 10-0), ``8`` EVT_TIME_HIGH
+    (bits 27-0 = timestamp bits 33-6), ``10`` EXT_TRIGGER, ``14`` OTHERS, ``15`` CONTINUED; other
+    types are reserved. ``t = time_high << 6 | ts_low``; the 28-bit time high wraps after
+    2**34 µs (~4.8 h), which is unwrapped here. CD events before the first EVT_TIME_HIGH have no
+    time base and are dropped (counted in the log). The header holds no geometry on Gen3
+    cameras, so the caller passes the sensor size.
+
+DAT
+    ``%`` header lines (``% Version 2`` files then hold two bytes: event type, event size), then
+    ``event size``-byte records ``t:u32, data:u32`` with ``x = data & 0x3FFF``,
+    ``y = data >> 14 & 0x3FFF``, ``p = data >> 28``. Geometry from ``% Width``/``% Height`` or
+    ``% geometry`` lines when present.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+
+import numpy as np
+
+from sdt3_event.events._assemble import DecodedEvents, check_truncation, header_lines, split_header
+from sdt3_event.events.schema import EventFormatError, SensorSize
+
+logger = logging.getLogger(__name__)
+
+_EVT2_CD_OFF, _EVT2_CD_ON, _EVT2_TIME_HIGH = 0, 1, 8
+_EVT2_KNOWN = (0, 1, 8, 10, 14, 15)
+_EVT2_TH_PERIOD = 1 << 28
+_DAT_RECORD = np.dtype([("t", "<u4"), ("data", "<u4")])
+_DAT_CD_TYPES = (0, 12)  # Event2d (N-CARS, ATIS era) and EventCD
+
+
+def raw_header(data: bytes) -> tuple[int, list[str]]:
+    """Offset of the first event byte of a Prophesee RAW/DAT file and its header lines."""
+    end = split_header(data, b"%", end_line=b"% end")
+    return end, header_lines(data, end)
+
+
+def raw_encoding(lines: list[str]) -> str | None:
+    """``"evt2"``, ``"evt3"``, ``"evt21"`` or ``None`` from RAW header lines."""
+    for line in lines:
+        text = line.lstrip("%").strip().lower()
+        if text.startswith("evt "):
+            version = text.split()[1]
+            return {"2.0": "evt2", "3.0": "evt3", "2.1": "evt21"}.get(version, f"evt{version}")
+        if text.startswith("format "):
+            name = text.split()[1].split(";")[0]
+            return {"evt2": "evt2", "evt3": "evt3", "evt21": "evt21", "evt2.1": "evt21"}.get(
+                name, name
+            )
+    return None
+
+
+def header_geometry(lines: list[str]) -> SensorSize | None:
+    """``(W, H, 2)`` from ``% geometry WxH``, ``% format ...;height=H;width=W`` or
+    ``% Width``/``% Height`` header lines, else ``None``."""
+    width = height = None
+    for line in lines:
+        text = line.lstrip("%").strip()
+        low = text.lower()
+        m = re.match(r"geometry\s+(\d+)\s*x\s*(\d+)", low)
+        if m:
+            return (int(m.group(1)), int(m.group(2)), 2)
+        if low.startswith("format "):
+            fields = dict(kv.split("=", 1) for kv in low.split(None, 1)[1].split(";") if "=" in kv)
+            if "width" in fields and "height" in fields:
+                try:
+                    return (int(fields["width"]), int(fields["height"]), 2)
+                except ValueError:
+                    return None
+        m = re.match(r"(width|height)\s+(\d+)$", low)
+        if m:
+            if m.group(1) == "width":
+                width = int(m.group(2))
+            else:
+                height = int(m.group(2))
+    if width and height:
+        return (width, height, 2)
+    return None
+
+
+# ------------------------------------------------------------------------------------- EVT 2.0
+def decode_evt2(data: bytes, source: str, allow_truncated: bool) -> DecodedEvents:
+    """Decode a Prophesee RAW EVT 2.0 file.
+
+    Shape:
+        file bytes -> columns ``[N]``.
+
+    Raises:
+        EventFormatError: a reserved word type, a time base that goes backwards (other than the
+            28-bit wrap), or an incomplete last word (unless ``allow_truncated``).
+    """
+    start, lines = raw_header(data)
+    enc = raw_encoding(lines)
+    if enc not in (None, "evt2"):
+        raise EventFormatError(f"{source}: the RAW header says {enc}, not EVT 2.0")
+    n_extra = (len(data) - start) % 4
+    truncated = check_truncation(n_extra, source, "32-bit word", allow_truncated)
+    words = np.frombuffer(data, "<u4", count=(len(data) - start) // 4, offset=start)
+    kind = words >> 28
+    known = np.isin(kind, _EVT2_KNOWN)
+    if not known.all():
+        j = int(np.argmin(known))
+        raise EventFormatError(
+            f"{source}: corrupt EVT 2.0 stream: word {j} (byte {start + 4 * j}) has the reserved "
+            f"type {int(kind[j])}"
+        )
+    is_th = kind == _EVT2_TIME_HIGH
+    is_cd = kind <= _EVT2_CD_ON
+    th = (words[is_th] & 0x0FFFFFFF).astype(np.int64)
+    if len(th) > 1:
+        step = np.diff(th)
+        back = step < 0
+        if back.any():
+            wrap = back & (step < -(_EVT2_TH_PERIOD // 2))
+            if (back & ~wrap).any():
+                k = int(np.argmax(back & ~wrap))
+                raise EventFormatError(
+                    f"{source}: corrupt EVT 2.0 stream: the time base goes backwards "
+                    f"({int(th[k]) << 6} -> {int(th[k + 1]) << 6} us at time-high word {k + 1})"
+                )
+            th[1:] += np.cumsum(wrap) * _EVT2_TH_PERIOD
+    # index of the latest EVT_TIME_HIGH before every word (-1 = none yet)
+    th_index = np.cumsum(is_th) - 1
+    cd_th = th_index[is_cd]
+    cd = words[is_cd]
+    based = cd_th >= 0
+    if not based.all():
+        n_orphan = int(len(based) - np.count_nonzero(based))
+        logger.warning(
+            "%s: dropped %d CD events that precede the first EVT_TIME_HIGH (no time base)",
+            source,
+            n_orphan,
+        )
+        cd, cd_th = cd[based], cd_th[based]
+    t = (th[cd_th] << 6) | ((cd >> 22) & 0x3F).astype(np.int64)
+    x = (cd >> 11) & 0x7FF
+    y = cd & 0x7FF
+    p = (cd >> 28) == _EVT2_CD_ON
+    return DecodedEvents(
+        t, x, y, p, sensor_size=header_geometry(lines), ordered=False, truncated_bytes=truncated
+    )
+
+
+def encode_evt2(events: np.ndarray, sensor_size: SensorSize | None = None) -> bytes:
+    """Write events as a Prophesee RAW EVT 2.0 file (header + words).
+
+    Args:
+        events: ``EVENT_DTYPE`` events ``[N]``, sorted by ``t``, coordinates below 2048.
+        sensor_size: written as ``% geometry WxH`` when given.
+
+    Raises:
+        EventFormatError: coordinates that do not fit in 11 bits, or timestamps beyond 34 bits.
+    """
+    t = events["t"].astype(np.int64)
+    x = events["x"].astype(np.int64)
+    y = events["y"].astype(np.int64)
+    if len(events) and (min(x.min(), y.min()) < 0 or max(x.max(), y.max()) > 0x7FF):
+        raise EventFormatError("EVT 2.0 holds coordinates 0..2047 only")
+    if len(events) and (t.min() < 0 or t.max() >= (1 << 34)):
+        raise EventFormatError("EVT 2.0 holds timestamps below 2**34 us only")
+    lines = ["% evt 2.0", "% integrator_name sdt3-event"]
+    if sensor_size is not None:
+        lines.append(f"% geometry {int(sensor_size[0])}x{int(sensor_size[1])}")
+    lines.append("% end")
+    header = ("\n".join(lines) + "\n").encode()
+    high = t >> 6
+    new_high = np.ones(len(t), bool)
+    new_high[1:] = high[1:] != high[:-1]
+    n_th = int(np.count_nonzero(new_high))
+    out = np.empty(len(t) + n_th, np.uint32)
+    # every event's slot is shifted by the number of time-high words written before (and at) it
+    slot = np.arange(len(t)) + np.cumsum(new_high)
+    th_slot = slot[new_high] - 1
+    out[th_slot] = (np.uint32(_EVT2_TIME_HIGH) << 28) | (high[new_high] & 0x0FFFFFFF).astype(
+        np.uint32
+    )
+    out[slot] = (
+        (events["p"].astype(np.uint32) << 28)
+        | ((t & 0x3F).astype(np.uint32) << 22)
+        | (x.astype(np.uint32) << 11)
+        | y.astype(np.uint32)
+    )
+    return header + out.astype("<u4").tobytes()
+
+
+# ------------------------------------------------------------------------------------- EVT 3.0
+def decode_evt3(path: Path, data: bytes, source: str, allow_truncated: bool) -> DecodedEvents:
+    """Decode a Prophesee RAW EVT 3.0 file with expelliarmus.
+
+    Raises:
+        EventFormatError: the header names another encoding, an incomplete last 16-bit word
+            (``allow_truncated`` reads the rest through a trimmed copy), or the decoder fails.
+    """
+    from expelliarmus import Wizard
+
+    start, lines = raw_header(data)
+    enc = raw_encoding(lines)
+    if enc not in (None, "evt3"):
+        raise EventFormatError(f"{source}: the RAW header says {enc}, not EVT 3.0")
+    n_extra = (len(data) - start) % 2
+    truncated = check_truncation(n_extra, source, "16-bit word", allow_truncated)
+    target = path
+    tmp = None
+    if truncated:
+        import tempfile
+
+        tmp = tempfile.NamedTemporaryFile(suffix=".raw", delete=False)  # noqa: SIM115
+        tmp.write(data[: len(data) - n_extra])
+        tmp.close()
+        target = Path(tmp.name)
+    try:
+        arr = Wizard(encoding="evt3").read(target) if len(data) - start >= 2 else None
+    except Exception as exc:
+        raise EventFormatError(f"{source}: the EVT 3.0 decoder failed ({exc})") from exc
+    finally:
+        if tmp is not None:
+            Path(tmp.name).unlink(missing_ok=True)
+    if arr is None or len(arr) == 0:
+        t = np.zeros(0, np.int64)
+        x = y = np.zeros(0, np.int16)
+        p = np.zeros(0, bool)
+    else:
+        t, x, y, p = arr["t"], arr["x"], arr["y"], arr["p"]
+        if p.dtype != np.bool_ and len(p) and int(p.max()) > 1:
+            raise EventFormatError(f"{source}: corrupt EVT 3.0 stream: polarity {int(p.max())}")
+    return DecodedEvents(
+        t, x, y, p, sensor_size=header_geometry(lines), ordered=False, truncated_bytes=truncated
+    )
+
+
+# ------------------------------------------------------------------------------------------ DAT
+def decode_dat(data: bytes, source: str, allow_truncated: bool) -> DecodedEvents:
+    """Decode a Prophesee DAT file (CD / Event2d records).
+
+    Shape:
+        file bytes -> columns ``[N]``.
+
+    Raises:
+        EventFormatError: a missing header, an event type/size this reader does not know, a
+            polarity other than 0/1, or an incomplete last record (unless ``allow_truncated``).
+    """
+    if not data.startswith(b"%"):
+        raise EventFormatError(f"{source}: not a Prophesee DAT file (no '%' header)")
+    start, lines = raw_header(data)
+    version = 0
+    for line in lines:
+        m = re.match(r"%\s*version\s+(\d+)", line.strip().lower())
+        if m:
+            version = int(m.group(1))
+    ev_size = 8
+    if version >= 2:
+        if len(data) - start < 2:
+            raise EventFormatError(f"{source}: truncated DAT file: no event type/size bytes")
+        ev_type, ev_size = data[start], data[start + 1]
+        start += 2
+        if ev_type not in _DAT_CD_TYPES or ev_size != 8:
+            raise EventFormatError(
+                f"{source}: DAT event type {ev_type} with {ev_size}-byte records is not a CD event "
+                "file this reader knows (types 0 and 12, 8-byte records)"
+            )
+    n_extra = (len(data) - start) % ev_size
+    truncated = check_truncation(n_extra, source, f"{ev_size}-byte record", allow_truncated)
+    raw = np.frombuffer(data, _DAT_RECORD, count=(len(data) - start) // ev_size, offset=start)
+    word = raw["data"]
+    pol = word >> 28
+    if len(pol) and int(pol.max()) > 1:
+        j = int(np.argmax(pol > 1))
+        raise EventFormatError(
+            f"{source}: corrupt DAT record {j}: polarity field {int(pol[j])} (expected 0 or 1)"
+        )
+    return DecodedEvents(
+        t=raw["t"],
+        x=word & 0x3FFF,
+        y=(word >> 14) & 0x3FFF,
+        p=pol == 1,
+        sensor_size=header_geometry(lines),
+        ordered=True,
+        truncated_bytes=truncated,
+    )
+
+
+def encode_dat(events: np.ndarray, sensor_size: SensorSize | None = None) -> bytes:
+    """Write events as a Prophesee DAT (version 2, CD type 12) file.
+
+    Raises:
+        EventFormatError: coordinates beyond 14 bits or timestamps beyond 32 bits.
+    """
+    t = events["t"].astype(np.int64)
+    x = events["x"].astype(np.int64)
+    y = events["y"].astype(np.int64)
+    if len(events) and (min(x.min(), y.min()) < 0 or max(x.max(), y.max()) > 0x3FFF):
+        raise EventFormatError("DAT holds coordinates 0..16383 only")
+    if len(events) and (t.min() < 0 or t.max() > 0xFFFFFFFF):
+        raise EventFormatError("DAT holds 32-bit microsecond timestamps only")
+    lines = ["% Data file containing EventCD events.", "% Version 2"]
+    if sensor_size is not None:
+        lines += [f"% Width {int(sensor_size[0])}", f"% Height {int(sensor_size[1])}"]
+    header = ("\n".join(lines) + "\n").encode() + bytes([12, 8])
+    rec = np.empty(len(events), _DAT_RECORD)
+    rec["t"] = t
+    rec["data"] = (events["p"].astype(np.int64) << 28) | (y << 14) | x
+    return header + rec.tobytes()

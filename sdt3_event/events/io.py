@@ -1,0 +1,526 @@
+"""Read (and write) event files: one entry point, the reader picked by extension and magic bytes.
+
+>>> events, sensor_size = read_events("recording.aedat4")             # doctest: +SKIP
+>>> events, _ = read_events("gen3.raw", sensor_size=(640, 480, 2))    # doctest: +SKIP
+
+Every reader returns a 1-D ``EVENT_DTYPE`` array (``t`` int64 µs, ``x``/``y`` int16, ``p`` bool),
+sorted by ``t`` and validated with :func:`~sdt3_event.events.schema.validate_events`, plus the
+sensor size ``(W, H, P)`` when the caller or the file knows it. Decoding is vectorised numpy (or a
+compiled decoder: ``aedat`` for AEDAT 4.0, ``expelliarmus`` for EVT 3.0); no per-event Python loops.
+
+Bad input raises :class:`~sdt3_event.events.schema.EventFormatError` naming the file and the
+problem: a wrong magic number, a truncated file (or, with ``allow_truncated=True``, the complete
+part with a logged, counted warning), corrupt records, coordinates outside the sensor (or, with
+``drop_out_of_range=True``, dropped and counted), timestamps that go backwards in a format that
+promises order, or that overflow.
+
+:data:`FORMATS` lists the supported formats; :func:`detect_format` names a file's format;
+:func:`read_events_with_report` also returns the counts; :func:`write_events` writes the formats
+that have an encoder here (AEDAT 4.0 writing lives in :mod:`sdt3_event.events.aedat4`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from sdt3_event.events import _aedat, _arrays, _nmnist, _prophesee
+from sdt3_event.events._assemble import DecodedEvents, assemble
+from sdt3_event.events.schema import EventFormatError, SensorSize
+
+logger = logging.getLogger(__name__)
+
+_HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
+_ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06")
+_SNIFF_BYTES = 4096
+
+
+@dataclass(frozen=True)
+class EventFormat:
+    """One supported event file format.
+
+    Attributes:
+        name: the key in :data:`FORMATS` and the ``format=`` argument.
+        description: what the format is and where it comes from.
+        extensions: file name suffixes that select it (lower case, with the dot).
+        magic: what the file starts with (``None``: no magic number).
+        sensor_size: the fixed ``(W, H, P)`` of the format, if it has one.
+        geometry_in_file: the file can state its sensor size.
+        ordered: the format promises non-decreasing timestamps (a decrease raises); otherwise
+            the reader sorts stably.
+        decoder: what decodes it.
+        writable: :func:`write_events` can write it.
+    """
+
+    name: str
+    description: str
+    extensions: tuple[str, ...]
+    magic: bytes | None
+    sensor_size: SensorSize | None
+    geometry_in_file: bool
+    ordered: bool
+    decoder: str
+    writable: bool
+
+
+FORMATS: dict[str, EventFormat] = {
+    f.name: f
+    for f in (
+        EventFormat(
+            "aedat4",
+            "iniVation AEDAT 4.0 (DV software, DAVIS346 / DVXplorer); events stream",
+            (".aedat4", ".aedat"),
+            _aedat.MAGIC_AEDAT4,
+            None,
+            True,
+            True,
+            "aedat (Rust)",
+            False,
+        ),
+        EventFormat(
+            "aedat3",
+            "iniVation AEDAT 3.1 polarity packets (DVS128 Gesture's original files)",
+            (".aedat",),
+            _aedat.MAGIC_AEDAT31,
+            None,
+            True,
+            True,
+            "numpy",
+            True,
+        ),
+        EventFormat(
+            "aedat2",
+            "jAER AEDAT 2.0 with CIFAR10-DVS's address layout (x/y flipped, 128x128)",
+            (".aedat",),
+            _aedat.MAGIC_AEDAT2,
+            _aedat.CIFAR10DVS_SENSOR,
+            False,
+            True,
+            "numpy",
+            True,
+        ),
+        EventFormat(
+            "evt2",
+            "Prophesee RAW EVT 2.0 (Gen3 / GenX320); pass sensor_size when the header has "
+            "no geometry",
+            (".raw",),
+            b"%",
+            None,
+            True,
+            False,
+            "numpy",
+            True,
+        ),
+        EventFormat(
+            "evt3",
+            "Prophesee RAW EVT 3.0 (IMX636 / Gen4)",
+            (".raw",),
+            b"%",
+            None,
+            True,
+            False,
+            "expelliarmus (C)",
+            True,
+        ),
+        EventFormat(
+            "dat",
+            "Prophesee DAT (CD / Event2d records; N-CARS, ATIS)",
+            (".dat",),
+            b"%",
+            None,
+            True,
+            True,
+            "numpy",
+            True,
+        ),
+        EventFormat(
+            "npz",
+            "numpy .npz with t/x/y/p arrays (HARDVS compact event files)",
+            (".npz",),
+            _ZIP_MAGICS[0],
+            None,
+            True,
+            True,
+            "numpy",
+            True,
+        ),
+        EventFormat(
+            "hdf5",
+            "HDF5: group 'events' with t/x/y/p datasets, or a compound 'events' dataset",
+            (".h5", ".hdf5", ".hdf"),
+            _HDF5_MAGIC,
+            None,
+            True,
+            True,
+            "h5py",
+            True,
+        ),
+        EventFormat(
+            "nmnist",
+            "N-MNIST / N-Caltech101 ATIS 5-byte .bin (34x34 for N-MNIST)",
+            (".bin",),
+            None,
+            _nmnist.NMNIST_SENSOR,
+            False,
+            True,
+            "numpy",
+            True,
+        ),
+    )
+}
+
+
+@dataclass(frozen=True)
+class EventReadReport:
+    """Everything :func:`read_events_with_report` learned while reading one file.
+
+    Attributes:
+        events: the validated events ``[N]``.
+        sensor_size: the caller's sensor size, else the file's (or the format's), else ``None``.
+        format: the :data:`FORMATS` key that decoded it.
+        n_dropped: events dropped as outside the sensor (``drop_out_of_range=True``).
+        n_reordered: out-of-order events that were sorted (formats that allow them).
+        truncated_bytes: bytes of an incomplete trailing record/packet that were skipped
+            (``allow_truncated=True``; ``1`` marks "truncated, size unknown" for AEDAT 4.0).
+    """
+
+    events: np.ndarray
+    sensor_size: SensorSize | None
+    format: str
+    n_dropped: int
+    n_reordered: int
+    truncated_bytes: int
+
+
+def _check_sensor_size(sensor_size) -> SensorSize | None:
+    if sensor_size is None:
+        return None
+    try:
+        vals = tuple(int(v) for v in sensor_size)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"sensor_size must be (W, H, P) integers, got {sensor_size!r}") from exc
+    if len(vals) == 2:
+        vals = (*vals, 2)
+    if len(vals) != 3 or min(vals) <= 0:
+        raise ValueError(f"sensor_size must be (W, H, P) positive integers, got {sensor_size!r}")
+    return vals  # type: ignore[return-value]
+
+
+def _sniff(path: Path) -> bytes:
+    with open(path, "rb") as f:
+        return f.read(_SNIFF_BYTES)
+
+
+def _format_from_content(head: bytes, suffix: str) -> str | None:
+    """The format the first bytes announce (``None`` when they announce none)."""
+    if head.startswith(b"#!AER-DAT"):
+        for name in ("aedat4", "aedat3", "aedat2"):
+            if head.startswith(FORMATS[name].magic):
+                return name
+        return "aedat?"
+    if head.startswith(_HDF5_MAGIC):
+        return "hdf5"
+    if head.startswith(_ZIP_MAGICS):
+        return "npz"
+    if head.startswith(b"%"):
+        end, lines = _prophesee.raw_header(head)
+        enc = _prophesee.raw_encoding(lines)
+        if enc is not None:
+            return enc
+        if suffix == ".raw":
+            return "evt?"
+        return "dat"
+    return None
+
+
+def detect_format(path: str | os.PathLike) -> str:
+    """Name the format of an event file from its extension and its first bytes.
+
+    The extension narrows the candidates (``.aedat`` may be 2.0, 3.1 or 4.0; ``.raw`` EVT 2.0 or
+    3.0) and the magic bytes decide; a file whose content contradicts its extension is rejected.
+    Files with an unknown extension are recognised by content alone.
+
+    Returns:
+        A key of :data:`FORMATS`.
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        EventFormatError: wrong or unknown magic number, an unsupported version (AEDAT 1.0 / 3.0,
+            EVT 2.1), or content that contradicts the extension.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"event file not found: {path}")
+    suffix = path.suffix.lower()
+    head = _sniff(path)
+    found = _format_from_content(head, suffix)
+    expected = [f.name for f in FORMATS.values() if suffix in f.extensions]
+
+    if found == "aedat?":
+        version = head[len(b"#!AER-DAT") :].split(b"\n", 1)[0].strip()
+        raise EventFormatError(
+            f"{path}: AEDAT version {version.decode(errors='replace')!r} is not supported "
+            "(AEDAT 2.0, 3.1 and 4.0 are); convert it with iniVation's DV software"
+        )
+    if found == "evt?":
+        raise EventFormatError(
+            f"{path}: the Prophesee RAW header names no encoding ('% evt 2.0' / '% evt 3.0' / "
+            "'% format EVT3'); pass format='evt2' or format='evt3'"
+        )
+    if found is not None and found.startswith("evt") and found not in FORMATS:
+        raise EventFormatError(
+            f"{path}: Prophesee encoding {found} is not supported (EVT 2.0 and 3.0 are); convert "
+            "it with Metavision's metavision_file_to_hdf5 or re-record in EVT 3.0"
+        )
+    if expected:
+        if found is None:
+            if "nmnist" in expected:
+                return "nmnist"
+            magic = FORMATS[expected[0]].magic
+            raise EventFormatError(
+                f"{path}: wrong magic number for a {suffix} file: it starts with {head[:12]!r}, "
+                f"expected {magic!r}; the file is corrupt or not a {'/'.join(expected)} file"
+            )
+        if found not in expected:
+            raise EventFormatError(
+                f"{path}: the extension {suffix} says {'/'.join(expected)} but the content is "
+                f"{found} (starts with {head[:12]!r}); rename the file or pass format={found!r}"
+            )
+        return found
+    if found is None:
+        known = sorted({e for f in FORMATS.values() for e in f.extensions})
+        raise EventFormatError(
+            f"{path}: unknown event file: extension {suffix or '(none)'} is not one of {known} "
+            f"and the content (starts with {head[:12]!r}) has no known magic number"
+        )
+    return found
+
+
+def _decode(path: Path, fmt: str, source: str, allow_truncated: bool) -> DecodedEvents:
+    if fmt == "aedat4":
+        with open(path, "rb") as f:
+            if not f.read(len(_aedat.MAGIC_AEDAT4)) == _aedat.MAGIC_AEDAT4:
+                raise EventFormatError(f"{source}: wrong magic number for AEDAT 4.0")
+        return _aedat.decode_aedat4(path, source, allow_truncated)
+    if fmt == "hdf5":
+        return _arrays.decode_hdf5(path, source)
+    data = path.read_bytes()
+    if fmt == "aedat3":
+        return _aedat.decode_aedat31(data, source, allow_truncated)
+    if fmt == "aedat2":
+        return _aedat.decode_aedat2(data, source, allow_truncated)
+    if fmt == "evt2":
+        return _prophesee.decode_evt2(data, source, allow_truncated)
+    if fmt == "evt3":
+        return _prophesee.decode_evt3(path, data, source, allow_truncated)
+    if fmt == "dat":
+        return _prophesee.decode_dat(data, source, allow_truncated)
+    if fmt == "npz":
+        return _arrays.decode_npz(data, source)
+    if fmt == "nmnist":
+        return _nmnist.decode_nmnist(data, source, allow_truncated)
+    raise ValueError(f"unknown format {fmt!r}; choose one of {sorted(FORMATS)}")
+
+
+def read_events_with_report(
+    path: str | os.PathLike,
+    sensor_size: SensorSize | None = None,
+    *,
+    format: str | None = None,
+    drop_out_of_range: bool = False,
+    allow_truncated: bool = False,
+) -> EventReadReport:
+    """Read an event file; like :func:`read_events` but also return the counts.
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        ValueError: a malformed ``sensor_size`` or unknown ``format``.
+        EventFormatError: see :func:`read_events`.
+    """
+    path = Path(path)
+    source = str(path)
+    sensor_size = _check_sensor_size(sensor_size)
+    if format is None:
+        fmt = detect_format(path)
+    else:
+        if format not in FORMATS:
+            raise ValueError(f"unknown format {format!r}; choose one of {sorted(FORMATS)}")
+        if not path.is_file():
+            raise FileNotFoundError(f"event file not found: {path}")
+        fmt = format
+    decoded = _decode(path, fmt, source, allow_truncated)
+    file_sensor = decoded.sensor_size or FORMATS[fmt].sensor_size
+    if sensor_size is not None and file_sensor is not None and sensor_size[:2] != file_sensor[:2]:
+        logger.warning(
+            "%s: the file says %dx%d but sensor_size=%s was given; using the given size",
+            source,
+            file_sensor[0],
+            file_sensor[1],
+            sensor_size,
+        )
+    sensor = sensor_size or file_sensor
+    if sensor is None and fmt == "evt2":
+        raise EventFormatError(
+            f"{source}: this EVT 2.0 header states no geometry; pass sensor_size=(W, H, 2) "
+            "(e.g. (640, 480, 2) for a Gen3 VGA camera, (320, 320, 2) for GenX320)"
+        )
+    result = assemble(
+        decoded, source=source, sensor_size=sensor, drop_out_of_range=drop_out_of_range
+    )
+    if decoded.truncated_bytes:
+        logger.warning(
+            "%s: file is truncated; read the %d complete events and skipped the incomplete "
+            "tail (%d bytes)",
+            source,
+            len(result.events),
+            decoded.truncated_bytes,
+        )
+    return EventReadReport(
+        events=result.events,
+        sensor_size=sensor,
+        format=fmt,
+        n_dropped=result.n_dropped,
+        n_reordered=result.n_reordered,
+        truncated_bytes=decoded.truncated_bytes,
+    )
+
+
+def read_events(
+    path: str | os.PathLike,
+    sensor_size: SensorSize | None = None,
+    *,
+    format: str | None = None,
+    drop_out_of_range: bool = False,
+    allow_truncated: bool = False,
+) -> tuple[np.ndarray, SensorSize | None]:
+    """Read an event file of any supported format (see :data:`FORMATS`).
+
+    Args:
+        path: the file; its format is detected from extension and magic bytes.
+        sensor_size: ``(W, H, P)``; overrides the file's own size for validation. Required for
+            EVT 2.0 files whose header has no geometry.
+        format: skip detection and use this :data:`FORMATS` key.
+        drop_out_of_range: drop (and count, in a logged warning) events outside the sensor
+            instead of raising.
+        allow_truncated: read the complete part of a file whose last record/packet is cut off
+            (logged and counted) instead of raising.
+
+    Returns:
+        ``(events, sensor_size)``: events sorted by ``t``; the sensor size from the caller, the
+        file or the format, else ``None``.
+
+    Shape:
+        events: ``[N]`` of ``EVENT_DTYPE``.
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        ValueError: a malformed ``sensor_size`` or unknown ``format``.
+        EventFormatError: wrong magic number, unsupported version, truncated or corrupt content,
+            coordinates outside the sensor, timestamps that go backwards (formats that promise
+            order), negative or overflowing timestamps; the message names the file.
+    """
+    report = read_events_with_report(
+        path,
+        sensor_size,
+        format=format,
+        drop_out_of_range=drop_out_of_range,
+        allow_truncated=allow_truncated,
+    )
+    return report.events, report.sensor_size
+
+
+def write_events(
+    path: str | os.PathLike,
+    events: np.ndarray,
+    sensor_size: SensorSize | None = None,
+    *,
+    format: str | None = None,
+) -> Path:
+    """Write events in one of the writable :data:`FORMATS` (atomically: temp file + rename).
+
+    Args:
+        path: destination; the format follows from the extension unless ``format`` is given
+            (``.aedat`` -> AEDAT 3.1, ``.raw`` -> EVT 2.0).
+        events: ``EVENT_DTYPE`` events ``[N]``, sorted by ``t``.
+        sensor_size: stored where the format can hold it.
+        format: a writable :data:`FORMATS` key.
+
+    Returns:
+        The written path.
+
+    Raises:
+        ValueError: an unknown or non-writable format.
+        EventFormatError: events the format cannot represent (e.g. coordinates too large).
+    """
+    from sdt3_event.events.schema import validate_events
+
+    path = Path(path)
+    sensor_size = _check_sensor_size(sensor_size)
+    events, _ = validate_events(events, sensor_size, source="events to write")
+    if format is None:
+        by_suffix = {".aedat": "aedat3", ".raw": "evt2"}
+        format = by_suffix.get(path.suffix.lower())
+        if format is None:
+            matches = [
+                f.name
+                for f in FORMATS.values()
+                if f.writable and path.suffix.lower() in f.extensions
+            ]
+            if not matches:
+                raise ValueError(f"{path}: cannot infer a writable format from {path.suffix!r}")
+            format = matches[0]
+    if format not in FORMATS or not FORMATS[format].writable:
+        writable = sorted(f.name for f in FORMATS.values() if f.writable)
+        raise ValueError(f"cannot write format {format!r}; writable: {writable}")
+
+    fd, tmp_name = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        if format == "hdf5":
+            _arrays.encode_hdf5(tmp, events, sensor_size)
+        elif format == "evt3":
+            _write_evt3(tmp, events, sensor_size)
+        else:
+            encoders = {
+                "aedat3": lambda: _aedat.encode_aedat31(events),
+                "aedat2": lambda: _aedat.encode_aedat2(events),
+                "evt2": lambda: _prophesee.encode_evt2(events, sensor_size),
+                "dat": lambda: _prophesee.encode_dat(events, sensor_size),
+                "npz": lambda: _arrays.encode_npz(events, sensor_size),
+                "nmnist": lambda: _nmnist.encode_nmnist(events),
+            }
+            tmp.write_bytes(encoders[format]())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def _write_evt3(path: Path, events: np.ndarray, sensor_size: SensorSize | None) -> None:
+    """EVT 3.0 through expelliarmus' encoder, then a header with the geometry prepended."""
+    from expelliarmus import Wizard
+
+    if len(events) == 0:
+        raise EventFormatError("expelliarmus cannot write an empty EVT 3.0 file")
+    arr = np.empty(
+        len(events), dtype=[("t", "<i8"), ("x", "<i2"), ("y", "<i2"), ("p", "u1")], order="C"
+    )
+    arr["t"], arr["x"], arr["y"], arr["p"] = events["t"], events["x"], events["y"], events["p"]
+    raw_path = path.with_name(path.name + ".evt3")
+    try:
+        Wizard(encoding="evt3").save(raw_path, arr)
+        body = raw_path.read_bytes()
+    finally:
+        raw_path.unlink(missing_ok=True)
+    start, _ = _prophesee.raw_header(body)
+    lines = ["% evt 3.0"]
+    if sensor_size is not None:
+        lines.append(f"% format EVT3;height={sensor_size[1]};width={sensor_size[0]}")
+    lines.append("% end")
+    path.write_bytes(("\n".join(lines) + "\n").encode() + body[start:])
