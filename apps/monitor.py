@@ -1,0 +1,113 @@
+"""``sdt3-event monitor``: the terminal dashboard, for a live source or a training run folder.
+
+    sdt3-event monitor runs/<name>                       # follow a training run's metrics.jsonl
+    sdt3-event monitor --source synthetic:// --model CKPT   # live predictions from a source
+
+This module imports no Textual and no torch at import time (the CLI imports every subcommand to build
+``--help``); the apps live in ``monitor_live`` and ``monitor_train`` and load inside :func:`run`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "run",
+        nargs="?",
+        help="a training run folder (runs/<name>) or its metrics.jsonl to follow; "
+        "omit it for the live view",
+    )
+    parser.add_argument(
+        "--source",
+        default=None,
+        help="live source URI (synthetic://, a recording path, tcp://host:port, ...); "
+        "default: the synthetic demo stream",
+    )
+    parser.add_argument(
+        "--model",
+        default=None,
+        help="checkpoint for the live view (default: the bundled demo model)",
+    )
+    parser.add_argument("--device", default="cpu", help="inference device for the live view")
+    parser.add_argument(
+        "--snapshot-dir",
+        default=".",
+        help="where the live view's snapshot key writes PNGs (default: the current folder)",
+    )
+    parser.add_argument(
+        "--fps", type=float, default=20.0, help="most screen updates per second (default 20)"
+    )
+    parser.add_argument(
+        "--poll",
+        type=float,
+        default=0.5,
+        help="seconds between reads of metrics.jsonl in the training view (default 0.5)",
+    )
+
+
+def run_dashboard(
+    pipeline: Any,
+    *,
+    title: str = "sdt3-event live",
+    fps: float = 20.0,
+    snapshot_dir: str | Path = ".",
+) -> int:
+    """Show the live dashboard for ``pipeline`` until the user quits; start and stop the pipeline.
+
+    Args:
+        pipeline: a ``sdt3_event.stream.pipeline.LivePipeline`` (or anything with ``start()``,
+            ``stop()``, ``get(timeout)``, ``paused`` and ``reset_stats()``), not started yet.
+        title: the header line.
+        fps: the most screen updates per second.
+        snapshot_dir: where PNG snapshots go.
+
+    Returns:
+        The exit status: 0, or 1 when the source ended in an error.
+    """
+    from .monitor_live import LiveMonitorApp
+
+    app = LiveMonitorApp(pipeline, title=title, fps=fps, snapshot_dir=snapshot_dir)
+    try:
+        code = app.run()
+    finally:
+        if not app.pipeline_stopped:
+            app.pipeline_stopped = True
+            pipeline.stop()
+    status = app.stats.status
+    if status is not None and status.state == "error":
+        sys.stderr.write(f"source error: {status.message}\n")
+    return int(code or 0)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.run is not None:
+        if args.source is not None or args.model is not None:
+            sys.stderr.write(
+                "give either a run folder (training view) or --source/--model (live view), not both\n"
+            )
+            return 2
+        path = Path(args.run)
+        if not path.exists():
+            sys.stderr.write(
+                f"{path} does not exist; pass a run folder written by `sdt3-event train` "
+                "(runs/<name>) or its metrics.jsonl\n"
+            )
+            return 2
+        from .monitor_train import TrainingMonitorApp
+
+        return int(TrainingMonitorApp(path, poll_s=args.poll).run() or 0)
+
+    from sdt3_event.stream.pipeline import build_pipeline
+
+    pipeline = build_pipeline(source=args.source, checkpoint=args.model, device=args.device)
+    return run_dashboard(
+        pipeline,
+        title=f"sdt3-event monitor · {getattr(pipeline, 'source_uri', args.source or 'synthetic')}",
+        fps=args.fps,
+        snapshot_dir=args.snapshot_dir,
+    )
