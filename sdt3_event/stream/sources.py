@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sdt3_event.events.schema import EVENT_DTYPE, EventFormatError, SensorSize, validate_events
+from sdt3_event.events.schema import EventFormatError, SensorSize, validate_events
 from sdt3_event.stream.source import BaseEventSource, parse_size
 
 log = logging.getLogger(__name__)
@@ -270,30 +270,14 @@ class SyntheticSource(_PacedSource):
         self.max_gestures = max_gestures
         self._timeline: deque[tuple[int, int, int]] = deque(maxlen=int(history))
 
-    def _generate(self, label: int, rng: np.random.Generator) -> np.ndarray:
-        kwargs = {"sensor_size": self.sensor_size}
-        if self.gesture_us is not None:
-            kwargs["duration_us"] = self.gesture_us
-        return self._gen.generate_gesture(label, rng, **kwargs)
-
     def _segments(self) -> Iterator[np.ndarray]:
-        rng = np.random.default_rng(self.seed)
-        n_classes = len(self.class_names)
-        t_next = 0
-        i = 0
-        while not self.closed and (self.max_gestures is None or i < self.max_gestures):
-            label = int(rng.integers(n_classes))
-            ev = self._generate(label, rng)
-            if len(ev) and ev["t"].min() < 0:
-                raise EventFormatError("synthetic generator produced negative timestamps")
-            length = self.gesture_us or (int(ev["t"].max()) + 1 if len(ev) else 1)
-            ev = ev[np.argsort(ev["t"], kind="stable")] if len(ev) else ev
-            seg = ev.astype(EVENT_DTYPE, copy=True)
-            seg["t"] += t_next
-            self._timeline.append((t_next, t_next + length, label))
-            t_next += length
-            i += 1
-            yield seg
+        kwargs = {} if self.gesture_us is None else {"duration_us": self.gesture_us}
+        stream = self._gen.gesture_stream(self.seed, self.sensor_size, **kwargs)
+        for i, seg in enumerate(stream):
+            if self.closed or (self.max_gestures is not None and i >= self.max_gestures):
+                return
+            self._timeline.append((seg.t_start_us, seg.t_end_us, seg.label))
+            yield seg.events
 
     def label_at(self, t_us: int) -> str | None:
         """The true class name at stream time ``t_us`` (``None`` if outside the kept history)."""

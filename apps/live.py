@@ -1,0 +1,174 @@
+"""``sdt3-event live``: run a live event stream through a model.
+
+With no arguments it streams ``synthetic:`` through the bundled demo model. On a terminal it shows
+the Textual monitor; when stdout is not a terminal (a pipe, a file) it writes JSON lines, one record
+per line (see :mod:`sdt3_event.stream.sinks`). Ctrl-C (or SIGTERM) stops the stream cleanly.
+
+Exit status: 0 when the stream ended or a limit was reached, 1 when it failed (the last status record
+says why), 2 for bad arguments (missing checkpoint, unknown source, a sensor that does not fit the
+model), 130 after Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+
+SPATIAL_CHOICES = ("resize", "center_crop", "pad", "crop_or_pad")
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.epilog = (
+        "sources: synthetic: (default), file:REC.aedat4[?speed=2&loop=1], tcp://HOST:PORT,\n"
+        "         camera:[SERIAL], webcam:N, video:CLIP.mp4\n"
+        "examples:\n"
+        "  sdt3-event live\n"
+        "  sdt3-event live --source file:rec.aedat4 --speed 0 --jsonl out.jsonl --max-windows 100\n"
+        "  sdt3-event live --source tcp://127.0.0.1:7777 --model runs/x/checkpoints/best.pt\n"
+    )
+    parser.add_argument("--source", default="synthetic:", help="source URI (default: synthetic:)")
+    parser.add_argument("--model", default=None, help="checkpoint (default: the bundled demo)")
+    parser.add_argument("--spike-driven", action="store_true", help="run the spike-driven executor")
+    parser.add_argument("--window-us", type=int, default=None, help="window length (µs)")
+    parser.add_argument("--stride-us", type=int, default=None, help="window stride (µs)")
+    parser.add_argument("--jsonl", default=None, metavar="FILE", help="also write JSON lines here")
+    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: best)")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the model")
+    parser.add_argument("--channels-last", action="store_true", help="channels-last memory format")
+    parser.add_argument("--max-windows", type=int, default=None, metavar="N", help="stop after N")
+    parser.add_argument("--duration", type=float, default=None, metavar="S", help="stop after S s")
+    parser.add_argument("--top-k", type=int, default=5, help="classes per prediction")
+    parser.add_argument(
+        "--sensor-map",
+        choices=SPATIAL_CHOICES,
+        default=None,
+        help="map a source sensor of another size onto the model input",
+    )
+    parser.add_argument(
+        "--speed", type=float, default=None, help="replay speed for file/synthetic (0 = max)"
+    )
+    parser.add_argument("--loop", action="store_true", help="loop a file source")
+    parser.add_argument(
+        "--json", action="store_true", help="JSON lines on stdout even on a terminal"
+    )
+    parser.add_argument(
+        "--predictions-only", action="store_true", help="JSON lines without status records"
+    )
+
+
+def _error(msg: str) -> int:
+    sys.stderr.write(f"sdt3-event live: error: {msg}\n")
+    return 2
+
+
+def _monitor_entry():
+    """The monitor's ``run the dashboard on a pipeline`` function, if installed."""
+    try:
+        from sdt3_event.apps import monitor
+    except ImportError:
+        return None
+    for name in ("run_live_monitor", "run_live", "run_pipeline_monitor"):
+        fn = getattr(monitor, name, None)
+        if callable(fn):
+            return fn
+    return None
+
+
+def run(args: argparse.Namespace) -> int:
+    from sdt3_event.engine.checkpoint import CheckpointError
+    from sdt3_event.events.schema import EventFormatError
+    from sdt3_event.stream.pipeline import build_pipeline
+    from sdt3_event.stream.sinks import JsonLinesSink, TeePipeline, drain
+
+    for name in ("max_windows", "window_us", "stride_us", "top_k"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            return _error(f"--{name.replace('_', '-')} must be >= 1")
+    options = {}
+    if args.speed is not None:
+        options["speed"] = args.speed
+    if args.loop:
+        options["loop"] = True
+    use_monitor = sys.stdout.isatty() and not args.json
+    monitor = _monitor_entry() if use_monitor else None
+    if use_monitor and monitor is None:
+        sys.stderr.write("sdt3-event live: the monitor is not available; writing JSON lines\n")
+    try:
+        pipeline = build_pipeline(
+            args.source,
+            args.model,
+            spike_driven=args.spike_driven,
+            device=args.device,
+            window_us=args.window_us,
+            stride_us=args.stride_us,
+            top_k=args.top_k,
+            sensor_map=args.sensor_map,
+            compile=args.compile,
+            channels_last=args.channels_last,
+            source_options=options,
+            keep_frames=monitor is not None,
+        )
+    except (FileNotFoundError, ValueError, EventFormatError, CheckpointError) as exc:
+        return _error(str(exc))
+    except (ImportError, RuntimeError, OSError) as exc:
+        return _error(f"{type(exc).__name__}: {exc}")
+
+    sinks = []
+    try:
+        if args.jsonl:
+            sinks.append(JsonLinesSink.to_file(args.jsonl, statuses=not args.predictions_only))
+    except OSError as exc:
+        pipeline.stop()
+        return _error(f"cannot write {args.jsonl}: {exc}")
+
+    previous = _install_sigterm()
+    try:
+        if monitor is not None:
+            target = TeePipeline(pipeline, sinks) if sinks else pipeline
+            code = monitor(target, max_windows=args.max_windows, duration=args.duration)
+            return int(code or 0)
+        stdout = JsonLinesSink(sys.stdout, statuses=not args.predictions_only)
+        pipeline.start()
+        result = drain(
+            pipeline, [stdout, *sinks], max_windows=args.max_windows, duration_s=args.duration
+        )
+        if result.reason == "broken_pipe":
+            _silence_stdout()
+        return 1 if result.failed else 0
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        pipeline.stop()
+        for sink in sinks:
+            sink.close()
+        _restore_sigterm(previous)
+
+
+def _install_sigterm():
+    """Turn SIGTERM into KeyboardInterrupt so a killed stream stops like Ctrl-C."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    return signal.signal(signal.SIGTERM, handler)
+
+
+def _restore_sigterm(previous) -> None:
+    if previous is not None:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _silence_stdout() -> None:
+    """After the reader of stdout went away, keep Python from failing while flushing at exit."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass

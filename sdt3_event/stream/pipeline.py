@@ -1,0 +1,496 @@
+"""The live pipeline: source -> windows -> model -> records, in three threads with bounded queues.
+
+::
+
+    reader thread     source chunks -> SlidingWindower -> window queue (at most ``max_queued_windows``)
+    inference thread  window queue -> Predictor -> output queue (at most ``max_records``)
+    status thread     source state changes + every ``status_interval_s`` -> output queue
+
+Drop policy (stated once, counted always): when inference falls behind, the window queue keeps the
+*newest* windows; the oldest queued window is dropped whole and its events count as dropped. Events
+inside a window are never dropped. The windower bounds the events it buffers
+(``max_window_events``, see :mod:`sdt3_event.stream.windowing`), so memory stays bounded whatever
+the input rate. If nobody reads the records, the oldest records are dropped (counted as
+``records_dropped``). While ``paused``, windows are discarded before the queue (``windows_paused``).
+
+A failing source or a source whose sensor does not fit the model never raises out of the pipeline:
+it ends in a ``StreamStatus(state="error")`` record with the reason.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from sdt3_event.events.schema import EVENT_DTYPE
+from sdt3_event.stream.records import Prediction, StreamStatus
+from sdt3_event.stream.source import EventSource, open_source, split_uri
+from sdt3_event.stream.windowing import EventWindow, SlidingWindower
+
+log = logging.getLogger(__name__)
+
+Record = Prediction | StreamStatus
+
+
+@dataclass
+class PipelineStats:
+    """Counters since the start or the last :meth:`LivePipeline.reset_stats`."""
+
+    events_in: int = 0
+    events_invalid: int = 0
+    events_late: int = 0
+    events_dropped: int = 0
+    windows_in: int = 0
+    windows_dropped: int = 0
+    windows_overflow: int = 0
+    windows_paused: int = 0
+    windows_done: int = 0
+    records_dropped: int = 0
+    started: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+class LivePipeline:
+    """Run an event source through a predictor in background threads.
+
+    Args:
+        source: an open :class:`~sdt3_event.stream.source.EventSource`.
+        predictor: a :class:`~sdt3_event.stream.predictor.Predictor` (or any object with ``bind``,
+            ``bound``, ``__call__(window, true_label)``, ``model_name``, ``device``, ``class_names``).
+        window_us / stride_us: the sliding windows.
+        max_queued_windows: windows waiting for inference before the oldest is dropped.
+        max_window_events: bound on events buffered for one window (whole windows over it are
+            dropped).
+        max_records: records waiting for :meth:`get` before the oldest is dropped.
+        status_interval_s: period of the status records.
+
+    Raises:
+        ValueError: non-positive sizes.
+    """
+
+    def __init__(
+        self,
+        source: EventSource,
+        predictor: Any,
+        *,
+        window_us: int,
+        stride_us: int | None = None,
+        max_queued_windows: int = 2,
+        max_window_events: int | None = 4_000_000,
+        max_records: int = 256,
+        status_interval_s: float = 1.0,
+    ) -> None:
+        if max_queued_windows < 1 or max_records < 1:
+            raise ValueError("max_queued_windows and max_records must be >= 1")
+        self.source = source
+        self.predictor = predictor
+        self.window_us = int(window_us)
+        self.stride_us = int(stride_us or window_us)
+        self.max_window_events = max_window_events
+        self.status_interval_s = float(status_interval_s)
+        self._windower = SlidingWindower(self.window_us, self.stride_us, max_window_events)
+        self._windows: deque[EventWindow] = deque()
+        self._max_windows = int(max_queued_windows)
+        self._records: deque[Record] = deque()
+        self._max_records = int(max_records)
+        self._lock = threading.Lock()
+        self._window_ready = threading.Condition(self._lock)
+        self._record_ready = threading.Condition(self._lock)
+        self._stop = threading.Event()
+        self._reader_done = threading.Event()
+        self._done = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._paused = False
+        self._busy = False
+        self._error: str | None = None
+        self._final_state = "finished"
+        self.stats = PipelineStats()
+        self._label_at: Callable[[int], str | None] | None = getattr(source, "label_at", None)
+
+    # -- public API ------------------------------------------------------------------------------
+
+    @property
+    def model_name(self) -> str:
+        return getattr(self.predictor, "model_name", "")
+
+    @property
+    def device(self) -> str:
+        return str(getattr(self.predictor, "device", ""))
+
+    @property
+    def source_uri(self) -> str:
+        return self.source.uri
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return tuple(getattr(self.predictor, "class_names", ()))
+
+    @property
+    def paused(self) -> bool:
+        return self._paused
+
+    @paused.setter
+    def paused(self, value: bool) -> None:
+        self._paused = bool(value)
+
+    @property
+    def running(self) -> bool:
+        return bool(self._threads) and not self._done.is_set()
+
+    @property
+    def finished(self) -> bool:
+        """The stream ended (or failed) and every record was taken by :meth:`get`."""
+        with self._lock:
+            return self._done.is_set() and not self._records
+
+    @property
+    def error(self) -> str | None:
+        """Why the stream failed, or ``None``."""
+        return self._error
+
+    def start(self) -> LivePipeline:
+        """Start the threads (once). Returns ``self``."""
+        if self._threads:
+            raise RuntimeError("the pipeline was already started")
+        self.stats.started = time.monotonic()
+        self._emit_status("connecting", "starting")
+        for name, target in (
+            ("reader", self._read_loop),
+            ("inference", self._infer_loop),
+            ("status", self._status_loop),
+        ):
+            t = threading.Thread(target=target, name=f"sdt3-{name}", daemon=True)
+            self._threads.append(t)
+            t.start()
+        return self
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop reading, finish the window being inferred, join the threads; idempotent."""
+        self._stop.set()
+        try:
+            self.source.close()
+        except Exception as exc:  # closing must never raise out of stop()
+            log.debug("closing %s: %s", self.source_uri, exc)
+        with self._lock:
+            self._window_ready.notify_all()
+            self._record_ready.notify_all()
+        deadline = time.monotonic() + timeout
+        for t in self._threads:
+            if t is not threading.current_thread():
+                t.join(max(0.0, deadline - time.monotonic()))
+        alive = [t.name for t in self._threads if t.is_alive()]
+        if alive:
+            log.warning("threads still running after stop(): %s", alive)
+
+    def get(self, timeout: float | None = None) -> Record | None:
+        """The next record, waiting up to ``timeout`` seconds (``None``: until one comes or the
+        stream ends). Returns ``None`` on timeout or when the stream has ended."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._lock:
+            while not self._records:
+                if self._done.is_set():
+                    return None
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return None
+                self._record_ready.wait(0.25 if remaining is None else min(remaining, 0.25))
+            return self._records.popleft()
+
+    def reset_stats(self) -> None:
+        """Zero the counters (the monitor's reset key)."""
+        with self._lock:
+            self.stats = PipelineStats(started=time.monotonic())
+
+    def status(self, state: str | None = None, message: str = "") -> StreamStatus:
+        """A status record with the current counters."""
+        src = self.source.status
+        with self._lock:
+            s = self.stats
+            extra = []
+            if s.windows_overflow:
+                extra.append(f"{s.windows_overflow} windows over the buffer bound")
+            if s.windows_paused:
+                extra.append(f"{s.windows_paused} windows skipped while paused")
+            if s.events_invalid or s.events_late:
+                extra.append(f"{s.events_invalid} invalid / {s.events_late} late events")
+            if s.records_dropped:
+                extra.append(f"{s.records_dropped} records unread")
+            msg = message or src.message
+            if self._paused:
+                msg = ("paused; " + msg) if msg else "paused"
+            if extra:
+                msg = f"{msg} ({'; '.join(extra)})" if msg else "; ".join(extra)
+            return StreamStatus(
+                state=state or src.state,
+                source=self.source_uri,
+                message=msg,
+                model=self.model_name,
+                device=self.device,
+                events_in=s.events_in,
+                events_dropped=s.events_dropped,
+                windows_in=s.windows_in,
+                windows_dropped=s.windows_dropped + s.windows_overflow,
+                wall_time=time.time(),
+            )
+
+    def __enter__(self) -> LivePipeline:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- threads ---------------------------------------------------------------------------------
+
+    def _read_loop(self) -> None:
+        try:
+            if not self.predictor.bound and self.source.sensor_size is not None:
+                self.predictor.bind(self.source.sensor_size)
+            for chunk in self.source:
+                if self._stop.is_set():
+                    break
+                arrival = time.perf_counter()
+                if not self.predictor.bound:
+                    if self.source.sensor_size is None:
+                        raise RuntimeError(
+                            f"{self.source_uri} delivered events before its sensor size"
+                        )
+                    self.predictor.bind(self.source.sensor_size)
+                self._push(chunk, arrival)
+            if not self._stop.is_set():
+                self._queue_windows(self._windower.flush())
+        except Exception as exc:
+            self._error = f"{type(exc).__name__}: {exc}"
+            self._final_state = "error"
+            log.error("%s: %s", self.source_uri, self._error)
+        finally:
+            self._reader_done.set()
+            with self._lock:
+                self._window_ready.notify_all()
+
+    def _push(self, chunk: np.ndarray, arrival: float) -> None:
+        if chunk.dtype != EVENT_DTYPE:
+            raise TypeError(f"{self.source_uri} yielded {chunk.dtype}, expected {EVENT_DTYPE}")
+        n_in = len(chunk)
+        size = self.source.sensor_size
+        if size is not None and n_in:
+            x, y = chunk["x"], chunk["y"]
+            inside = (x >= 0) & (x < size[0]) & (y >= 0) & (y < size[1])
+            if not inside.all():
+                chunk = chunk[inside]
+        w = self._windower
+        late0, over_w0, over_e0 = (
+            w.stats.events_late,
+            w.stats.windows_overflow,
+            w.stats.events_overflow,
+        )
+        windows = w.push(chunk, arrival)
+        with self._lock:
+            s = self.stats
+            s.events_in += n_in
+            s.events_invalid += n_in - len(chunk)
+            s.events_late += w.stats.events_late - late0
+            s.windows_overflow += w.stats.windows_overflow - over_w0
+            s.events_dropped += w.stats.events_overflow - over_e0
+        self._queue_windows(windows)
+
+    def _queue_windows(self, windows: list[EventWindow]) -> None:
+        if not windows:
+            return
+        with self._lock:
+            s = self.stats
+            for win in windows:
+                s.windows_in += 1
+                if self._paused:
+                    s.windows_paused += 1
+                    continue
+                if len(self._windows) >= self._max_windows:
+                    old = self._windows.popleft()  # keep the newest: drop the oldest, whole
+                    s.windows_dropped += 1
+                    s.events_dropped += old.n_events
+                self._windows.append(win)
+            self._window_ready.notify()
+
+    def _infer_loop(self) -> None:
+        try:
+            while True:
+                with self._lock:
+                    while not self._windows and not self._stop.is_set():
+                        if self._reader_done.is_set():
+                            break
+                        self._window_ready.wait(0.25)
+                    if self._stop.is_set() or not self._windows:
+                        break
+                    win = self._windows.popleft()
+                    self._busy = True
+                truth = None
+                if self._label_at is not None:
+                    truth = self._label_at((win.start_us + win.end_us) // 2)
+                try:
+                    record = self.predictor(win, true_label=truth)
+                finally:
+                    with self._lock:
+                        self._busy = False
+                with self._lock:
+                    self.stats.windows_done += 1
+                self._put(record)
+        except Exception as exc:
+            self._error = f"inference failed: {type(exc).__name__}: {exc}"
+            self._final_state = "error"
+            log.exception("inference failed")
+            self._stop.set()
+            self.source.close()
+        finally:
+            self._finish()
+
+    def _status_loop(self) -> None:
+        last_state = None
+        next_periodic = time.monotonic() + self.status_interval_s
+        while not self._done.is_set():
+            state = self.source.status
+            now = time.monotonic()
+            key = (state.state, state.message)
+            if key != last_state:
+                last_state = key
+                if state.state not in ("finished", "error"):
+                    self._put(self.status())
+                next_periodic = now + self.status_interval_s
+            elif now >= next_periodic:
+                self._put(self.status())
+                next_periodic = now + self.status_interval_s
+            self._done.wait(0.05)
+
+    def _finish(self) -> None:
+        """Emit the final status once the reader and inference are both done."""
+        self._reader_done.wait(5.0)
+        if self._error is not None:
+            final = self.status("error", self._error)
+        else:
+            src = self.source.status
+            state = "error" if src.state == "error" else "finished"
+            msg = src.message or ("stopped" if self._stop.is_set() else "end of stream")
+            final = self.status(state, msg)
+        self._put(final)
+        self._done.set()
+        with self._lock:
+            self._record_ready.notify_all()
+
+    def _put(self, record: Record) -> None:
+        with self._lock:
+            if len(self._records) >= self._max_records:
+                self._records.popleft()
+                self.stats.records_dropped += 1
+            self._records.append(record)
+            self._record_ready.notify_all()
+
+    def _emit_status(self, state: str, message: str) -> None:
+        self._put(self.status(state, message))
+
+
+def build_pipeline(
+    source_uri: str = "synthetic:",
+    checkpoint: str | None = None,
+    *,
+    spike_driven: bool = False,
+    device: str | None = None,
+    window_us: int | None = None,
+    stride_us: int | None = None,
+    top_k: int = 5,
+    sensor_map: str | None = None,
+    compile: bool = False,
+    channels_last: bool = False,
+    smoothing: float = 0.6,
+    firing: bool = True,
+    keep_frames: bool = True,
+    source_options: dict[str, Any] | None = None,
+    max_queued_windows: int = 2,
+    max_window_events: int | None = 4_000_000,
+    status_interval_s: float = 1.0,
+    warmup: bool = True,
+) -> LivePipeline:
+    """Open a source, load a checkpoint and wire them into a (not yet started) :class:`LivePipeline`.
+
+    Args:
+        source_uri: see :func:`sdt3_event.stream.source.open_source`.
+        checkpoint: an sdt3-event checkpoint; ``None`` = the bundled demo model.
+        spike_driven: run the spike-driven executor instead of the integer model.
+        device: default CUDA when available, else CPU.
+        window_us: live window; default the checkpoint's data contract window.
+        stride_us: distance between windows; default half the window.
+        top_k, smoothing, firing, keep_frames, compile, channels_last: see :class:`Predictor`.
+        sensor_map: map a source sensor of another size onto the model input (one of
+            ``SPATIAL_MODES``); without it a mismatch raises.
+        source_options: extra options for the source (``speed``, ``loop``, ...).
+        max_queued_windows, max_window_events, status_interval_s: see :class:`LivePipeline`.
+        warmup: run one forward pass before returning (and compile, with ``compile=True``).
+
+    Raises:
+        FileNotFoundError: missing checkpoint or recording.
+        ValueError: bad URI or option; a sensor that does not fit the contract (a
+            :class:`~sdt3_event.stream.predictor.SensorMismatchError`).
+    """
+    from sdt3_event.engine.checkpoint import load_model_from_checkpoint
+    from sdt3_event.stream.predictor import Predictor, default_device
+
+    if checkpoint is None:
+        from sdt3_event.assets import DEMO_CHECKPOINT
+
+        checkpoint = DEMO_CHECKPOINT
+    device = device or default_device()
+    loaded = load_model_from_checkpoint(checkpoint, device=device)
+    contract = loaded.contract
+    window_us = window_us or contract.window_us
+    if window_us is None:
+        raise ValueError(
+            f"{checkpoint} was trained on whole clips (no window in its data contract); "
+            "pass window_us (--window-us)"
+        )
+    stride_us = stride_us or max(1, window_us // 2)
+    options = dict(source_options or {})
+    scheme, _, query = split_uri(source_uri)
+    # Emulated and synthetic sensors have no native size: make them the model's trained sensor.
+    if scheme in ("webcam", "video") and "size" not in query and "size" not in options:
+        options["size"] = tuple(contract.sensor_size[:2])
+    if scheme == "synthetic" and "sensor" not in query and "sensor" not in options:
+        options["sensor"] = tuple(contract.sensor_size)
+    source = open_source(source_uri, **options)
+    try:
+        predictor = Predictor(
+            loaded.model,
+            contract,
+            model_name=loaded.model_name,
+            device=device,
+            spike_driven=spike_driven,
+            compile=compile,
+            channels_last=channels_last,
+            top_k=top_k,
+            smoothing=smoothing,
+            firing=firing,
+            keep_frames=keep_frames,
+            window_us=window_us,
+            sensor_map=sensor_map,
+        )
+        if source.sensor_size is not None:
+            predictor.bind(source.sensor_size)
+        if warmup:
+            predictor.warmup()
+    except BaseException:
+        source.close()
+        raise
+    return LivePipeline(
+        source,
+        predictor,
+        window_us=window_us,
+        stride_us=stride_us,
+        max_queued_windows=max_queued_windows,
+        max_window_events=max_window_events,
+        status_interval_s=status_interval_s,
+    )

@@ -1,0 +1,302 @@
+"""Windows of events -> :class:`~sdt3_event.stream.records.Prediction` records.
+
+The :class:`Predictor` owns the model and the event -> frame transform. The transform is built by
+:func:`sdt3_event.events.transforms.build_frame_transform` from the checkpoint's data contract, the
+same one training used; only the sensor geometry may be swapped for the live source's, and only when
+the user asks for a spatial mapping (``sensor_map``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from sdt3_event.events.contract import SPATIAL_MODES, DataContract
+from sdt3_event.events.schema import SensorSize
+from sdt3_event.stream.records import Prediction
+from sdt3_event.stream.windowing import EventWindow
+
+log = logging.getLogger(__name__)
+
+
+class SensorMismatchError(ValueError):
+    """The live source's sensor does not fit the model's data contract."""
+
+
+@dataclass(frozen=True)
+class LabeledPrediction(Prediction):
+    """A :class:`Prediction` with the true class, for sources that know it (``synthetic:``)."""
+
+    true_label: str | None = None
+
+
+def live_contract(
+    contract: DataContract,
+    sensor_size: SensorSize,
+    *,
+    window_us: int | None = None,
+    sensor_map: str | None = None,
+) -> DataContract:
+    """The contract to preprocess a live source with.
+
+    Args:
+        contract: the checkpoint's data contract.
+        sensor_size: the source's ``(W, H, P)``.
+        window_us: live window length; default the contract's.
+        sensor_map: one of ``SPATIAL_MODES`` to map a sensor of another size onto the model input;
+            ``None`` requires the source to have the trained sensor's width and height.
+
+    Raises:
+        SensorMismatchError: the sizes differ and no ``sensor_map`` was given.
+        ValueError: neither the contract nor the caller gives a window length; unknown ``sensor_map``.
+    """
+    if sensor_map is not None and sensor_map not in SPATIAL_MODES:
+        raise ValueError(f"sensor_map must be one of {SPATIAL_MODES}, got {sensor_map!r}")
+    window_us = window_us or contract.window_us
+    if window_us is None:
+        raise ValueError(
+            "the checkpoint's data contract has no window length (it was trained on whole clips); "
+            "pass window_us (--window-us) for live inference"
+        )
+    src_wh = tuple(int(v) for v in sensor_size[:2])
+    model_wh = contract.sensor_size[:2]
+    changes: dict[str, Any] = {"window_us": int(window_us)}
+    if src_wh != model_wh:
+        if sensor_map is None:
+            raise SensorMismatchError(
+                f"the source's sensor is {src_wh[0]}x{src_wh[1]} but the model was trained on "
+                f"{model_wh[0]}x{model_wh[1]} (input {contract.input_size[1]}x"
+                f"{contract.input_size[0]}); pass --sensor-map with one of {', '.join(SPATIAL_MODES)} "
+                "to map the source onto the model input, or use a model trained for this sensor"
+            )
+        changes["sensor_size"] = (*src_wh, contract.sensor_size[2])
+        changes["spatial"] = sensor_map
+    elif sensor_map is not None:
+        changes["spatial"] = sensor_map
+    return dataclasses.replace(contract, **changes)
+
+
+def default_device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+class Predictor:
+    """Run one window of events through the model.
+
+    Args:
+        model: a classifier taking ``(B, T, P, H, W)`` frames and returning logits ``(B, classes)``.
+        contract: the checkpoint's data contract.
+        model_name: for the records.
+        device: ``"cpu"``, ``"cuda"``, ... (default: CUDA when available).
+        spike_driven: run the spike-driven executor (:func:`sdt3_event.spikes.to_spike_driven`).
+        compile: wrap the model in :func:`torch.compile`.
+        channels_last: channels-last memory format for the convolutions.
+        top_k: how many classes each record lists.
+        smoothing: EMA factor on the probabilities (``0`` = none): ``ema = s * ema + (1 - s) * p``.
+        firing: record per-stage firing rates and energy with :class:`sdt3_event.spikes.FiringRecorder`.
+        keep_frames: attach the ``(P, H, W)`` event-count frame to each record (for display).
+        window_us / sensor_map: see :func:`live_contract`.
+        transform_factory: ``contract -> transform``; default ``build_frame_transform``.
+
+    Raises:
+        ValueError: ``top_k < 1`` or ``smoothing`` outside ``[0, 1)``.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        contract: DataContract,
+        *,
+        model_name: str = "",
+        device: str | torch.device | None = None,
+        spike_driven: bool = False,
+        compile: bool = False,
+        channels_last: bool = False,
+        top_k: int = 5,
+        smoothing: float = 0.6,
+        firing: bool = True,
+        keep_frames: bool = True,
+        window_us: int | None = None,
+        sensor_map: str | None = None,
+        transform_factory: Callable[[DataContract], Callable] | None = None,
+    ) -> None:
+        if top_k < 1:
+            raise ValueError(f"top_k must be >= 1, got {top_k}")
+        if not 0 <= smoothing < 1:
+            raise ValueError(f"smoothing must be in [0, 1), got {smoothing}")
+        self.device = torch.device(device or default_device())
+        self.contract = contract
+        self.model_name = model_name or type(model).__name__
+        self.class_names = tuple(contract.class_names)
+        self.top_k = int(top_k)
+        self.smoothing = float(smoothing)
+        self.keep_frames = keep_frames
+        self.window_us = window_us
+        self.sensor_map = sensor_map
+        self.spike_driven = spike_driven
+        if spike_driven:
+            from sdt3_event.spikes import to_spike_driven
+
+            model = to_spike_driven(model)
+        model = model.to(self.device).eval()
+        if channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        self.model = model
+        self._forward: Callable = torch.compile(model) if compile else model
+        self._recorder_cls = None
+        if firing:
+            try:
+                from sdt3_event.spikes import FiringRecorder
+
+                self._recorder_cls = FiringRecorder
+            except ImportError:
+                log.warning("sdt3_event.spikes.FiringRecorder is unavailable; no firing statistics")
+        self._energy_fn = _energy_function() if firing else None
+        self._transform_factory = transform_factory
+        self._transform: Callable | None = None
+        self.live: DataContract | None = None
+        self._ema: np.ndarray | None = None
+
+    # -- setup -----------------------------------------------------------------------------------
+
+    def bind(self, sensor_size: SensorSize) -> DataContract:
+        """Build the transform for a source's sensor (see :func:`live_contract`).
+
+        Raises:
+            SensorMismatchError: the sensor does not fit and no ``sensor_map`` was given.
+        """
+        live = live_contract(
+            self.contract, sensor_size, window_us=self.window_us, sensor_map=self.sensor_map
+        )
+        factory = self._transform_factory
+        if factory is None:
+            from sdt3_event.events.transforms import build_frame_transform
+
+            factory = build_frame_transform
+        self._transform = factory(live)
+        self.live = live
+        return live
+
+    @property
+    def bound(self) -> bool:
+        return self._transform is not None
+
+    def warmup(self) -> None:
+        """One forward pass on zeros (compiles the model when ``compile=True``)."""
+        shape = (1, *self.contract.frame_shape)
+        with torch.inference_mode():
+            self._reset_state()
+            self._forward(torch.zeros(shape, device=self.device))
+        self._sync()
+
+    def reset(self) -> None:
+        """Forget the smoothing state."""
+        self._ema = None
+
+    # -- inference -------------------------------------------------------------------------------
+
+    def frames(self, window: EventWindow) -> torch.Tensor:
+        """The window as model input frames.
+
+        Shape:
+            returns ``(T, P, H, W)`` float32 on the CPU.
+        """
+        if self._transform is None:
+            raise RuntimeError("call bind(sensor_size) before predicting")
+        events = window.events
+        try:
+            return self._transform(events, t_start=window.start_us, t_end=window.end_us)
+        except TypeError:
+            # a transform without window bounds bins from the events' own first timestamp
+            return self._transform(events)
+
+    def __call__(self, window: EventWindow, true_label: str | None = None) -> Prediction:
+        """Predict one window.
+
+        Returns:
+            a :class:`Prediction` (a :class:`LabeledPrediction` when ``true_label`` is given);
+            ``latency_ms`` counts from ``window.arrival`` to the end of the forward pass.
+        """
+        frames = self.frames(window)  # (T, P, H, W)
+        x = torch.as_tensor(frames, dtype=torch.float32).unsqueeze(0)  # (1, T, P, H, W)
+        x = x.to(self.device, non_blocking=True)
+        firing: dict[str, float] = {}
+        energy = None
+        with torch.inference_mode():
+            self._reset_state()
+            if self._recorder_cls is not None:
+                with self._recorder_cls(self.model) as rec:
+                    logits = self._forward(x)
+                firing = {k: float(v) for k, v in rec.stage_rates().items()}
+                if self._energy_fn is not None:
+                    energy = self._energy_fn(rec)
+            else:
+                logits = self._forward(x)
+            probs = torch.softmax(logits.float(), dim=-1)[0].cpu().numpy()  # (classes,)
+        done = time.perf_counter()
+        if self._ema is None or self._ema.shape != probs.shape or self.smoothing == 0:
+            self._ema = probs.copy()
+        else:
+            self._ema = self.smoothing * self._ema + (1 - self.smoothing) * probs
+        k = min(self.top_k, len(probs))
+        top = np.argsort(-probs, kind="stable")[:k]
+        best = int(np.argmax(self._ema))
+        duration = window.end_us - window.start_us
+        fields = dict(
+            window_start_us=int(window.start_us),
+            window_end_us=int(window.end_us),
+            labels=tuple(self._name(i) for i in top),
+            scores=tuple(float(probs[i]) for i in top),
+            smoothed_label=self._name(best),
+            smoothed_score=float(self._ema[best]),
+            latency_ms=(done - window.arrival) * 1e3,
+            n_events=int(window.n_events),
+            event_rate_mev_s=window.n_events / duration if duration > 0 else 0.0,
+            firing=firing,
+            energy_uj=energy,
+            wall_time=time.time(),
+            frame=frames.sum(0).numpy() if self.keep_frames else None,  # (P, H, W)
+        )
+        if true_label is not None:
+            return LabeledPrediction(**fields, true_label=true_label)
+        return Prediction(**fields)
+
+    def _name(self, i: int) -> str:
+        return self.class_names[i] if i < len(self.class_names) else str(i)
+
+    def _reset_state(self) -> None:
+        reset = getattr(self.model, "reset_state", None)
+        if callable(reset):
+            reset()
+
+    def _sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+
+def _energy_function() -> Callable[[Any], float | None] | None:
+    """``recorder -> energy in µJ`` from :mod:`sdt3_event.spikes`, when it offers one."""
+    try:
+        import sdt3_event.spikes as spikes
+    except ImportError:
+        return None
+    fn = getattr(spikes, "energy_from_recorder", None)
+    if fn is None:
+        return None
+
+    def energy(rec: Any) -> float | None:
+        try:
+            return float(fn(rec))
+        except Exception as exc:  # energy is a display extra; never stop the stream for it
+            log.debug("energy estimate failed: %s", exc)
+            return None
+
+    return energy

@@ -1,0 +1,170 @@
+"""Where live records go: JSON lines (stdout or a file), and a tee that feeds sinks while another
+consumer (the Textual monitor) drains the pipeline.
+
+One JSON object per line; ``"type"`` is ``"prediction"`` or ``"status"``; the other keys are the
+fields of :class:`~sdt3_event.stream.records.Prediction` / ``StreamStatus`` (without the display
+frame), plus ``true_label`` for sources that know it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from sdt3_event.stream.records import Prediction, StreamStatus
+
+log = logging.getLogger(__name__)
+
+Record = Prediction | StreamStatus
+
+
+class JsonLinesSink:
+    """Write records as JSON lines to a text stream.
+
+    Args:
+        stream: an open text stream (``sys.stdout``, a file).
+        statuses: also write status records.
+        flush: flush after every line (a live consumer sees each record at once).
+        close_stream: close ``stream`` in :meth:`close`.
+    """
+
+    def __init__(
+        self,
+        stream: IO[str],
+        *,
+        statuses: bool = True,
+        flush: bool = True,
+        close_stream: bool = False,
+    ) -> None:
+        self.stream = stream
+        self.statuses = statuses
+        self.flush = flush
+        self.close_stream = close_stream
+        self.lines = 0
+
+    @classmethod
+    def to_file(cls, path: str | Path, *, statuses: bool = True, append: bool = False):
+        """A sink writing to ``path`` (parent folders are created)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        stream = path.open("a" if append else "w", encoding="utf-8", buffering=1)
+        return cls(stream, statuses=statuses, flush=False, close_stream=True)
+
+    def write(self, record: Record) -> None:
+        """Write one record.
+
+        Raises:
+            BrokenPipeError: the reader of the stream went away (``| head``).
+        """
+        if isinstance(record, StreamStatus) and not self.statuses:
+            return
+        self.stream.write(record.to_json() + "\n")
+        self.lines += 1
+        if self.flush:
+            self.stream.flush()
+
+    def close(self) -> None:
+        try:
+            self.stream.flush()
+        except (BrokenPipeError, ValueError):
+            pass
+        if self.close_stream:
+            self.stream.close()
+
+
+@dataclass
+class DrainResult:
+    """What :func:`drain` saw."""
+
+    predictions: int = 0
+    statuses: int = 0
+    last_status: StreamStatus | None = None
+    reason: str = ""
+
+    @property
+    def failed(self) -> bool:
+        return self.last_status is not None and self.last_status.state == "error"
+
+
+def drain(
+    pipeline: Any,
+    sinks: Iterable[Any],
+    *,
+    max_windows: int | None = None,
+    duration_s: float | None = None,
+    poll_s: float = 0.1,
+) -> DrainResult:
+    """Pass a started pipeline's records to sinks until the stream ends or a limit is hit.
+
+    Args:
+        pipeline: a started :class:`~sdt3_event.stream.pipeline.LivePipeline`.
+        sinks: objects with ``write(record)``.
+        max_windows: stop after this many predictions.
+        duration_s: stop after this many seconds.
+
+    Returns:
+        the counts and the last status record; ``reason`` is ``"end"``, ``"max_windows"``,
+        ``"duration"`` or ``"broken_pipe"``. The caller stops the pipeline.
+    """
+    sinks = list(sinks)
+    out = DrainResult()
+    deadline = None if duration_s is None else time.monotonic() + duration_s
+    while True:
+        if deadline is not None and time.monotonic() >= deadline:
+            out.reason = "duration"
+            return out
+        wait = poll_s if deadline is None else max(0.0, min(poll_s, deadline - time.monotonic()))
+        record = pipeline.get(timeout=wait)
+        if record is None:
+            if pipeline.finished:
+                out.reason = "end"
+                return out
+            continue
+        if isinstance(record, StreamStatus):
+            out.statuses += 1
+            out.last_status = record
+        else:
+            out.predictions += 1
+        try:
+            for sink in sinks:
+                sink.write(record)
+        except BrokenPipeError:
+            out.reason = "broken_pipe"
+            return out
+        if max_windows is not None and out.predictions >= max_windows:
+            out.reason = "max_windows"
+            return out
+
+
+class TeePipeline:
+    """A pipeline proxy whose :meth:`get` also writes every record to sinks.
+
+    Lets the monitor drain the pipeline while a JSON-lines file records the same stream; every
+    other attribute (``paused``, ``stop``, ``class_names``, ...) goes to the wrapped pipeline.
+    A sink that fails is logged and removed; the stream goes on.
+    """
+
+    def __init__(self, pipeline: Any, sinks: Iterable[Any]) -> None:
+        object.__setattr__(self, "_pipeline", pipeline)
+        object.__setattr__(self, "_sinks", list(sinks))
+
+    def get(self, timeout: float | None = None) -> Record | None:
+        record = self._pipeline.get(timeout)
+        if record is not None:
+            for sink in list(self._sinks):
+                try:
+                    sink.write(record)
+                except Exception as exc:
+                    log.error("sink %r failed, removing it: %s", sink, exc)
+                    self._sinks.remove(sink)
+        return record
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._pipeline, name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        setattr(self._pipeline, name, value)

@@ -1,0 +1,213 @@
+"""Sliding windows over a live event stream.
+
+Window ``k`` covers event times ``[start_k, start_k + window_us)`` with ``start_k = start_0 + k *
+stride_us``; ``start_0`` is the first event's time floored to the stride grid. A window is emitted as
+soon as an event at or after its end arrives (timestamps never decrease, so nothing can still fall
+into it). Rules, all counted in :class:`WindowStats`:
+
+- windows that would hold no event (a quiet stream, a jump in time) are skipped, never emitted;
+- events older than the newest event already seen (a source that goes back in time) are dropped;
+- when the events buffered for the open window exceed ``max_window_events``, every window that
+  overlaps them is dropped *whole* and the buffer is cleared: memory stays bounded at any input rate,
+  and no window is ever emitted with events missing.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from sdt3_event.events.schema import EVENT_DTYPE
+
+
+@dataclass(frozen=True)
+class EventWindow:
+    """One window of events.
+
+    Attributes:
+        index: the window's number on the grid (``start_us = start_0 + index * stride``).
+        start_us / end_us: ``[start_us, end_us)`` in the source's timestamps.
+        events: the events inside, time ordered.
+        arrival: ``time.perf_counter()`` when the window's last event arrived.
+    """
+
+    index: int
+    start_us: int
+    end_us: int
+    events: np.ndarray = field(repr=False)
+    arrival: float
+
+    @property
+    def n_events(self) -> int:
+        return len(self.events)
+
+
+@dataclass
+class WindowStats:
+    """Counters of a :class:`SlidingWindower`."""
+
+    events_in: int = 0
+    windows_out: int = 0
+    windows_empty: int = 0
+    windows_overflow: int = 0
+    events_overflow: int = 0
+    events_late: int = 0
+
+
+class SlidingWindower:
+    """Cut a stream of time-ordered event chunks into sliding windows.
+
+    Args:
+        window_us: window duration.
+        stride_us: distance between window starts (default ``window_us``: tumbling windows);
+            ``stride_us > window_us`` leaves gaps whose events belong to no window.
+        max_window_events: bound on buffered events (see the module docstring); ``None`` = no bound.
+
+    Raises:
+        ValueError: non-positive durations or bound.
+    """
+
+    def __init__(
+        self, window_us: int, stride_us: int | None = None, max_window_events: int | None = None
+    ) -> None:
+        stride_us = window_us if stride_us is None else stride_us
+        if window_us <= 0 or stride_us <= 0:
+            raise ValueError(f"window_us and stride_us must be > 0, got {window_us}, {stride_us}")
+        if max_window_events is not None and max_window_events <= 0:
+            raise ValueError("max_window_events must be > 0 or None")
+        self.window_us = int(window_us)
+        self.stride_us = int(stride_us)
+        self.max_window_events = max_window_events
+        self.stats = WindowStats()
+        self._chunks: list[np.ndarray] = []
+        self._arrivals: list[float] = []
+        self._buffered = 0
+        self._start: int | None = None
+        self._index = 0
+        self._last_t: int | None = None
+
+    @property
+    def buffered_events(self) -> int:
+        """Events held for windows not yet emitted."""
+        return self._buffered
+
+    @property
+    def next_start_us(self) -> int | None:
+        return self._start
+
+    def push(self, chunk: np.ndarray, arrival: float | None = None) -> list[EventWindow]:
+        """Add a chunk; return the windows it completes, oldest first.
+
+        Args:
+            chunk: events of :data:`EVENT_DTYPE`; unsorted chunks are sorted, events older than the
+                newest already seen are dropped (``stats.events_late``).
+            arrival: when the chunk arrived (default: now, ``time.perf_counter()``).
+        """
+        if chunk.dtype != EVENT_DTYPE:
+            raise TypeError(f"expected events of dtype {EVENT_DTYPE}, got {chunk.dtype}")
+        arrival = time.perf_counter() if arrival is None else arrival
+        if len(chunk) == 0:
+            return []
+        self.stats.events_in += len(chunk)
+        t = chunk["t"]
+        if len(chunk) > 1 and np.any(t[1:] < t[:-1]):
+            chunk = chunk[np.argsort(t, kind="stable")]
+            t = chunk["t"]
+        if self._last_t is not None and t[0] < self._last_t:
+            keep = int(np.searchsorted(t, self._last_t, side="left"))
+            self.stats.events_late += keep
+            chunk = chunk[keep:]
+            if len(chunk) == 0:
+                return []
+            t = chunk["t"]
+        self._last_t = int(t[-1])
+        if self._start is None:
+            self._start = (int(t[0]) // self.stride_us) * self.stride_us
+        self._chunks.append(chunk)
+        self._arrivals.append(arrival)
+        self._buffered += len(chunk)
+        out = self._emit_complete()
+        if self.max_window_events is not None and self._buffered > self.max_window_events:
+            self._overflow()
+        return out
+
+    def flush(self) -> list[EventWindow]:
+        """End of stream: emit the first pending window if it holds events (it may be cut short
+        by the end of the stream, never by dropped events); then forget the buffer."""
+        out: list[EventWindow] = []
+        if self._chunks:
+            self._skip_empty()
+            w = self._take(self._start + self.window_us)
+            if w is not None:
+                out.append(w)
+        self._chunks, self._arrivals, self._buffered = [], [], 0
+        return out
+
+    # -- internals -------------------------------------------------------------------------------
+
+    def _emit_complete(self) -> list[EventWindow]:
+        out = []
+        while self._chunks:
+            self._skip_empty()
+            end = self._start + self.window_us
+            if self._last_t < end:
+                break
+            w = self._take(end)
+            if w is not None:
+                out.append(w)
+            self._advance()
+        return out
+
+    def _skip_empty(self) -> None:
+        """Move the window start forward over windows that would hold no event."""
+        t_first = int(self._chunks[0]["t"][0])
+        if t_first >= self._start + self.window_us:
+            k = (t_first - self.window_us - self._start) // self.stride_us + 1
+            self._start += k * self.stride_us
+            self._index += k
+            self.stats.windows_empty += k
+
+    def _take(self, end: int) -> EventWindow | None:
+        start = self._start
+        parts, last_arrival = [], None
+        for chunk, arrival in zip(self._chunks, self._arrivals, strict=True):
+            t = chunk["t"]
+            if t[0] >= end:
+                break
+            a = int(np.searchsorted(t, start, side="left")) if t[0] < start else 0
+            b = int(np.searchsorted(t, end, side="left")) if t[-1] >= end else len(chunk)
+            if b > a:
+                parts.append(chunk[a:b])
+                last_arrival = arrival
+        if not parts:
+            return None
+        events = parts[0].copy() if len(parts) == 1 else np.concatenate(parts)
+        self.stats.windows_out += 1
+        return EventWindow(self._index, start, end, events, last_arrival)
+
+    def _advance(self) -> None:
+        self._start += self.stride_us
+        self._index += 1
+        self._trim(self._start)
+
+    def _trim(self, t_min: int) -> None:
+        """Forget buffered events older than ``t_min``."""
+        while self._chunks and int(self._chunks[0]["t"][-1]) < t_min:
+            self._buffered -= len(self._chunks.pop(0))
+            self._arrivals.pop(0)
+        if self._chunks and int(self._chunks[0]["t"][0]) < t_min:
+            first = self._chunks[0]
+            cut = int(np.searchsorted(first["t"], t_min, side="left"))
+            self._chunks[0] = first[cut:]
+            self._buffered -= cut
+
+    def _overflow(self) -> None:
+        """Too many events for the open window(s): drop every window overlapping the buffer."""
+        n_windows = (self._last_t - self._start) // self.stride_us + 1
+        self.stats.windows_overflow += n_windows
+        self.stats.events_overflow += self._buffered
+        self._start += n_windows * self.stride_us
+        self._index += n_windows
+        self._chunks, self._arrivals, self._buffered = [], [], 0
