@@ -512,7 +512,7 @@ def _write_evt3(path: Path, events: np.ndarray, sensor_size: SensorSize | None) 
         len(events), dtype=[("t", "<i8"), ("x", "<i2"), ("y", "<i2"), ("p", "u1")], order="C"
     )
     arr["t"], arr["x"], arr["y"], arr["p"] = events["t"], events["x"], events["y"], events["p"]
-    raw_path = path.with_name(path.name + ".evt3")
+    raw_path = path.with_name(path.name + ".expelliarmus.raw")  # it insists on .raw
     try:
         Wizard(encoding="evt3").save(raw_path, arr)
         body = raw_path.read_bytes()
