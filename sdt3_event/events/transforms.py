@@ -1,0 +1,502 @@
+"""Event transforms (Tonic-compatible frozen dataclasses) and THE frame transform builder.
+
+Every transform here is a frozen, picklable dataclass whose ``__call__`` takes a structured event
+array (fields ``t``, ``x``, ``y``, ``p``; any field order, so Tonic's data sets work too) and returns
+a new one; the input is never modified. They compose with ``tonic.transforms.Compose``.
+
+Spatial transforms act on **events** (coordinates), not on frames: :class:`SpatialResize` scales
+coordinates, so every event still counts once (a 2x downscale sums 2x2 pixels), and crops drop the
+events outside the kept box. Random transforms draw once per call, i.e. once per sample or clip
+(one flip for the whole clip, never per frame).
+
+:func:`build_frame_transform` turns a :class:`~sdt3_event.events.contract.DataContract` into the one
+callable ``events -> torch.float32 (T, P, H, W)`` used by training, evaluation and live inference.
+
+Randomness comes from :func:`generator`: one numpy Generator per process, seeded from the DataLoader
+worker's seed inside workers (so workers never repeat each other) and settable with
+:func:`seed_transforms` elsewhere.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from sdt3_event.events.contract import DataContract
+from sdt3_event.events.frames import to_window_frames
+
+__all__ = [
+    "generator",
+    "seed_transforms",
+    "SpatialResize",
+    "CenterCrop",
+    "CropOrPad",
+    "RandomCrop",
+    "RandomTranslate",
+    "RandomFlipLR",
+    "RandomFlipPolarity",
+    "EventDrop",
+    "DropByTime",
+    "DropByArea",
+    "DropRandom",
+    "RandomTimeCrop",
+    "TimeJitter",
+    "FrameTransform",
+    "build_frame_transform",
+]
+
+_RNG: dict[str, object] = {"key": None, "rng": None}
+
+
+def seed_transforms(seed: int | None) -> None:
+    """Seed the random transforms of this process (``None``: fresh entropy)."""
+    _RNG["key"] = (os.getpid(), "manual", seed)
+    _RNG["rng"] = np.random.default_rng(seed)
+
+
+def generator() -> np.random.Generator:
+    """The numpy Generator random transforms draw from in this process.
+
+    Inside a ``torch.utils.data`` worker it is seeded from the worker's seed (different for every
+    worker and epoch); in the main process from :func:`seed_transforms` or fresh entropy.
+    """
+    worker_seed = None
+    try:
+        import sys
+
+        if "torch" in sys.modules:
+            from torch.utils.data import get_worker_info
+
+            info = get_worker_info()
+            worker_seed = None if info is None else int(info.seed)
+    except ImportError:  # pragma: no cover - torch is a dependency
+        worker_seed = None
+    pid = os.getpid()
+    key = _RNG["key"]
+    if worker_seed is not None:
+        if key != (pid, "worker", worker_seed):
+            _RNG["key"] = (pid, "worker", worker_seed)
+            _RNG["rng"] = np.random.default_rng(worker_seed)
+    elif key is None or key[0] != pid:
+        _RNG["key"] = (pid, "auto", None)
+        _RNG["rng"] = np.random.default_rng()
+    return _RNG["rng"]  # type: ignore[return-value]
+
+
+def _wh(sensor_size) -> tuple[int, int]:
+    return int(sensor_size[0]), int(sensor_size[1])
+
+
+def _shift_and_keep(events: np.ndarray, dx: int, dy: int, w: int, h: int) -> np.ndarray:
+    """Shift coordinates by ``(dx, dy)`` and keep the events inside ``[0, w) x [0, h)``."""
+    x = events["x"].astype(np.int64) + dx
+    y = events["y"].astype(np.int64) + dy
+    keep = (x >= 0) & (x < w) & (y >= 0) & (y < h)
+    out = events[keep]  # a copy
+    out["x"] = x[keep]
+    out["y"] = y[keep]
+    return out
+
+
+@dataclass(frozen=True)
+class SpatialResize:
+    """Scale coordinates from ``sensor_size`` to ``size`` (on events; every event is kept).
+
+    ``x' = floor(x * W' / W)``, ``y' = floor(y * H' / H)`` in exact integer arithmetic, so the frame
+    of the result equals the source frame summed over the pixels that map together.
+
+    Args:
+        sensor_size: ``(W, H, P)`` of the input events.
+        size: ``(H', W')`` of the output.
+    """
+
+    sensor_size: tuple[int, int, int]
+    size: tuple[int, int]
+
+    def __call__(self, events: np.ndarray) -> np.ndarray:
+        w, h = _wh(self.sensor_size)
+        out_h, out_w = int(self.size[0]), int(self.size[1])
+        out = events.copy()
+        if (w, h) == (out_w, out_h):
+            return out
+        out["x"] = events["x"].astype(np.int64) * out_w // w
+        out["y"] = events["y"].astype(np.int64) * out_h // h
+        return out
+
+
+@dataclass(frozen=True)
+class CropOrPad:
+    """Centre the sensor on an ``size`` canvas: crop where it is larger, pad where it is smaller.
+
+    Args:
+        sensor_size: ``(W, H, P)`` of the input events.
+        size: ``(H', W')`` of the output.
+    """
+
+    sensor_size: tuple[int, int, int]
+    size: tuple[int, int]
+
+    def __call__(self, events: np.ndarray) -> np.ndarray:
+        w, h = _wh(self.sensor_size)
+        out_h, out_w = int(self.size[0]), int(self.size[1])
+        # Floor division of the difference: for odd differences the extra row/column is cut at
+        # the bottom/right (crop) or added at the bottom/right (pad).
+        return _shift_and_keep(events, (out_w - w) // 2, (out_h - h) // 2, out_w, out_h)
+
+
+@dataclass(frozen=True)
+class CenterCrop:
+    """Keep the centred ``size`` box of the sensor (events outside are dropped).
+
+    Raises:
+        ValueError: ``size`` larger than the sensor (use :class:`CropOrPad`).
+    """
+
+    sensor_size: tuple[int, int, int]
+    size: tuple[int, int]
+
+    def __post_init__(self) -> None:
+        w, h = _wh(self.sensor_size)
+        if self.size[0] > h or self.size[1] > w:
+            raise ValueError(
+                f"CenterCrop size {tuple(self.size)} (H, W) exceeds the {w}x{h} sensor; "
+                "use CropOrPad or spatial='pad'"
+            )
+
+    def __call__(self, events: np.ndarray) -> np.ndarray:
+        return CropOrPad(self.sensor_size, self.size)(events)
+
+
+@dataclass(frozen=True)
+class RandomCrop:
+    """Keep a random ``size`` box of the sensor (one box per call), shifted to the origin.
+
+    Raises:
+        ValueError: ``size`` larger than the sensor.
+    """
+
+    sensor_size: tuple[int, int, int]
+    size: tuple[int, int]
+
+    def __post_init__(self) -> None:
+        w, h = _wh(self.sensor_size)
+        if self.size[0] > h or self.size[1] > w:
+            raise ValueError(
+                f"RandomCrop size {tuple(self.size)} (H, W) exceeds the {w}x{h} sensor"
+            )
+
+    def __call__(self, events: np.ndarray) -> np.ndarray:
+        w, h = _wh(self.sensor_size)
+        rng = generator()
+        x0 = int(rng.integers(0, w - self.size[1] + 1))
+        y0 = int(rng.integers(0, h - self.size[0] + 1))
+        return _shift_and_keep(events, -x0, -y0, int(self.size[1]), int(self.size[0]))
+
+
+@dataclass(frozen=True)
+class RandomTranslate:
+    """Shift all events by a random integer offset up to ``max_shift`` pixels (same sensor size).
+
+    Events shifted off the sensor are dropped.
+    """
+
+    sensor_size: tuple[int, int, int]
+    max_shift: tuple[int, int] = (8, 8)
+
+    def __call__(self, events: np.ndarray) -> np.ndarray:
+        w, h = _wh(self.sensor_size)
+        rng = generator()
+        dx = int(rng.integers(-self.max_shift[0], self.max_shift[0] + 1))
+        dy = int(rng.integers(-self.max_shift[1], self.max_shift[1] + 1))
+        return _shift_and_keep(events, dx, dy, w, h)
+
+
+@dataclass(frozen=True)
+class RandomFlipLR:
+    """Mirror the x axis with probability ``p`` (one decision per call, i.e. per clip)."""
+
+    sensor_size: tuple[int, int, int]
+    p: float = 0.5
+
+    def __call__(self, events: np.ndarray) -> np.ndarray:
+        out = events.copy()
+        if generator().uniform() < self.p:
+            out["x"] = int(self.sensor_size[0]) - 1 - events["x"].astype(np.int64)
+        return out
+
+
+@dataclass(frozen=True)
+class RandomFlipPolarity:
+    """Swap ON and OFF with probability ``p`` (one decision per call)."""
+
+    p: float = 0.5
+
+    def __call__(self, events: np.ndarray) -> np.ndarray:
+        out = events.copy()
+        if generator().uniform() < self.p:
+            if out.dtype["p"] == np.bool_:
+                out["p"] = ~events["p"]
+            else:
+                out["p"] = 1 - events["p"]
+        return out
+
+
+@dataclass(frozen=True)
+class DropByTime:
+    """Drop the events of one random time interval covering ``ratio`` of the recording.
+
+    ``ratio`` is fixed or a ``(low, high)`` range drawn per call.
+    """
+
+    ratio: float | tuple[float, float] = (0.1, 0.5)
+
+    def __call__(self, events: np.ndarray) -> np.ndarray:
+        if len(events) == 0:
+            return events.copy()
+        rng = generator()
+        r = self.ratio if np.isscalar(self.ratio) else rng.uniform(*self.ratio)
+        t = events["t"]
+        t0, t1 = int(t.min()), int(t.max())
+        span = (t1 - t0) * float(r)
+        start = t0 + rng.uniform(0, max(t1 - t0 - span, 0))
+        keep = (t < start) | (t >= start + span)
+        return events[keep]
+
+
+@dataclass(frozen=True)
+class DropByArea:
+    """Drop the events of one random box covering ``ratio`` of each sensor side.
+
+    ``ratio`` is fixed or a ``(low, high)`` range drawn per call.
+    """
+
+    sensor_size: tuple[int, int, int]
+    ratio: float | tuple[float, float] = (0.05, 0.25)
+
+    def __call__(self, events: np.ndarray) -> np.ndarray:
+        rng = generator()
+        w, h = _wh(self.sensor_size)
+        r = self.ratio if np.isscalar(self.ratio) else rng.uniform(*self.ratio)
+        bw, bh = max(int(round(w * float(r))), 1), max(int(round(h * float(r))), 1)
+        x0 = int(rng.integers(0, w - bw + 1))
+        y0 = int(rng.integers(0, h - bh + 1))
+        x, y = events["x"], events["y"]
+        inside = (x >= x0) & (x < x0 + bw) & (y >= y0) & (y < y0 + bh)
+        return events[~inside]
+
+
+@dataclass(frozen=True)
+class DropRandom:
+    """Drop each event independently with probability ``ratio`` (fixed or a range per call)."""
+
+    ratio: float | tuple[float, float] = (0.1, 0.5)
+
+    def __call__(self, events: np.ndarray) -> np.ndarray:
+        rng = generator()
+        r = self.ratio if np.isscalar(self.ratio) else rng.uniform(*self.ratio)
+        return events[rng.uniform(0, 1, len(events)) >= float(r)]
+
+
+@dataclass(frozen=True)
+class EventDrop:
+    """EventDrop (Gu et al., 2021): per call, one of identity, drop by time, by area or at random.
+
+    Args:
+        sensor_size: ``(W, H, P)``.
+        modes: the strategies to choose from, uniformly: any of ``"none"``, ``"time"``,
+            ``"area"``, ``"random"``.
+    """
+
+    sensor_size: tuple[int, int, int]
+    modes: tuple[str, ...] = ("none", "time", "area", "random")
+
+    def __post_init__(self) -> None:
+        valid = ("none", "time", "area", "random")
+        bad = [m for m in self.modes if m not in valid]
+        if bad or not self.modes:
+            raise ValueError(f"EventDrop modes must be a non-empty subset of {valid}, got {bad}")
+
+    def __call__(self, events: np.ndarray) -> np.ndarray:
+        mode = self.modes[int(generator().integers(len(self.modes)))]
+        if mode == "time":
+            return DropByTime()(events)
+        if mode == "area":
+            return DropByArea(self.sensor_size)(events)
+        if mode == "random":
+            return DropRandom()(events)
+        return events.copy()
+
+
+@dataclass(frozen=True)
+class RandomTimeCrop:
+    """Keep a random ``duration_us`` stretch of the recording (all of it when shorter)."""
+
+    duration_us: int
+
+    def __post_init__(self) -> None:
+        if self.duration_us <= 0:
+            raise ValueError(f"duration_us must be > 0, got {self.duration_us}")
+
+    def __call__(self, events: np.ndarray) -> np.ndarray:
+        if len(events) == 0:
+            return events.copy()
+        t = events["t"]
+        t0, t1 = int(t.min()), int(t.max())
+        if t1 - t0 < self.duration_us:
+            return events.copy()
+        start = t0 + int(generator().integers(0, t1 - t0 - self.duration_us + 2))
+        return events[(t >= start) & (t < start + self.duration_us)]
+
+
+@dataclass(frozen=True)
+class TimeJitter:
+    """Add Gaussian noise of ``std_us`` to timestamps, then re-sort; negative times are clipped."""
+
+    std_us: float = 100.0
+
+    def __call__(self, events: np.ndarray) -> np.ndarray:
+        out = events.copy()
+        if len(out) == 0 or self.std_us <= 0:
+            return out
+        t = events["t"] + np.rint(generator().normal(0, self.std_us, len(out))).astype(np.int64)
+        out["t"] = np.maximum(t, 0)
+        return out[np.argsort(out["t"], kind="stable")]
+
+
+@dataclass(frozen=True)
+class FrameTransform:
+    """``events -> torch.float32 (T, P, H, W)`` as a data contract prescribes (see
+    :func:`build_frame_transform`).
+
+    Steps: event augmentations (training only), the time window, the spatial mapping to
+    ``input_size`` (on events), binning into ``T`` equal bins, representation and clamp.
+
+    The window: with ``contract.window_us`` set and ``t_start_us`` given, exactly
+    ``[t_start_us, t_start_us + window_us)`` (live inference); without ``t_start_us`` a recording
+    shorter than the window starts at its first event, a longer one is cut to a random window
+    (training) or the centred window (evaluation). With ``window_us = None`` the whole recording,
+    from its first to its last event, is split into ``T`` bins. A window without events gives
+    all-zero frames of the right shape.
+
+    Attributes:
+        contract: the data contract.
+        train: random window placement.
+        augmentations: event transforms applied first (training only).
+    """
+
+    contract: DataContract
+    train: bool = False
+    augmentations: tuple = field(default=())
+
+    def window(self, events: np.ndarray, t_start_us: int | None = None) -> tuple[int, int]:
+        """The ``[start, end)`` window (µs) this transform bins for ``events``."""
+        c = self.contract
+        t = events["t"]
+        if c.window_us is None:
+            if t_start_us is not None:
+                raise ValueError("t_start_us needs a contract with window_us set")
+            if len(t) == 0:
+                return 0, 1
+            return int(t[0]), int(t[-1]) + 1
+        if t_start_us is not None:
+            return int(t_start_us), int(t_start_us) + c.window_us
+        if len(t) == 0:
+            return 0, c.window_us
+        first, last = int(t[0]), int(t[-1])
+        span = last - first + 1
+        if span <= c.window_us:
+            start = first
+        elif self.train:
+            start = first + int(generator().integers(0, span - c.window_us + 1))
+        else:
+            start = first + (span - c.window_us) // 2
+        return start, start + c.window_us
+
+    def __call__(self, events: np.ndarray, t_start_us: int | None = None):
+        import torch
+
+        c = self.contract
+        w, h, n_pol = c.sensor_size
+        if self.train:
+            for aug in self.augmentations:
+                events = aug(events)
+        start, end = self.window(events, t_start_us)
+        if len(events) and (t_start_us is not None or c.window_us is not None):
+            t = events["t"]
+            events = events[(t >= start) & (t < end)]
+        if len(events):
+            events = _spatial(c)(events)
+            if n_pol == 1:  # a single-channel contract merges the polarities
+                events["p"] = 0
+        frames = to_window_frames(
+            events,
+            (c.input_size[1], c.input_size[0], n_pol),
+            c.n_time_bins,
+            start,
+            end,
+            clamp=1 if c.representation == "binary" else c.clamp,
+            dtype=np.float32,
+        )  # (T, P, H, W)
+        return torch.from_numpy(frames)
+
+
+def _spatial(contract: DataContract):
+    """The event transform that maps the sensor onto ``contract.input_size``."""
+    size = contract.input_size
+    if contract.spatial == "resize":
+        return SpatialResize(contract.sensor_size, size)
+    if contract.spatial == "center_crop":
+        return CenterCrop(contract.sensor_size, size)
+    if contract.spatial == "pad":
+        w, h = _wh(contract.sensor_size)
+        if size[0] < h or size[1] < w:
+            raise ValueError(
+                f"spatial='pad' needs input_size {tuple(size)} (H, W) >= the {w}x{h} sensor; "
+                "use 'crop_or_pad' or 'resize'"
+            )
+        return CropOrPad(contract.sensor_size, size)
+    return CropOrPad(contract.sensor_size, size)
+
+
+def default_augmentations(contract: DataContract) -> tuple:
+    """Label-preserving event augmentations for training: small translations and EventDrop.
+
+    Horizontal / polarity flips are left out on purpose: they swap classes such as clockwise vs
+    counter-clockwise rotation or left vs right swipes (DVS Gesture, SyntheticGestures). Add
+    :class:`RandomFlipLR` yourself for data sets where a mirror keeps the label.
+    """
+    w, h = _wh(contract.sensor_size)
+    return (
+        RandomTranslate(contract.sensor_size, (max(w // 16, 1), max(h // 16, 1))),
+        EventDrop(contract.sensor_size),
+    )
+
+
+def build_frame_transform(
+    contract: DataContract, train: bool = False, augmentations: tuple | None = None
+) -> FrameTransform:
+    """THE transform from events to model input, for training, evaluation and live inference.
+
+    Args:
+        contract: what the model expects (sensor size, input size, T, window, representation,
+            clamp, spatial mode).
+        train: apply ``augmentations`` and place windows at random.
+        augmentations: event transforms for training; ``None`` uses
+            :func:`default_augmentations`, ``()`` none.
+
+    Returns:
+        A picklable callable ``events -> torch.float32 (T, P, H, W)``; call it with
+        ``t_start_us=`` to bin an exact live window.
+
+    Shape:
+        events ``[N]`` -> ``(T, P, H, W)`` = ``contract.frame_shape``.
+
+    Raises:
+        ValueError: a spatial mode that cannot map the sensor onto ``input_size``.
+    """
+    if augmentations is None:
+        augmentations = default_augmentations(contract) if train else ()
+    _spatial(contract)  # validate the spatial mode now, not on the first sample
+    return FrameTransform(contract, bool(train), tuple(augmentations))
