@@ -65,16 +65,13 @@ def _error(msg: str) -> int:
 
 
 def _monitor_entry():
-    """The monitor's ``run the dashboard on a pipeline`` function, if installed."""
+    """The monitor's ``run_dashboard(pipeline, ...)``, or ``None`` if Textual is unusable."""
     try:
-        from sdt3_event.apps import monitor
+        import textual  # noqa: F401
+        from sdt3_event.apps.monitor import run_dashboard
     except ImportError:
         return None
-    for name in ("run_live_monitor", "run_live", "run_pipeline_monitor"):
-        fn = getattr(monitor, name, None)
-        if callable(fn):
-            return fn
-    return None
+    return run_dashboard
 
 
 def run(args: argparse.Namespace) -> int:
@@ -127,9 +124,11 @@ def run(args: argparse.Namespace) -> int:
     previous = _install_sigterm()
     try:
         if monitor is not None:
-            target = TeePipeline(pipeline, sinks) if sinks else pipeline
-            code = monitor(target, max_windows=args.max_windows, duration=args.duration)
-            return int(code or 0)
+            target = TeePipeline(
+                pipeline, sinks, max_windows=args.max_windows, duration_s=args.duration
+            )
+            title = f"sdt3-event live · {pipeline.model_name} · {pipeline.source_uri}"
+            return int(monitor(target, title=title) or 0)
         stdout = JsonLinesSink(sys.stdout, statuses=not args.predictions_only)
         pipeline.start()
         result = drain(

@@ -396,9 +396,10 @@ class LivePipeline:
 
 
 def build_pipeline(
-    source_uri: str = "synthetic:",
+    source_uri: str | None = None,
     checkpoint: str | None = None,
     *,
+    source: str | None = None,
     spike_driven: bool = False,
     device: str | None = None,
     window_us: int | None = None,
@@ -419,7 +420,8 @@ def build_pipeline(
     """Open a source, load a checkpoint and wire them into a (not yet started) :class:`LivePipeline`.
 
     Args:
-        source_uri: see :func:`sdt3_event.stream.source.open_source`.
+        source_uri: see :func:`sdt3_event.stream.source.open_source`; ``None`` = ``synthetic:``.
+        source: the same as ``source_uri``, as a keyword (the monitor's spelling).
         checkpoint: an sdt3-event checkpoint; ``None`` = the bundled demo model.
         spike_driven: run the spike-driven executor instead of the integer model.
         device: default CUDA when available, else CPU.
@@ -440,6 +442,9 @@ def build_pipeline(
     from sdt3_event.engine.checkpoint import load_model_from_checkpoint
     from sdt3_event.stream.predictor import Predictor, default_device
 
+    if source_uri is not None and source is not None and source_uri != source:
+        raise ValueError(f"two different sources given: {source_uri!r} and {source!r}")
+    source_uri = source_uri or source or "synthetic:"
     if checkpoint is None:
         from sdt3_event.assets import DEMO_CHECKPOINT
 
@@ -461,7 +466,7 @@ def build_pipeline(
         options["size"] = tuple(contract.sensor_size[:2])
     if scheme == "synthetic" and "sensor" not in query and "sensor" not in options:
         options["sensor"] = tuple(contract.sensor_size)
-    source = open_source(source_uri, **options)
+    stream = open_source(source_uri, **options)
     try:
         predictor = Predictor(
             loaded.model,
@@ -478,15 +483,15 @@ def build_pipeline(
             window_us=window_us,
             sensor_map=sensor_map,
         )
-        if source.sensor_size is not None:
-            predictor.bind(source.sensor_size)
+        if stream.sensor_size is not None:
+            predictor.bind(stream.sensor_size)
         if warmup:
             predictor.warmup()
     except BaseException:
-        source.close()
+        stream.close()
         raise
     return LivePipeline(
-        source,
+        stream,
         predictor,
         window_us=window_us,
         stride_us=stride_us,

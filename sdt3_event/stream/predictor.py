@@ -104,7 +104,8 @@ class Predictor:
         firing: record per-stage firing rates and energy with :class:`sdt3_event.spikes.FiringRecorder`.
         keep_frames: attach the ``(P, H, W)`` event-count frame to each record (for display).
         window_us / sensor_map: see :func:`live_contract`.
-        transform_factory: ``contract -> transform``; default ``build_frame_transform``.
+        transform_factory: ``contract -> transform``; default ``build_frame_transform``. The
+            transform is called as ``transform(events, t_start_us=window_start)``.
 
     Raises:
         ValueError: ``top_k < 1`` or ``smoothing`` outside ``[0, 1)``.
@@ -211,12 +212,7 @@ class Predictor:
         """
         if self._transform is None:
             raise RuntimeError("call bind(sensor_size) before predicting")
-        events = window.events
-        try:
-            return self._transform(events, t_start=window.start_us, t_end=window.end_us)
-        except TypeError:
-            # a transform without window bounds bins from the events' own first timestamp
-            return self._transform(events)
+        return self._transform(window.events, t_start_us=window.start_us)
 
     def __call__(self, window: EventWindow, true_label: str | None = None) -> Prediction:
         """Predict one window.

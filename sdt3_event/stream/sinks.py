@@ -9,6 +9,7 @@ frame), plus ``true_label`` for sources that know it.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -141,18 +142,32 @@ def drain(
 
 
 class TeePipeline:
-    """A pipeline proxy whose :meth:`get` also writes every record to sinks.
+    """A pipeline proxy whose :meth:`get` also writes every record to sinks and enforces limits.
 
     Lets the monitor drain the pipeline while a JSON-lines file records the same stream; every
     other attribute (``paused``, ``stop``, ``class_names``, ...) goes to the wrapped pipeline.
-    A sink that fails is logged and removed; the stream goes on.
+    A sink that fails is logged and removed; the stream goes on. After ``max_windows`` predictions
+    or ``duration_s`` seconds from the first :meth:`get`, the wrapped pipeline is stopped (in a
+    helper thread, so the caller never blocks), which ends the stream with a final status record.
     """
 
-    def __init__(self, pipeline: Any, sinks: Iterable[Any]) -> None:
-        object.__setattr__(self, "_pipeline", pipeline)
-        object.__setattr__(self, "_sinks", list(sinks))
+    def __init__(
+        self,
+        pipeline: Any,
+        sinks: Iterable[Any] = (),
+        *,
+        max_windows: int | None = None,
+        duration_s: float | None = None,
+    ) -> None:
+        d = self.__dict__
+        d["_pipeline"], d["_sinks"] = pipeline, list(sinks)
+        d["_max_windows"], d["_duration_s"] = max_windows, duration_s
+        d["_predictions"], d["_t0"], d["_stopping"] = 0, None, False
 
     def get(self, timeout: float | None = None) -> Record | None:
+        d = self.__dict__
+        if d["_t0"] is None:
+            d["_t0"] = time.monotonic()
         record = self._pipeline.get(timeout)
         if record is not None:
             for sink in list(self._sinks):
@@ -161,10 +176,17 @@ class TeePipeline:
                 except Exception as exc:
                     log.error("sink %r failed, removing it: %s", sink, exc)
                     self._sinks.remove(sink)
+            if isinstance(record, Prediction):
+                d["_predictions"] += 1
+        over_count = self._max_windows is not None and self._predictions >= self._max_windows
+        over_time = self._duration_s is not None and time.monotonic() - d["_t0"] >= self._duration_s
+        if (over_count or over_time) and not self._stopping:
+            d["_stopping"] = True
+            threading.Thread(target=self._pipeline.stop, name="sdt3-limit", daemon=True).start()
         return record
 
     def __getattr__(self, name: str) -> Any:
-        return getattr(self._pipeline, name)
+        return getattr(self.__dict__["_pipeline"], name)
 
     def __setattr__(self, name: str, value: Any) -> None:
         setattr(self._pipeline, name, value)

@@ -40,6 +40,7 @@ from sdt3_event.stream.records import SOURCE_STATES
 log = logging.getLogger(__name__)
 
 SCHEMES = ("file", "tcp", "camera", "webcam", "video", "synthetic")
+VALID_SOURCES = "file:PATH, tcp://HOST:PORT, camera:[SERIAL], webcam:N, video:PATH, synthetic:"
 
 
 @dataclass(frozen=True)
@@ -214,19 +215,14 @@ def split_uri(uri: str) -> tuple[str, str, dict[str, Any]]:
     Raises:
         ValueError: no or unknown scheme; the message lists the valid ones.
     """
-    if not isinstance(uri, str) or not uri.strip():
-        raise ValueError(f"empty source URI; valid schemes: {', '.join(s + ':' for s in SCHEMES)}")
-    uri = uri.strip()
+    uri = uri.strip() if isinstance(uri, str) else ""
     scheme, sep, rest = uri.partition(":")
     scheme = scheme.lower()
     if not sep or scheme not in SCHEMES:
         hint = ""
-        if not sep and Path(uri).exists():
+        if uri and not sep and Path(uri).exists():
             hint = f" (to replay this file, use file:{uri})"
-        raise ValueError(
-            f"unknown source {uri!r}{hint}; valid sources: file:PATH, tcp://HOST:PORT, "
-            "camera:[SERIAL], webcam:N, video:PATH, synthetic:"
-        )
+        raise ValueError(f"unknown source {uri!r}{hint}; valid sources: {VALID_SOURCES}")
     parts = urlsplit(uri)
     if scheme == "tcp":
         target = parts.netloc

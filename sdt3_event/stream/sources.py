@@ -39,10 +39,14 @@ class _Pacer:
         self.t0: int | None = None
         self.wall0 = 0.0
 
+    def start(self, t0_us: int) -> None:
+        """Event time ``t0_us`` (the stream's first event) is due now."""
+        self.t0, self.wall0 = int(t0_us), self.clock()
+
     def wait_until(self, t_us: int) -> bool:
         """Block until event time ``t_us`` is due; False if the source was closed meanwhile."""
         if self.t0 is None:
-            self.t0, self.wall0 = int(t_us), self.clock()
+            self.start(t_us)
         if self.speed == 0:
             return self.sleep(0.0)
         due = self.wall0 + (int(t_us) - self.t0) / 1e6 / self.speed
@@ -108,6 +112,7 @@ class _PacedSource(BaseEventSource):
                 continue
             if origin is None:
                 origin = int(seg["t"][0])
+                self._pacer.start(origin)
             for chunk in _split(seg, origin, self.chunk_us, self.max_chunk_events):
                 # a chunk is complete once the end of its grid cell (or its last event) is due
                 if not self._pacer.wait_until(int(chunk["t"][-1])):
@@ -159,7 +164,9 @@ class FileSource(_PacedSource):
         if sensor is not None:
             size = parse_size(sensor)
             size = (*size, 2) if len(size) == 2 else size
-        events, file_size = read_events(path, sensor_size=size)
+        events, file_size = read_events(
+            path, sensor_size=size, drop_out_of_range=True, allow_truncated=True
+        )
         sensor_size = size or file_size
         if sensor_size is None:
             if len(events) == 0:
