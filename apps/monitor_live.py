@@ -8,6 +8,7 @@ records and sets ``pipeline.paused``; it never imports torch.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
@@ -21,6 +22,7 @@ from textual import work
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
+from textual.css.query import NoMatches
 from textual.message import Message
 from textual.strip import Strip
 from textual.widget import Widget
@@ -172,6 +174,7 @@ class LiveMonitorApp(SizeGuard, App[int]):
         self.pipeline_stopped = not manage_pipeline
         self.last_snapshot: Path | None = None
         self._dirty = False
+        self._lifecycle = threading.Lock()
 
     # ----------------------------------------------------------------------------- layout
     def compose(self) -> ComposeResult:
@@ -215,11 +218,17 @@ class LiveMonitorApp(SizeGuard, App[int]):
         source = str(getattr(self.pipeline, "source_uri", ""))
         try:
             if self.manage_pipeline:
-                try:
-                    self.pipeline.start()
-                except Exception as exc:  # the source could not be opened: show it, do not crash
-                    self.post_message(self.Records([_error_status(source, exc, "start failed")]))
-                    return
+                with self._lifecycle:
+                    if self.pipeline_stopped:  # the app ended before the worker got going
+                        return
+                    try:
+                        self.pipeline.start()
+                    except Exception as exc:  # the source could not be opened: show it
+                        self.pipeline_stopped = True
+                        self.post_message(
+                            self.Records([_error_status(source, exc, "start failed")])
+                        )
+                        return
             batch: list[Prediction | StreamStatus] = []
             last_post = time.monotonic()
             while not worker.is_cancelled:
@@ -241,25 +250,34 @@ class LiveMonitorApp(SizeGuard, App[int]):
             self._stop_pipeline()
 
     def _stop_pipeline(self) -> None:
-        if self.pipeline_stopped:
-            return
-        self.pipeline_stopped = True
-        try:
-            self.pipeline.stop()
-        except Exception as exc:
-            self.log.error(f"pipeline.stop() failed: {exc!r}")
+        """Stop the pipeline once, from whichever thread gets here first."""
+        with self._lifecycle:
+            if self.pipeline_stopped:
+                return
+            self.pipeline_stopped = True
+            try:
+                self.pipeline.stop()
+            except Exception as exc:
+                self.log.error(f"pipeline.stop() failed: {exc!r}")
+
+    def on_unmount(self) -> None:
+        # Stop the source as the app closes; the worker sees the cancellation on its next poll.
+        self._stop_pipeline()
 
     def on_live_monitor_app_records(self, message: Records) -> None:
         self.stats.add(message.records)
         self._dirty = True
 
     def _redraw_if_dirty(self) -> None:
-        if self._dirty:
-            self._dirty = False
-            self.refresh_panels()
-        else:
-            # Time-based text ("last prediction 3 s ago") still moves without new records.
-            self._refresh_counters()
+        try:
+            if self._dirty:
+                self._dirty = False
+                self.refresh_panels()
+            else:
+                # Time-based text ("last prediction 3 s ago") still moves without new records.
+                self._refresh_counters()
+        except NoMatches:  # a last tick while the app shuts down and its widgets are gone
+            pass
 
     # ----------------------------------------------------------------------------- drawing
     def refresh_panels(self) -> None:
@@ -416,7 +434,8 @@ class LiveMonitorApp(SizeGuard, App[int]):
     def action_quit_monitor(self) -> None:
         """Leave: exit status 1 when the source ended in an error, else 0."""
         st = self.stats.status
-        self.exit(1 if st is not None and st.state == "error" else 0)
+        code = 1 if st is not None and st.state == "error" else 0
+        self.exit(code, return_code=code)
 
 
 def _error_status(source: str, exc: BaseException, what: str) -> StreamStatus:

@@ -16,6 +16,7 @@ from rich.text import Text
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
+from textual.css.query import NoMatches
 from textual.widget import Widget
 from textual.widgets import Footer, Header, ProgressBar, Sparkline, Static
 
@@ -163,7 +164,10 @@ class TrainingMonitorApp(SizeGuard, App[int]):
             self.progress = TrainingProgress()
         if records:
             self.progress.update(records)
-        self.redraw()
+        try:
+            self.redraw()
+        except NoMatches:  # a last tick while the app shuts down and its widgets are gone
+            pass
 
     def redraw(self) -> None:
         """Redraw every panel from :attr:`progress`."""
@@ -260,7 +264,7 @@ class TrainingMonitorApp(SizeGuard, App[int]):
         self.notify(f"reloaded {self.follower.path}")
 
     def action_quit_monitor(self) -> None:
-        self.exit(0)
+        self.exit(0, return_code=0)
 
 
 def _eval_points(pr: TrainingProgress, key: str) -> list[tuple[float, float]]:
