@@ -67,9 +67,29 @@ def resolve_device(name: str, dist: DistInfo) -> torch.device:
 
 
 def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy, torch and the event transforms of this process."""
+    from sdt3_event.events.transforms import seed_transforms
+
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
+    seed_transforms(seed)
+
+
+def _capture_rng() -> dict[str, Any]:
+    from sdt3_event.events.transforms import generator
+
+    state = capture_rng_state()
+    state["transforms"] = generator().bit_generator.state
+    return state
+
+
+def _restore_rng(state: dict[str, Any]) -> None:
+    from sdt3_event.events.transforms import generator
+
+    restore_rng_state(state)
+    if state.get("transforms") is not None:
+        generator().bit_generator.state = state["transforms"]
 
 
 def run_dir_of(cfg: ExperimentConfig) -> Path:
@@ -243,7 +263,7 @@ def _fit(
         global_step = int(resume_payload["step"])
         best_acc1 = float(resume_payload.get("metrics", {}).get("best_acc1", float("-inf")))
         if resume_payload.get("rng") is not None and world == 1:
-            restore_rng_state(resume_payload["rng"])
+            _restore_rng(resume_payload["rng"])
         else:
             seed_everything(cfg.seed + dist.rank + 1000 * start_epoch)
         logger.info("resumed at epoch %d, step %d", start_epoch, global_step)
@@ -410,7 +430,7 @@ def _payload(
         "scheduler": scheduler.state_dict(),
         "epoch": epoch,
         "step": step,
-        "rng": capture_rng_state(),
+        "rng": _capture_rng(),
         "data_contract": contract.to_dict(),
         "config": cfg.to_dict(),
         "metrics": dict(metrics),

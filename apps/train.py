@@ -1,0 +1,123 @@
+"""``sdt3-event train -c CONFIG [--set key=value ...] [--resume]``: train or fine-tune a model.
+
+Multi-GPU / multi-node: launch the same command through torchrun, e.g.
+``torchrun --nproc_per_node=4 -m sdt3_event.apps.cli train -c configs/hardvs_sdt3_19m.yaml``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-c", "--config", help="experiment YAML (see configs/); defaults if omitted"
+    )
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value, e.g. --set optim.lr=1e-3 --set data.root=/data/hardvs",
+    )
+    parser.add_argument(
+        "--resume",
+        nargs="?",
+        const=True,
+        default=False,
+        metavar="CKPT",
+        help="continue the run's checkpoints/last.pt (or the given checkpoint) exactly",
+    )
+    parser.add_argument("--name", help="run name (default: the config's name)")
+    parser.add_argument("--output-dir", help="parent folder of run folders (default: runs)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument(
+        "--print-config", action="store_true", help="print the resolved config and exit"
+    )
+
+
+def _progress_factory(enabled: bool):
+    if not enabled:
+        return None
+    from tqdm import tqdm
+
+    def wrap(iterable, total, desc):
+        return tqdm(
+            iterable,
+            total=total,
+            desc=desc,
+            unit="batch",
+            dynamic_ncols=True,
+            leave=False,
+            file=sys.stderr,
+        )
+
+    return wrap
+
+
+def _out(text: str) -> None:
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
+
+
+def _print_event(rec: dict) -> None:
+    ev = rec["event"]
+    if ev == "start":
+        _out(
+            f"training {rec['model']} for {rec['total_epochs']} epochs x "
+            f"{rec['steps_per_epoch']} steps on {rec['device']} "
+            f"(world size {rec['world_size']}, lr {rec['lr']:.3g})"
+            + (f", resumed at epoch {rec['start_epoch']}" if rec["resumed"] else "")
+        )
+    elif ev == "eval":
+        ema = f"  ema top-1 {rec['ema_acc1']:.2f}" if rec.get("ema_acc1") is not None else ""
+        _out(
+            f"epoch {rec['epoch'] + 1}: train loss {rec['train_loss']:.4f}  val loss "
+            f"{rec['loss']:.4f}  top-1 {rec['acc1']:.2f}  top-5 {rec['acc5']:.2f}{ema}  "
+            f"best {rec['best_acc1']:.2f}" + ("  *" if rec["is_best"] else "")
+        )
+    elif ev == "end":
+        _out(f"done: best top-1 {rec['best_acc1']:.2f}")
+
+
+def run(args: argparse.Namespace) -> int:
+    import yaml
+
+    from sdt3_event.engine.checkpoint import CheckpointError
+    from sdt3_event.engine.config import ConfigError, load_config
+    from sdt3_event.engine.runner import fit, run_dir_of
+    from sdt3_event.engine.train import NonFiniteLossError
+
+    overrides = list(args.overrides)
+    if args.name:
+        overrides.append(f"name={args.name}")
+    if args.output_dir:
+        overrides.append(f"output_dir={args.output_dir}")
+    try:
+        cfg = load_config(args.config, overrides)
+    except (ConfigError, FileNotFoundError) as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        return 2
+    if args.print_config:
+        sys.stdout.write(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+        return 0
+    try:
+        result = fit(
+            cfg,
+            resume=args.resume,
+            progress=_progress_factory(not args.no_progress and sys.stderr.isatty()),
+            on_event=_print_event,
+        )
+    except KeyboardInterrupt:
+        sys.stderr.write(
+            f"\ninterrupted. The last finished epoch is in {run_dir_of(cfg)}/checkpoints/last.pt; "
+            f"continue with: sdt3-event train -c {args.config or '<config>'} --resume\n"
+        )
+        return 130
+    except (FileNotFoundError, CheckpointError, NonFiniteLossError, ConfigError) as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        return 1
+    _out(f"run folder: {result.run_dir}")
+    return 0
