@@ -5,8 +5,8 @@
 
 Every reader returns a 1-D ``EVENT_DTYPE`` array (``t`` int64 µs, ``x``/``y`` int16, ``p`` bool),
 sorted by ``t`` and validated with :func:`~sdt3_event.events.schema.validate_events`, plus the
-sensor size ``(W, H, P)`` when the caller or the file knows it. Decoding is vectorised numpy (or a
-compiled decoder: ``aedat`` for AEDAT 4.0, ``expelliarmus`` for EVT 3.0); no per-event Python loops.
+sensor size ``(W, H, P)`` when the caller or the file knows it. Decoding is vectorised numpy (the
+``aedat`` package's Rust decoder for AEDAT 4.0); no per-event Python loops.
 
 Bad input raises :class:`~sdt3_event.events.schema.EventFormatError` naming the file and the
 problem: a wrong magic number, a truncated file (or, with ``allow_truncated=True``, the complete
@@ -124,7 +124,7 @@ FORMATS: dict[str, EventFormat] = {
             None,
             True,
             False,
-            "expelliarmus (C)",
+            "numpy",
             True,
         ),
         EventFormat(
@@ -317,7 +317,7 @@ def _decode(path: Path, fmt: str, source: str, allow_truncated: bool) -> Decoded
     if fmt == "evt2":
         return _prophesee.decode_evt2(data, source, allow_truncated)
     if fmt == "evt3":
-        return _prophesee.decode_evt3(path, data, source, allow_truncated)
+        return _prophesee.decode_evt3(data, source, allow_truncated)
     if fmt == "dat":
         return _prophesee.decode_dat(data, source, allow_truncated)
     if fmt == "npz":
@@ -484,13 +484,12 @@ def write_events(
     try:
         if format == "hdf5":
             _arrays.encode_hdf5(tmp, events, sensor_size)
-        elif format == "evt3":
-            _write_evt3(tmp, events, sensor_size)
         else:
             encoders = {
                 "aedat3": lambda: _aedat.encode_aedat31(events),
                 "aedat2": lambda: _aedat.encode_aedat2(events),
                 "evt2": lambda: _prophesee.encode_evt2(events, sensor_size),
+                "evt3": lambda: _prophesee.encode_evt3(events, sensor_size),
                 "dat": lambda: _prophesee.encode_dat(events, sensor_size),
                 "npz": lambda: _arrays.encode_npz(events, sensor_size),
                 "nmnist": lambda: _nmnist.encode_nmnist(events),
@@ -500,27 +499,3 @@ def write_events(
     finally:
         tmp.unlink(missing_ok=True)
     return path
-
-
-def _write_evt3(path: Path, events: np.ndarray, sensor_size: SensorSize | None) -> None:
-    """EVT 3.0 through expelliarmus' encoder, then a header with the geometry prepended."""
-    from expelliarmus import Wizard
-
-    if len(events) == 0:
-        raise EventFormatError("expelliarmus cannot write an empty EVT 3.0 file")
-    arr = np.empty(
-        len(events), dtype=[("t", "<i8"), ("x", "<i2"), ("y", "<i2"), ("p", "u1")], order="C"
-    )
-    arr["t"], arr["x"], arr["y"], arr["p"] = events["t"], events["x"], events["y"], events["p"]
-    raw_path = path.with_name(path.name + ".expelliarmus.raw")  # it insists on .raw
-    try:
-        Wizard(encoding="evt3").save(raw_path, arr)
-        body = raw_path.read_bytes()
-    finally:
-        raw_path.unlink(missing_ok=True)
-    start, _ = _prophesee.raw_header(body)
-    lines = ["% evt 3.0"]
-    if sensor_size is not None:
-        lines.append(f"% format EVT3;height={sensor_size[1]};width={sensor_size[0]}")
-    lines.append("% end")
-    path.write_bytes(("\n".join(lines) + "\n").encode() + body[start:])
