@@ -25,7 +25,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--source",
         default=None,
-        help="live source URI (synthetic://, a recording path, tcp://host:port, ...); "
+        help="live source URI (synthetic:, file:REC.aedat4, tcp://HOST:PORT, camera:, ...); "
         "default: the synthetic demo stream",
     )
     parser.add_argument(
@@ -33,7 +33,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="checkpoint for the live view (default: the bundled demo model)",
     )
-    parser.add_argument("--device", default="cpu", help="inference device for the live view")
+    parser.add_argument(
+        "--device", default=None, help="inference device: cpu, cuda, cuda:1 (default: best)"
+    )
+    parser.add_argument(
+        "--spike-driven", action="store_true", help="run the spike-driven executor (live view)"
+    )
     parser.add_argument(
         "--snapshot-dir",
         default=".",
@@ -104,10 +109,19 @@ def run(args: argparse.Namespace) -> int:
 
     from sdt3_event.stream.pipeline import build_pipeline
 
-    pipeline = build_pipeline(source=args.source, checkpoint=args.model, device=args.device)
+    try:
+        pipeline = build_pipeline(
+            source=args.source,
+            checkpoint=args.model,
+            device=args.device,
+            spike_driven=args.spike_driven,
+        )
+    except (FileNotFoundError, ValueError, ImportError, RuntimeError, OSError) as exc:
+        sys.stderr.write(f"sdt3-event monitor: error: {type(exc).__name__}: {exc}\n")
+        return 2
     return run_dashboard(
         pipeline,
-        title=f"sdt3-event monitor · {getattr(pipeline, 'source_uri', args.source or 'synthetic')}",
+        title=f"sdt3-event monitor · {pipeline.model_name} · {pipeline.source_uri}",
         fps=args.fps,
         snapshot_dir=args.snapshot_dir,
     )

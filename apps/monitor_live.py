@@ -232,15 +232,20 @@ class LiveMonitorApp(SizeGuard, App[int]):
             batch: list[Prediction | StreamStatus] = []
             last_post = time.monotonic()
             while not worker.is_cancelled:
+                asked = time.monotonic()
                 try:
                     rec = self.pipeline.get(timeout=self.poll_timeout)
                 except Exception as exc:  # the pipeline died: report it once and stop draining
                     batch.append(_error_status(source, exc, "pipeline failed"))
                     self.post_message(self.Records(batch))
                     return
+                now = time.monotonic()
                 if rec is not None:
                     batch.append(rec)
-                now = time.monotonic()
+                elif now - asked < self.poll_timeout / 2:
+                    # An ended stream answers at once: wait here instead of spinning.
+                    worker.cancelled_event.wait(self.poll_timeout)
+                    now = time.monotonic()
                 if batch and now - last_post >= self.frame_interval:
                     self.post_message(self.Records(batch))
                     batch, last_post = [], now

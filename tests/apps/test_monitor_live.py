@@ -270,3 +270,20 @@ def test_too_small_terminal_shows_a_message(tmp_path):
             assert not app.query_one("#too-small").display
 
     asyncio.run(main())
+
+
+def test_an_ended_stream_is_not_polled_in_a_busy_loop(tmp_path):
+    class EndedPipeline(FakePipeline):
+        calls = 0
+
+        def get(self, timeout=None):
+            EndedPipeline.calls += 1
+            return None  # an ended LivePipeline answers at once
+
+    async def main():
+        app = make_app(EndedPipeline(), tmp_path)  # poll_timeout=0.01: at most ~100 polls/s
+        async with app.run_test(size=(100, 30)) as pilot:
+            await pilot.pause(0.5)
+
+    asyncio.run(main())
+    assert 0 < EndedPipeline.calls < 500
