@@ -1,0 +1,37 @@
+"""Tonic-style event data sets, installed as ``sdt3_event.datasets``.
+
+- :mod:`.synthetic`: ``SyntheticGestures`` (procedural, no download) and the live gesture stream.
+- :mod:`.cifar10dvs`: ``CIFAR10DVS`` with a seeded stratified split.
+- :mod:`.dvsgesture`: ``DVSGesture`` with users and lighting as metadata.
+- :mod:`.hardvs`: ``HARDVS`` (``.npz`` events) and ``HARDVSFrames`` (SDT-V3's PNG rawframes).
+- :mod:`.folder`: ``EventFolder`` for your own recordings (one folder per class).
+- :mod:`.download`: URLs, checksums, download / verify / extract.
+- :mod:`.cache`: HDF5 cache of deterministic preprocessing; :mod:`.loader`: the DataLoader factory.
+
+Names are imported lazily so ``import sdt3_event.datasets`` stays light.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+_EXPORTS = {
+    "SYNTHETIC_CLASSES": "synthetic",
+    "SyntheticGestures": "synthetic",
+    "generate_gesture": "synthetic",
+    "gesture_stream": "synthetic",
+    "CIFAR10DVS": "cifar10dvs",
+    "DVSGesture": "dvsgesture",
+    "HARDVS": "hardvs",
+    "HARDVSFrames": "hardvs",
+    "EventFolder": "folder",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        module = importlib.import_module(f"{__name__}.{_EXPORTS[name]}")
+        return getattr(module, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,368 @@
+"""Download, verify and extract the public event data sets.
+
+The resources (URLs and checksums) are the ones Tonic and SpikingJelly use:
+
+- CIFAR10-DVS: Tonic's AEDAT 4.0 conversion on figshare (one zip of ten per-class zips).
+- DVS Gesture: Tonic's preprocessed train / test archives on figshare (``.npy`` per gesture).
+- HARDVS: published only on Baidu Netdisk (no direct links), so it is downloaded by hand; the
+  checksums of its label lists and event archive let :func:`verify` check what the user fetched.
+
+Downloads write ``<file>.part`` and rename after the checksum matches, so an interrupted or
+corrupt download never looks complete. Extraction refuses archive members that would escape the
+target folder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import shutil
+import tarfile
+import urllib.request
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+ProgressFn = Callable[[int, int | None], None]
+"""``progress(bytes_done, bytes_total_or_None)``."""
+
+
+@dataclass(frozen=True)
+class Resource:
+    """One file of a data set.
+
+    Attributes:
+        filename: name on disk (relative to the data set folder).
+        url: where to get it (a web page for manual downloads).
+        md5: its MD5 checksum (hex).
+        extract: unpack it after download (zip / tar / tar.gz).
+        manual: cannot be fetched automatically; the user downloads it from ``url``.
+    """
+
+    filename: str
+    url: str
+    md5: str
+    extract: bool = True
+    manual: bool = False
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """A downloadable data set: its folder under the root and its resources."""
+
+    name: str
+    folder: str
+    resources: tuple[Resource, ...]
+    note: str = ""
+
+
+_HARDVS_PAGE = "https://github.com/Event-AHU/HARDVS"
+
+DATASETS: dict[str, DatasetInfo] = {
+    "cifar10dvs": DatasetInfo(
+        "cifar10dvs",
+        "CIFAR10DVS",
+        (
+            Resource(
+                "CIFAR10DVS.zip",
+                "https://figshare.com/ndownloader/files/38023437",
+                "ce3a4a0682dc0943703bd8f749a7701c",
+            ),
+        ),
+        "Tonic's AEDAT 4.0 conversion of CIFAR10-DVS (10 x 1000 recordings, 128x128).",
+    ),
+    "dvsgesture": DatasetInfo(
+        "dvsgesture",
+        "DVSGesture",
+        (
+            Resource(
+                "ibmGestureTrain.tar.gz",
+                "https://figshare.com/ndownloader/files/38022171",
+                "3a8f0d4120a166bac7591f77409cb105",
+            ),
+            Resource(
+                "ibmGestureTest.tar.gz",
+                "https://figshare.com/ndownloader/files/38020584",
+                "56070e45dadaa85fff82e0fbfbc06de5",
+            ),
+        ),
+        "Tonic's preprocessed DVS128 Gesture: one .npy per gesture, users 1-23 train, 24-29 test.",
+    ),
+    "hardvs": DatasetInfo(
+        "hardvs",
+        "HARDVS",
+        (
+            Resource(
+                "MINI_HARDVS_files.zip",
+                _HARDVS_PAGE,
+                "9c4cc0d9ba043faa17f6f1a9e9aff982",
+                True,
+                True,
+            ),
+            Resource(
+                "train_label.txt", _HARDVS_PAGE, "0d642b6e6871034f151b2649a89d8d3c", False, True
+            ),
+            Resource(
+                "val_label.txt", _HARDVS_PAGE, "cd2cebcba80e4552102bbacf2b5df812", False, True
+            ),
+            Resource(
+                "test_label.txt", _HARDVS_PAGE, "5b664af5843f9b476a9c22626f7f5a59", False, True
+            ),
+        ),
+        "HARDVS is distributed on Baidu Netdisk only (links on "
+        f"{_HARDVS_PAGE}: 'Compact Event file' for the .npz events, 'Event Images' for the PNG "
+        "rawframes). Download the files listed here into the folder, then run "
+        "`sdt3-event data download hardvs` again to verify and extract them.",
+    ),
+}
+
+
+class ChecksumError(RuntimeError):
+    """A file's checksum does not match the expected one."""
+
+
+def file_md5(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:
+    """The MD5 hex digest of a file, read in chunks."""
+    digest = hashlib.md5()
+    with open(path, "rb") as f:
+        while chunk := f.read(chunk_size):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def check_md5(path: str | os.PathLike, md5: str) -> None:
+    """Raise unless ``path`` exists and has checksum ``md5``.
+
+    Raises:
+        FileNotFoundError: the file is missing.
+        ChecksumError: the checksum differs (the message names the file and both sums).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist")
+    got = file_md5(path)
+    if got != md5.lower():
+        raise ChecksumError(
+            f"{path}: md5 {got} does not match the expected {md5}; delete it and download again"
+        )
+
+
+def download_url(
+    url: str,
+    dest: str | os.PathLike,
+    md5: str | None = None,
+    *,
+    progress: ProgressFn | None = None,
+    timeout: float = 60.0,
+    chunk_size: int = 1 << 20,
+) -> Path:
+    """Download ``url`` to ``dest`` (via ``dest.part``, renamed once complete and verified).
+
+    Args:
+        url: ``http(s)://`` or ``file://`` URL.
+        dest: destination file.
+        md5: expected checksum; a mismatch deletes the download and raises.
+        progress: called with ``(bytes_done, bytes_total or None)`` after every chunk.
+        timeout: socket timeout in seconds.
+        chunk_size: read size.
+
+    Returns:
+        ``dest``.
+
+    Raises:
+        ChecksumError: the downloaded file has the wrong checksum.
+        OSError: network or file errors (``urllib.error.URLError`` included).
+    """
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    part = dest.with_name(dest.name + ".part")
+    request = urllib.request.Request(url, headers={"User-Agent": "sdt3-event"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response, open(part, "wb") as out:
+            length = response.headers.get("Content-Length")
+            total = int(length) if length and length.isdigit() else None
+            done = 0
+            while chunk := response.read(chunk_size):
+                out.write(chunk)
+                done += len(chunk)
+                if progress is not None:
+                    progress(done, total)
+        if md5 is not None:
+            check_md5(part, md5)
+        os.replace(part, dest)
+    finally:
+        part.unlink(missing_ok=True)
+    return dest
+
+
+def _safe_target(root: Path, name: str, archive: Path) -> Path:
+    target = (root / name).resolve()
+    if target != root and root not in target.parents:
+        raise ValueError(f"{archive}: member {name!r} would be written outside {root}; refusing")
+    return target
+
+
+def extract_archive(archive: str | os.PathLike, to: str | os.PathLike) -> list[Path]:
+    """Extract a zip, tar, tar.gz / tgz or tar.bz2 archive into ``to``.
+
+    Returns:
+        The extracted regular files.
+
+    Raises:
+        ValueError: an unsupported archive or a member that would escape ``to``.
+        zipfile.BadZipFile / tarfile.TarError: a corrupt archive (message names it).
+    """
+    archive, to = Path(archive), Path(to)
+    to.mkdir(parents=True, exist_ok=True)
+    root = to.resolve()
+    files: list[Path] = []
+    if zipfile.is_zipfile(archive):
+        try:
+            with zipfile.ZipFile(archive) as zf:
+                for info in zf.infolist():
+                    target = _safe_target(root, info.filename, archive)
+                    if info.is_dir():
+                        target.mkdir(parents=True, exist_ok=True)
+                        continue
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    with zf.open(info) as src, open(target, "wb") as dst:
+                        shutil.copyfileobj(src, dst)
+                    files.append(target)
+        except zipfile.BadZipFile as exc:
+            raise zipfile.BadZipFile(f"{archive}: corrupt zip archive ({exc})") from exc
+        return files
+    try:
+        is_tar = tarfile.is_tarfile(archive)
+    except OSError:
+        is_tar = False
+    if not is_tar:
+        raise ValueError(f"{archive}: not a zip or tar archive; cannot extract it")
+    try:
+        with tarfile.open(archive) as tf:
+            for member in tf.getmembers():
+                target = _safe_target(root, member.name, archive)
+                if member.isdir():
+                    target.mkdir(parents=True, exist_ok=True)
+                elif member.isfile():
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    src = tf.extractfile(member)
+                    assert src is not None
+                    with src, open(target, "wb") as dst:
+                        shutil.copyfileobj(src, dst)
+                    files.append(target)
+                else:
+                    logger.warning("%s: skipping non-regular member %s", archive, member.name)
+    except tarfile.TarError as exc:
+        raise tarfile.TarError(f"{archive}: corrupt tar archive ({exc})") from exc
+    return files
+
+
+def dataset_info(name: str) -> DatasetInfo:
+    """Look up a downloadable data set by name (case-insensitive, ``-``/``_`` ignored).
+
+    Raises:
+        KeyError: unknown name, listing the known ones.
+    """
+    key = name.lower().replace("-", "").replace("_", "")
+    if key not in DATASETS:
+        raise KeyError(f"unknown data set {name!r}; known: {sorted(DATASETS)}")
+    return DATASETS[key]
+
+
+@dataclass(frozen=True)
+class FileStatus:
+    """The verification result of one resource."""
+
+    resource: Resource
+    path: Path
+    ok: bool
+    reason: str
+
+
+def verify(name: str, root: str | os.PathLike) -> list[FileStatus]:
+    """Check every resource of a data set under ``root/<folder>`` against its checksum."""
+    info = dataset_info(name)
+    folder = Path(root) / info.folder
+    out = []
+    for res in info.resources:
+        path = folder / res.filename
+        if not path.is_file():
+            reason = "missing" + (f" (download it by hand from {res.url})" if res.manual else "")
+            out.append(FileStatus(res, path, False, reason))
+            continue
+        got = file_md5(path)
+        ok = got == res.md5
+        out.append(FileStatus(res, path, ok, "ok" if ok else f"md5 {got} != {res.md5}"))
+    return out
+
+
+def _extract_resource(info: DatasetInfo, res: Resource, folder: Path) -> None:
+    archive = folder / res.filename
+    logger.info("extracting %s", archive)
+    files = extract_archive(archive, folder)
+    if info.name == "cifar10dvs":
+        # The outer zip holds one zip per class; each unpacks into its class folder.
+        for inner in sorted(f for f in files if f.suffix == ".zip"):
+            extract_archive(inner, folder)
+            inner.unlink()
+    if info.name == "hardvs":
+        # MINI_HARDVS_files.zip holds action_XXX.zip files; each unpacks to action_XXX/.
+        for inner in sorted(f for f in files if f.suffix == ".zip"):
+            extract_archive(inner, folder / inner.stem)
+            inner.unlink()
+    (folder / f".{res.filename}.extracted").write_text(res.md5 + "\n")
+
+
+def download_dataset(
+    name: str,
+    root: str | os.PathLike,
+    *,
+    progress_factory: Callable[[Resource], ProgressFn | None] | None = None,
+    extract: bool = True,
+) -> Path:
+    """Download (or, for manual data sets, find), verify and extract a data set.
+
+    Files already present with the right checksum are not fetched again; archives are extracted
+    once (a marker file remembers it).
+
+    Args:
+        name: a key of :data:`DATASETS`.
+        root: the data root; the data set goes to ``root/<folder>``.
+        progress_factory: returns a progress callback for each resource.
+        extract: unpack the archives.
+
+    Returns:
+        The data set folder.
+
+    Raises:
+        FileNotFoundError: a manual resource is missing (the message says where to get it).
+        ChecksumError: a file with the wrong checksum.
+    """
+    info = dataset_info(name)
+    folder = Path(root) / info.folder
+    folder.mkdir(parents=True, exist_ok=True)
+    for res in info.resources:
+        path = folder / res.filename
+        if path.is_file() and file_md5(path) == res.md5:
+            logger.info("%s present and verified", path)
+        elif res.manual:
+            raise FileNotFoundError(
+                f"{path} is missing or has the wrong checksum; {info.name} cannot be downloaded "
+                f"automatically. {info.note}"
+            )
+        else:
+            logger.info("downloading %s -> %s", res.url, path)
+            progress = progress_factory(res) if progress_factory else None
+            download_url(res.url, path, res.md5, progress=progress)
+        marker = folder / f".{res.filename}.extracted"
+        if (
+            extract
+            and res.extract
+            and not (marker.is_file() and marker.read_text().strip() == res.md5)
+        ):
+            _extract_resource(info, res, folder)
+    return folder

@@ -1,0 +1,139 @@
+"""DVS128 Gesture on Tonic's class, with users and lighting kept as per-sample metadata."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import tonic
+from sdt3_event.datasets.download import download_dataset
+from tonic.dataset import Dataset as TonicDataset
+
+from sdt3_event.events.schema import EVENT_DTYPE, EventFormatError, validate_events
+
+_FOLDER_RE = re.compile(r"^user(\d+)_(.+)$")
+
+
+class DVSGesture(tonic.datasets.DVSGesture):
+    """IBM DVS128 Gesture (Amir et al., 2017): 11 classes, 29 users, 5 lighting conditions.
+
+    Built on ``tonic.datasets.DVSGesture`` (its URLs, checksums, class names, sensor size and the
+    preprocessed layout: one ``.npy`` per gesture, columns ``x, y, p, t`` with ``t`` in ms). Events
+    come back as ``EVENT_DTYPE`` with ``t`` in µs. Nothing is downloaded unless asked.
+
+    On-disk layout::
+
+        <save_to>/DVSGesture/ibmGestureTrain/user01_fluorescent/<label>.npy
+        <save_to>/DVSGesture/ibmGestureTest/user24_led/<label>.npy
+
+    Attributes:
+        users: the user number of every sample.
+        lighting: the lighting condition of every sample (``"fluorescent"``, ``"led"``, ...).
+
+    Raises:
+        FileNotFoundError: the split folder is missing (and ``download`` is False).
+        ValueError: an empty split, a folder not named ``userNN_<lighting>``, or a file not
+            named ``<label>.npy`` with a label in ``0..10``.
+    """
+
+    dtype = EVENT_DTYPE
+    ordering = "txyp"
+
+    def __init__(
+        self,
+        save_to: str | os.PathLike,
+        train: bool = True,
+        transform: Callable | None = None,
+        target_transform: Callable | None = None,
+        transforms: Callable | None = None,
+        download: bool = False,
+    ) -> None:
+        TonicDataset.__init__(
+            self,
+            str(save_to),
+            transform=transform,
+            target_transform=target_transform,
+            transforms=transforms,
+        )
+        self.train = train
+        self.folder_name = "ibmGestureTrain" if train else "ibmGestureTest"
+        self.filename = self.train_filename if train else self.test_filename
+        self.url = self.train_url if train else self.test_url
+        self.file_md5 = self.train_md5 if train else self.test_md5
+        folder = Path(self.location_on_system) / self.folder_name
+        if not folder.is_dir() and download:
+            download_dataset("dvsgesture", save_to)
+        if not folder.is_dir():
+            raise FileNotFoundError(
+                f"DVS Gesture folder {folder} not found; run `sdt3-event data download dvsgesture "
+                f"--root {save_to}` or pass download=True"
+            )
+        self.users: list[int] = []
+        self.lighting: list[str] = []
+        for sub in sorted(p for p in folder.iterdir() if p.is_dir()):
+            m = _FOLDER_RE.match(sub.name)
+            if m is None:
+                raise ValueError(f"{sub}: expected a folder named userNN_<lighting>")
+            for f in sorted(sub.glob("*.npy"), key=lambda p: (len(p.stem), p.stem)):
+                if not f.stem.isdigit() or not 0 <= int(f.stem) < len(self.classes):
+                    raise ValueError(
+                        f"{f}: expected <label>.npy with a label in 0..{len(self.classes) - 1}"
+                    )
+                self.data.append(str(f))
+                self.targets.append(int(f.stem))
+                self.users.append(int(m.group(1)))
+                self.lighting.append(m.group(2))
+        if not self.data:
+            raise ValueError(f"{folder}: no userNN_<lighting>/<label>.npy files found")
+
+    def metadata(self, index: int) -> dict:
+        """User, lighting, label and file of sample ``index``."""
+        return {
+            "user": self.users[index],
+            "lighting": self.lighting[index],
+            "label": self.targets[index],
+            "path": self.data[index],
+        }
+
+    def read(self, index: int) -> np.ndarray:
+        """The events of sample ``index`` as ``EVENT_DTYPE`` (``t`` in µs).
+
+        Raises:
+            EventFormatError: not an ``(N, 4)`` numeric array, or invalid events; names the file.
+        """
+        path = self.data[index]
+        try:
+            raw = np.load(path, allow_pickle=False)
+        except Exception as exc:
+            raise EventFormatError(f"{path}: not a readable .npy file ({exc})") from exc
+        if raw.ndim != 2 or raw.shape[1] != 4 or raw.dtype.kind not in "iuf":
+            raise EventFormatError(
+                f"{path}: expected an (N, 4) numeric array x, y, p, t(ms); got {raw.shape} {raw.dtype}"
+            )
+        ev = np.empty(len(raw), EVENT_DTYPE)
+        ev["x"], ev["y"], ev["p"] = raw[:, 0], raw[:, 1], raw[:, 2] > 0
+        ev["t"] = np.rint(raw[:, 3].astype(np.float64) * 1000).astype(np.int64)
+        order = np.argsort(ev["t"], kind="stable")
+        ev = ev[order]
+        ev, _ = validate_events(ev, self.sensor_size, source=path)
+        return ev
+
+    def __getitem__(self, index: int):
+        events = self.read(index)
+        target = self.targets[index]
+        if self.transform is not None:
+            events = self.transform(events)
+        if self.target_transform is not None:
+            target = self.target_transform(target)
+        if self.transforms is not None:
+            events, target = self.transforms(events, target)
+        return events, target
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __repr__(self) -> str:
+        return f"DVSGesture(train={self.train}, n={len(self)}, users={sorted(set(self.users))})"

@@ -1,0 +1,106 @@
+"""EventFolder: the user's own recordings, one folder per class, any supported file format."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from sdt3_event.events.schema import EVENT_DTYPE, SensorSize
+
+
+def supported_suffixes() -> tuple[str, ...]:
+    """File name suffixes :func:`sdt3_event.events.io.read_events` can read."""
+    from sdt3_event.events.io import FORMATS
+
+    return tuple(sorted({ext for f in FORMATS.values() for ext in f.extensions}))
+
+
+class EventFolder:
+    """A Tonic-style data set over ``root/<class>/<recording>`` files.
+
+    Classes are the sub-folder names in sorted order (or ``classes`` in the given order); every
+    file whose suffix a reader supports (``.aedat4``, ``.aedat``, ``.raw``, ``.dat``, ``.npz``,
+    ``.h5``, ...) is one sample. ``dataset[i]`` returns ``(events, label)``.
+
+    Args:
+        root: the folder holding one sub-folder per class.
+        sensor_size: ``(W, H, P)``, needed for formats whose files do not state it (EVT 2.0).
+        classes: the class folders to use, in label order (default: all, sorted).
+        suffixes: file suffixes to include (default: every supported one).
+        transform: applied to the events.
+        target_transform: applied to the label.
+        drop_out_of_range: drop (and count) events outside ``sensor_size`` instead of raising.
+
+    Raises:
+        FileNotFoundError: ``root`` or a requested class folder is missing.
+        ValueError: no class folders, or a class folder with no readable files (named).
+    """
+
+    dtype = EVENT_DTYPE
+    ordering = "txyp"
+
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        sensor_size: SensorSize | None = None,
+        classes: Sequence[str] | None = None,
+        suffixes: Sequence[str] | None = None,
+        transform: Callable | None = None,
+        target_transform: Callable | None = None,
+        drop_out_of_range: bool = False,
+    ) -> None:
+        self.root = Path(root)
+        if not self.root.is_dir():
+            raise FileNotFoundError(f"{self.root} is not a folder; expected root/<class>/<files>")
+        self.sensor_size = tuple(int(v) for v in sensor_size) if sensor_size else None
+        self.suffixes = tuple(s.lower() for s in (suffixes or supported_suffixes()))
+        if classes is None:
+            classes = sorted(
+                p.name for p in self.root.iterdir() if p.is_dir() and not p.name.startswith(".")
+            )
+        if not classes:
+            raise ValueError(f"{self.root}: no class folders found; expected root/<class>/<files>")
+        self.classes = list(classes)
+        self.transform = transform
+        self.target_transform = target_transform
+        self.drop_out_of_range = drop_out_of_range
+        self.data: list[str] = []
+        self.targets: list[int] = []
+        for label, name in enumerate(self.classes):
+            folder = self.root / name
+            if not folder.is_dir():
+                raise FileNotFoundError(f"class folder {folder} does not exist")
+            files = sorted(
+                p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in self.suffixes
+            )
+            if not files:
+                raise ValueError(
+                    f"class folder {folder} holds no recordings with suffixes {self.suffixes}; "
+                    "add recordings or remove the folder"
+                )
+            self.data += [str(p) for p in files]
+            self.targets += [label] * len(files)
+
+    def read(self, index: int):
+        """``(events, sensor_size)`` of sample ``index``, untransformed."""
+        from sdt3_event.events.io import read_events
+
+        return read_events(
+            self.data[index], self.sensor_size, drop_out_of_range=self.drop_out_of_range
+        )
+
+    def __getitem__(self, index: int):
+        events, _ = self.read(index)
+        target = self.targets[index]
+        if self.transform is not None:
+            events = self.transform(events)
+        if self.target_transform is not None:
+            target = self.target_transform(target)
+        return events, target
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __repr__(self) -> str:
+        return f"EventFolder(root={str(self.root)!r}, classes={len(self.classes)}, n={len(self)})"
