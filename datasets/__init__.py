@@ -6,7 +6,9 @@
 - :mod:`.hardvs`: ``HARDVS`` (``.npz`` events) and ``HARDVSFrames`` (SDT-V3's PNG rawframes).
 - :mod:`.folder`: ``EventFolder`` for your own recordings (one folder per class).
 - :mod:`.download`: URLs, checksums, download / verify / extract.
-- :mod:`.cache`: HDF5 cache of deterministic preprocessing; :mod:`.loader`: the DataLoader factory.
+
+The HDF5 frame cache and the DataLoader factory live in :mod:`sdt3_event.events.cache` and
+:mod:`sdt3_event.events.loader`.
 
 Names are imported lazily so ``import sdt3_event.datasets`` stays light.
 """

@@ -155,5 +155,5 @@ class CIFAR10DVS(tonic.datasets.CIFAR10DVS):
     def __repr__(self) -> str:
         return (
             f"CIFAR10DVS(split={self.split!r}, n={len(self)}, test_fraction={self.test_fraction}, "
-            f"seed={self.seed})"
+            f"seed={self.seed}, root={self.location_on_system!r})"
         )

@@ -136,4 +136,7 @@ class DVSGesture(tonic.datasets.DVSGesture):
         return len(self.data)
 
     def __repr__(self) -> str:
-        return f"DVSGesture(train={self.train}, n={len(self)}, users={sorted(set(self.users))})"
+        return (
+            f"DVSGesture(train={self.train}, n={len(self)}, users={sorted(set(self.users))}, "
+            f"root={self.location_on_system!r})"
+        )

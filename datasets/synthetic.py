@@ -408,5 +408,5 @@ class SyntheticGestures:
         return (
             f"SyntheticGestures(split={self.split!r}, n_samples={self.n_samples}, seed={self.seed}, "
             f"sensor_size={self.sensor_size}, duration_us={self.duration_us}, "
-            f"classes={len(self.classes)})"
+            f"classes={tuple(self.classes)}, gesture_kwargs={self.gesture_kwargs})"
         )
