@@ -375,7 +375,11 @@ class LiveMonitorApp(SizeGuard, App[int]):
         text = Text()
         firing = last.firing if last is not None else {}
         if not firing:
-            text.append("no firing statistics in the predictions", style="dim")
+            text.append(
+                "no firing statistics in the predictions "
+                "(the predictor records them when sdt3_event.spikes is available)",
+                style="dim",
+            )
         else:
             text.append("firing rate per stage (spikes / neuron / step)\n", style="bold")
             peak = max(max(firing.values()), 1e-9)
@@ -434,7 +438,7 @@ class LiveMonitorApp(SizeGuard, App[int]):
             self.notify(f"snapshot failed: {exc}", severity="error")
             return
         self.last_snapshot = path
-        self.notify(f"saved {path}")
+        self.notify(f"saved {path.resolve()}")
 
     def action_quit_monitor(self) -> None:
         """Leave: exit status 1 when the source ended in an error, else 0."""
