@@ -52,6 +52,8 @@ def to_time_major(x: torch.Tensor, T: int, in_chans: int, model_name: str) -> to
         f"{model_name} expects event frames (B, T, {in_chans}, H, W) or images "
         f"(B, {in_chans}, H, W)"
     )
+    if not x.is_floating_point():
+        x = x.float()  # e.g. integer or boolean event counts
     if x.ndim == 5:
         if x.shape[2] != in_chans:
             raise ValueError(f"{expected}; got {tuple(x.shape)} (P={x.shape[2]} != {in_chans})")

@@ -29,6 +29,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from sdt3_event.layers.attention import SpikeMatMulAttention
 from sdt3_event.layers.lif import MultiStepLIF, check_lif_backend
 from sdt3_event.models.sdt_v1 import per_frame, reset_stateful_modules, to_time_major
 from sdt3_event.registry import register_model
@@ -181,18 +182,6 @@ class MetaMLP(nn.Module):
         return y.reshape(T, B, C, H, W)  # (T, B, C, N) -> (T, B, C, H, W)
 
 
-def linear_spike_attention(
-    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float
-) -> torch.Tensor:
-    """``Q·(Kᵀ·V)·scale`` per head: linear in the token count N, no N×N map, no softmax.
-
-    Shape:
-        - q, k, v: ``(..., N, d)``.
-        - Output: ``(..., N, d)``.
-    """
-    return (q @ (k.transpose(-2, -1) @ v)) * scale
-
-
 class RepConvAttention(nn.Module):
     """V2 spiking self-attention with RepConv projections (official ``MS_Attention_RepConv_qkv_id``).
 
@@ -205,7 +194,7 @@ class RepConvAttention(nn.Module):
         if dim % num_heads:
             raise ValueError(f"dim {dim} must be divisible by num_heads {num_heads}")
         self.num_heads = num_heads
-        self.scale = ATTN_SCALE
+        self.matmul = SpikeMatMulAttention(ATTN_SCALE)  # Q·(Kᵀ·V)·0.125, parameter-free
         self.head_lif = MultiStepLIF(backend=backend)
         self.q_conv = nn.Sequential(RepConv(dim, dim), nn.BatchNorm2d(dim))
         self.k_conv = nn.Sequential(RepConv(dim, dim), nn.BatchNorm2d(dim))
@@ -227,7 +216,7 @@ class RepConvAttention(nn.Module):
         q = self._heads(self.q_lif(per_frame(s, self.q_conv)))
         k = self._heads(self.k_lif(per_frame(s, self.k_conv)))
         v = self._heads(self.v_lif(per_frame(s, self.v_conv)))
-        y = linear_spike_attention(q, k, v, self.scale)  # (T, B, h, N, d)
+        y = self.matmul(q, k, v)  # (T, B, h, N, d)
         y = y.transpose(-1, -2).reshape(T, B, C, H * W)  # (T, B, h, d, N) -> (T, B, C, N)
         y = self.attn_lif(y).reshape(T, B, C, H, W)  # (T, B, C, N) -> (T, B, C, H, W)
         return per_frame(y, self.proj_conv)

@@ -9,8 +9,9 @@ import torch
 import torch.nn.functional as F
 
 from sdt3_event.layers import lif as lif_mod
+from sdt3_event.layers.attention import set_attention_order
 from sdt3_event.layers.lif import MultiStepLIF, check_lif_backend, set_lif_backend
-from sdt3_event.models.sdt_v2 import BNAndPad, MetaSpikeFormer, linear_spike_attention
+from sdt3_event.models.sdt_v2 import BNAndPad, MetaSpikeFormer
 from sdt3_event.registry import create_model, list_models
 
 # --- reference numbers (spec §6.1 / §6.2 tables) --------------------------------------------------
@@ -365,11 +366,19 @@ def test_bn_and_pad_equals_bn_of_zero_padded_input_in_eval():
     torch.testing.assert_close(out, layer.bn(F.pad(x, [1, 1, 1, 1])))
 
 
-def test_linear_attention_order_equals_quadratic_order():
-    g = torch.Generator().manual_seed(0)
-    q, k, v = ((torch.rand(2, 3, 49, 8, generator=g) < 0.4).float() for _ in range(3))
-    quadratic = ((q @ k.transpose(-2, -1)) @ v) * 0.125
-    torch.testing.assert_close(linear_spike_attention(q, k, v, 0.125), quadratic)
+def test_v2_attention_linear_order_equals_official_order():
+    torch.manual_seed(0)
+    model = create_model("sdt2_31m", **TINY_V2).eval()
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                m.weight.fill_(3.0)  # make the attention neurons fire
+    x = torch.rand(2, 2, 2, 32, 32)
+    with torch.no_grad():
+        linear = model(x)
+        assert set_attention_order(model, "quadratic") == 8
+        quadratic = model(x)
+    torch.testing.assert_close(linear, quadratic)
 
 
 def test_v1_attention_is_the_mask_form():
