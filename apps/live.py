@@ -52,6 +52,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--loop", action="store_true", help="loop a file source")
     parser.add_argument(
+        "--lossless",
+        action="store_true",
+        help="never drop windows: the source waits for the model (for file replay)",
+    )
+    parser.add_argument(
         "--json", action="store_true", help="JSON lines on stdout even on a terminal"
     )
     parser.add_argument(
@@ -107,6 +112,7 @@ def run(args: argparse.Namespace) -> int:
             channels_last=args.channels_last,
             source_options=options,
             keep_frames=monitor is not None,
+            drop_policy="block" if args.lossless else "drop_oldest",
         )
     except (FileNotFoundError, ValueError, EventFormatError, CheckpointError) as exc:
         return _error(str(exc))

@@ -8,7 +8,9 @@
 
 Drop policy (stated once, counted always): when inference falls behind, the window queue keeps the
 *newest* windows; the oldest queued window is dropped whole and its events count as dropped. Events
-inside a window are never dropped. The windower bounds the events it buffers
+inside a window are never dropped. ``drop_policy="block"`` instead makes the reader wait for room
+(back-pressure): lossless for a file replayed as fast as possible, while a live source then backs up
+(its own buffers and drops take over). The windower bounds the events it buffers
 (``max_window_events``, see :mod:`sdt3_event.stream.windowing`), so memory stays bounded whatever
 the input rate. If nobody reads the records, the oldest records are dropped (counted as
 ``records_dropped``). While ``paused``, windows are discarded before the queue (``windows_paused``).
@@ -37,6 +39,7 @@ from sdt3_event.stream.windowing import EventWindow, SlidingWindower
 log = logging.getLogger(__name__)
 
 Record = Prediction | StreamStatus
+DROP_POLICIES = ("drop_oldest", "block")
 
 
 @dataclass
@@ -72,9 +75,10 @@ class LivePipeline:
             dropped).
         max_records: records waiting for :meth:`get` before the oldest is dropped.
         status_interval_s: period of the status records.
+        drop_policy: ``"drop_oldest"`` (live default) or ``"block"`` (lossless back-pressure).
 
     Raises:
-        ValueError: non-positive sizes.
+        ValueError: non-positive sizes, unknown policy.
     """
 
     def __init__(
@@ -88,9 +92,13 @@ class LivePipeline:
         max_window_events: int | None = 4_000_000,
         max_records: int = 256,
         status_interval_s: float = 1.0,
+        drop_policy: str = "drop_oldest",
     ) -> None:
         if max_queued_windows < 1 or max_records < 1:
             raise ValueError("max_queued_windows and max_records must be >= 1")
+        if drop_policy not in DROP_POLICIES:
+            raise ValueError(f"drop_policy must be one of {DROP_POLICIES}, got {drop_policy!r}")
+        self.drop_policy = drop_policy
         self.source = source
         self.predictor = predictor
         self.window_us = int(window_us)
@@ -105,6 +113,7 @@ class LivePipeline:
         self._lock = threading.Lock()
         self._window_ready = threading.Condition(self._lock)
         self._record_ready = threading.Condition(self._lock)
+        self._window_taken = threading.Condition(self._lock)
         self._stop = threading.Event()
         self._reader_done = threading.Event()
         self._done = threading.Event()
@@ -182,6 +191,7 @@ class LivePipeline:
             log.debug("closing %s: %s", self.source_uri, exc)
         with self._lock:
             self._window_ready.notify_all()
+            self._window_taken.notify_all()
             self._record_ready.notify_all()
         deadline = time.monotonic() + timeout
         for t in self._threads:
@@ -312,6 +322,12 @@ class LivePipeline:
                 if self._paused:
                     s.windows_paused += 1
                     continue
+                while (
+                    self.drop_policy == "block"
+                    and len(self._windows) >= self._max_windows
+                    and not self._stop.is_set()
+                ):
+                    self._window_taken.wait(0.25)
                 if len(self._windows) >= self._max_windows:
                     old = self._windows.popleft()  # keep the newest: drop the oldest, whole
                     s.windows_dropped += 1
@@ -330,6 +346,7 @@ class LivePipeline:
                     if self._stop.is_set() or not self._windows:
                         break
                     win = self._windows.popleft()
+                    self._window_taken.notify_all()
                     self._busy = True
                 truth = None
                 if self._label_at is not None:
@@ -415,6 +432,7 @@ def build_pipeline(
     max_queued_windows: int = 2,
     max_window_events: int | None = 4_000_000,
     status_interval_s: float = 1.0,
+    drop_policy: str = "drop_oldest",
     warmup: bool = True,
 ) -> LivePipeline:
     """Open a source, load a checkpoint and wire them into a (not yet started) :class:`LivePipeline`.
@@ -431,7 +449,8 @@ def build_pipeline(
         sensor_map: map a source sensor of another size onto the model input (one of
             ``SPATIAL_MODES``); without it a mismatch raises.
         source_options: extra options for the source (``speed``, ``loop``, ...).
-        max_queued_windows, max_window_events, status_interval_s: see :class:`LivePipeline`.
+        max_queued_windows, max_window_events, status_interval_s, drop_policy: see
+            :class:`LivePipeline`.
         warmup: run one forward pass before returning (and compile, with ``compile=True``).
 
     Raises:
@@ -498,4 +517,5 @@ def build_pipeline(
         max_queued_windows=max_queued_windows,
         max_window_events=max_window_events,
         status_interval_s=status_interval_s,
+        drop_policy=drop_policy,
     )

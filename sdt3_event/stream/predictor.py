@@ -143,11 +143,9 @@ class Predictor:
         self.window_us = window_us
         self.sensor_map = sensor_map
         self.spike_driven = spike_driven
-        if spike_driven:
-            from sdt3_event.spikes import to_spike_driven
-
-            model = to_spike_driven(model)
         model = model.to(self.device).eval()
+        if spike_driven:
+            model = _spike_driven(model, contract, self.device)
         if channels_last:
             model = model.to(memory_format=torch.channels_last)
         self.model = model
@@ -276,6 +274,17 @@ class Predictor:
     def _sync(self) -> None:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
+
+
+def _spike_driven(model: nn.Module, contract: DataContract, device: torch.device) -> nn.Module:
+    """The spike-driven executor of ``model``, traced on an input of the contract's shape."""
+    try:
+        from sdt3_event.spikes import to_spike_driven
+    except ImportError:
+        from sdt3_event.spikes.executor import to_spike_driven
+    gen = torch.Generator().manual_seed(0)
+    example = torch.randint(0, 3, (1, *contract.frame_shape), generator=gen).float()  # (1,T,P,H,W)
+    return to_spike_driven(model, example.to(device)).eval()
 
 
 def _energy_function() -> Callable[[Any], float | None] | None:

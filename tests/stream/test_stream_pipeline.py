@@ -230,6 +230,16 @@ def tiny():
     from sdt3_event import create_model
 
     model = create_model("sdt3_micro", num_classes=len(CLASSES), in_chans=2, T=2)
+    with torch.no_grad():  # an untrained head gives uniform scores; make them informative
+        for name, param in model.named_parameters():
+            if "layer_scale" in name:
+                param.fill_(0.5)
+        for mod in model.modules():  # keep spikes alive through the depth
+            if isinstance(mod, torch.nn.modules.batchnorm._BatchNorm):
+                mod.weight.fill_(4.0)
+                mod.bias.fill_(0.3)
+        model.head.weight.normal_(0, 0.05)
+    model.eval()
     contract = DataContract(
         sensor_size=(48, 40, 2),
         input_size=(32, 32),
@@ -281,8 +291,21 @@ def test_predictor_matches_a_direct_forward_pass(tiny):
         model.reset_state()
         probs = torch.softmax(model(x.unsqueeze(0)), -1)[0]  # (classes,)
     best = int(probs.argmax())
+    assert float(probs.max() - probs.min()) > 1e-3  # informative scores, not a tie
     assert r.labels[0] == CLASSES[best]
     assert r.scores[0] == pytest.approx(float(probs[best]), rel=1e-5)
+
+
+def test_spike_driven_executor_predicts_like_the_integer_model(tiny):
+    model, contract = tiny
+    win = _window(seed=4)
+    out = []
+    for spike_driven in (False, True):
+        pr = Predictor(model, contract, device="cpu", spike_driven=spike_driven, smoothing=0.0)
+        pr.bind((48, 40, 2))
+        out.append(pr(win))
+    assert out[0].labels == out[1].labels
+    np.testing.assert_allclose(out[0].scores, out[1].scores, rtol=1e-3, atol=1e-5)
 
 
 def test_sensor_mismatch_is_a_clear_error_unless_mapped(tiny):

@@ -1,0 +1,199 @@
+"""``sdt3-event live`` in a subprocess: JSON lines when stdout is a pipe, clear errors, Ctrl-C."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+from testpaths import REPO
+
+from sdt3_event.events.contract import DataContract
+from sdt3_event.events.schema import make_events
+
+CLASSES = ("left", "right", "up")
+
+
+def _live(*args, timeout=180, **kw):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run(
+        [sys.executable, "-m", "sdt3_event.apps.cli", "live", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=REPO,
+        env=env,
+        **kw,
+    )
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    from sdt3_event import create_model
+    from sdt3_event.engine.checkpoint import save_checkpoint
+
+    torch.manual_seed(0)
+    model = create_model("sdt3_micro", num_classes=3, in_chans=2, T=2)
+    contract = DataContract((40, 32, 2), (32, 32), 2, window_us=20_000, class_names=CLASSES)
+    path = tmp_path_factory.mktemp("ckpt") / "tiny.pt"
+    save_checkpoint(
+        path,
+        {
+            "model_name": "sdt3_micro",
+            "model_config": model.model_config,
+            "model": model.state_dict(),
+            "data_contract": contract.to_dict(),
+        },
+    )
+    return path
+
+
+@pytest.fixture(scope="module")
+def recording(tmp_path_factory):
+    from sdt3_event.events.io import write_events
+
+    rng = np.random.default_rng(1)
+    n = 5_000
+    t = np.sort(rng.integers(0, 300_000, n))
+    ev = make_events(t, rng.integers(0, 40, n), rng.integers(0, 32, n), rng.integers(0, 2, n))
+    path = tmp_path_factory.mktemp("rec") / "rec.npz"
+    write_events(path, ev, (40, 32, 2))
+    return path
+
+
+def _live_here(capsys, *args):
+    """Run ``sdt3-event live`` in this process (stdout captured, so not a terminal)."""
+    from sdt3_event.apps.cli import main
+
+    code = main(["live", "--device", "cpu", *args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def _records(stdout: str):
+    return [json.loads(line) for line in stdout.splitlines() if line.strip()]
+
+
+def test_live_writes_json_lines_and_stops_after_max_windows(checkpoint, recording, tmp_path):
+    out = tmp_path / "copy.jsonl"
+    res = _live(
+        "--source", f"file:{recording}", "--model", str(checkpoint), "--speed", "0", "--lossless",
+        "--max-windows", "5", "--jsonl", str(out), "--device", "cpu",
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    recs = _records(res.stdout)
+    preds = [r for r in recs if r["type"] == "prediction"]
+    assert len(preds) == 5
+    assert all(p["labels"][0] in CLASSES and len(p["scores"]) == 3 for p in preds)
+    assert recs[0]["type"] == "status" and recs[0]["model"] == "sdt3_micro"
+    assert _records(out.read_text()) == recs
+
+
+def test_live_predictions_only_lossless(checkpoint, recording, capsys):
+    code, out, err = _live_here(
+        capsys, "--source", f"file:{recording}?speed=0", "--model", str(checkpoint),
+        "--predictions-only", "--lossless",
+    )  # fmt: skip
+    assert code == 0, err
+    recs = _records(out)
+    assert all(r["type"] == "prediction" for r in recs)
+    # lossless replay: every 20 ms window on the 10 ms grid over 300 ms of events, none dropped
+    starts = [r["window_start_us"] for r in recs]
+    assert starts == list(range(0, starts[-1] + 1, 10_000)) and starts[-1] >= 270_000
+
+
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [
+        ("rtsp://x", "valid sources"),
+        ("file:/nonexistent/rec.aedat4", "no such recording"),
+        ("synthetic:?speeed=3", "valid options"),
+    ],
+)
+def test_live_bad_sources_exit_2_with_a_clear_message(checkpoint, source, message, capsys):
+    code, out, err = _live_here(capsys, "--source", source, "--model", str(checkpoint))
+    assert code == 2 and out == ""
+    assert err.startswith("sdt3-event live: error:") and message in err
+
+
+def test_live_sensor_mismatch_names_the_option(checkpoint, tmp_path, capsys):
+    from sdt3_event.events.io import write_events
+
+    path = tmp_path / "big.npz"
+    write_events(path, make_events([0, 5], [200, 3], [100, 4], [1, 0]), (240, 180, 2))
+    code, _, err = _live_here(capsys, "--source", f"file:{path}", "--model", str(checkpoint))
+    assert code == 2 and "--sensor-map" in err
+    code, out, err = _live_here(
+        capsys, "--source", f"file:{path}?speed=0", "--model", str(checkpoint),
+        "--sensor-map", "resize",
+    )  # fmt: skip
+    assert code == 0, err
+    assert _records(out)[-1]["state"] == "finished"
+
+
+def test_live_missing_checkpoint(tmp_path, capsys):
+    code, _, err = _live_here(capsys, "--model", str(tmp_path / "none.pt"))
+    assert code == 2 and "none.pt" in err
+
+
+def test_live_rejects_bad_numbers(capsys):
+    code, _, err = _live_here(capsys, "--max-windows", "0")
+    assert code == 2 and "--max-windows" in err
+
+
+def test_ctrl_c_stops_cleanly(checkpoint):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "sdt3_event.apps.cli",
+            "live",
+            "--model",
+            str(checkpoint),
+            "--source",
+            "synthetic:?sensor=40x32",
+            "--device",
+            "cpu",
+        ],  # fmt: skip
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+        env=env,
+    )
+    # wait for the first record, then interrupt
+    first = proc.stdout.readline()
+    assert json.loads(first)["type"] == "status"
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert "Traceback" not in err
+    for line in out.splitlines():  # every line written is complete JSON
+        json.loads(line)
+
+
+def test_live_with_no_arguments_streams_the_demo(demo_checkpoint):
+    res = _live("--max-windows", "5", "--device", "cpu")
+    assert res.returncode == 0, res.stderr
+    preds = [r for r in _records(res.stdout) if r["type"] == "prediction"]
+    assert len(preds) == 5
+    assert all("true_label" in p for p in preds)
+
+
+@pytest.fixture
+def demo_checkpoint():
+    try:
+        from sdt3_event.assets import DEMO_CHECKPOINT
+    except ImportError:
+        pytest.skip("the bundled demo checkpoint (sdt3_event.assets.DEMO_CHECKPOINT) is not there")
+    if not DEMO_CHECKPOINT.is_file():
+        pytest.skip(f"{DEMO_CHECKPOINT} is missing")
+    return DEMO_CHECKPOINT
