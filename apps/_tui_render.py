@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from functools import lru_cache
 
 import numpy as np
 from rich.segment import Segment
@@ -89,45 +88,51 @@ def frame_to_rgb(frame: np.ndarray) -> np.ndarray:
     return np.clip(rgb, 0, 255).astype(np.uint8)
 
 
-@lru_cache(maxsize=8192)
-def _cell_style(top: tuple[int, int, int], bottom: tuple[int, int, int]) -> Style:
-    return Style.from_color(_rich_color(top), _rich_color(bottom))
+_STYLES: dict[int, Style] = {}
 
 
-@lru_cache(maxsize=4096)
-def _rich_color(rgb: tuple[int, int, int]):
-    from rich.color import Color
+def _pair_style(code: int) -> Style:
+    """The ``▀`` style of a quantised (top, bottom) colour pair code (cached)."""
+    style = _STYLES.get(code)
+    if style is None:
+        from rich.color import Color
 
-    return Color.from_rgb(*rgb)
+        top, bottom = divmod(code, _LEVELS**3)
+        colors = []
+        for c in (top, bottom):
+            r, rest = divmod(c, _LEVELS * _LEVELS)
+            g, b = divmod(rest, _LEVELS)
+            step = 256 // _LEVELS
+            colors.append(Color.from_rgb(*(v * step + step // 2 for v in (r, g, b))))
+        style = _STYLES[code] = Style.from_color(colors[0], colors[1])
+    return style
 
 
 def halfblock_rows(rgb: np.ndarray) -> list[list[Segment]]:
     """Turn an RGB image into rows of ``▀`` cells (top pixel = foreground, bottom = background).
 
+    Colours are quantised to ``_LEVELS`` levels per channel and runs of equal cells merged, so a
+    row costs one segment per colour change, not one per cell.
+
     Shape:
         rgb: ``(H, W, 3)`` uint8 with ``H`` even; returns ``H / 2`` rows of segments, ``W`` cells each.
     """
     h, w, _ = rgb.shape
-    step = 256 // _LEVELS
-    q = (rgb // step) * step + step // 2  # quantised: fewer distinct styles to cache
-    q = q.reshape(h // 2, 2, w, 3)  # (rows, top/bottom, W, 3)
+    q = (rgb.astype(np.int64) * _LEVELS) // 256  # (H, W, 3) in [0, _LEVELS)
+    code = (q[..., 0] * _LEVELS + q[..., 1]) * _LEVELS + q[..., 2]  # (H, W) colour index
+    code = code.reshape(h // 2, 2, w)  # (rows, top/bottom, W)
+    pair = code[:, 0] * _LEVELS**3 + code[:, 1]  # (rows, W) cell index
     rows: list[list[Segment]] = []
     for r in range(h // 2):
-        top, bottom = q[r, 0].tolist(), q[r, 1].tolist()
-        segments: list[Segment] = []
-        run_style: Style | None = None
-        run_len = 0
-        for x in range(w):
-            style = _cell_style(tuple(top[x]), tuple(bottom[x]))
-            if style is run_style:
-                run_len += 1
-                continue
-            if run_style is not None:
-                segments.append(Segment("▀" * run_len, run_style))
-            run_style, run_len = style, 1
-        if run_style is not None:
-            segments.append(Segment("▀" * run_len, run_style))
-        rows.append(segments)
+        line = pair[r]
+        starts = np.flatnonzero(np.r_[True, line[1:] != line[:-1]])
+        ends = np.r_[starts[1:], w]
+        rows.append(
+            [
+                Segment("▀" * int(e - s0), _pair_style(int(line[s0])))
+                for s0, e in zip(starts, ends, strict=True)
+            ]
+        )
     return rows
 
 

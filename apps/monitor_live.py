@@ -131,6 +131,8 @@ class LiveMonitorApp(SizeGuard, App[int]):
         clock: monotonic seconds; tests pass a fake one.
         poll_timeout: seconds each ``pipeline.get`` waits.
         manage_pipeline: start the pipeline when the app starts and stop it when it ends.
+        max_batch: the most records taken from the pipeline per frame; beyond it the worker waits
+            for the next frame (the pipeline's bounded queue absorbs and counts the excess).
     """
 
     CSS_PATH = "monitor.tcss"
@@ -160,6 +162,7 @@ class LiveMonitorApp(SizeGuard, App[int]):
         clock: Callable[[], float] = time.monotonic,
         poll_timeout: float = 0.05,
         manage_pipeline: bool = True,
+        max_batch: int = 256,
     ) -> None:
         super().__init__()
         self.pipeline = pipeline
@@ -169,6 +172,7 @@ class LiveMonitorApp(SizeGuard, App[int]):
         self.clock = clock
         self.poll_timeout = poll_timeout
         self.manage_pipeline = manage_pipeline
+        self.max_batch = max(1, max_batch)
         self.stats = LiveStats(clock=clock)
         self.view = "events"
         self.pipeline_stopped = not manage_pipeline
@@ -245,6 +249,12 @@ class LiveMonitorApp(SizeGuard, App[int]):
                 elif now - asked < self.poll_timeout / 2:
                     # An ended stream answers at once: wait here instead of spinning.
                     worker.cancelled_event.wait(self.poll_timeout)
+                    now = time.monotonic()
+                if len(batch) >= self.max_batch:
+                    # Faster than the screen can use: leave the rest in the pipeline's bounded
+                    # queue (which drops and counts) until the next frame, so the UI thread and
+                    # the GIL stay free.
+                    worker.cancelled_event.wait(max(0.0, last_post + self.frame_interval - now))
                     now = time.monotonic()
                 if batch and now - last_post >= self.frame_interval:
                     self.post_message(self.Records(batch))
