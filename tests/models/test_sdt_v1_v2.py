@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytest
@@ -404,6 +405,117 @@ def test_v1_attention_is_the_mask_form():
     y = (q.reshape(2, 4, 9) * kv[..., None]).reshape(1, 8, 3, 3)
     expected = x + attn.proj_bn(attn.proj_conv(y)).reshape(1, 1, 8, 3, 3)
     torch.testing.assert_close(out, expected)
+
+
+# --- parity with the official implementations ---------------------------------------------------
+
+# Logits of the official classes (V1 ``model/spikeformer.py`` @3faa822, V2 ``classification/models.py``
+# @35f245f) run with SpikingJelly 0.0.0.0.12 (torch backend), timm stubbed, on the weights and inputs
+# made by ``_golden_fill`` / ``_golden_inputs`` below (V2 train mode: the main head, as the official
+# training forward returns it first). Rounded to 5 decimals.
+OFFICIAL_LOGITS = {
+    ("v1", "eval"): [
+        1.25162,
+        -1.13847,
+        1.20629,
+        -3.09816,
+        -1.61801,
+        1.05104,
+        -0.75979,
+        1.30597,
+        -2.90373,
+        -1.76751,
+    ],
+    ("v1", "train"): [
+        1.7025,
+        -0.16393,
+        2.59597,
+        -4.81904,
+        -0.82918,
+        0.81913,
+        1.22327,
+        1.64853,
+        -4.48043,
+        0.0543,
+    ],
+    ("v2", "eval"): [
+        -0.01988,
+        1.04546,
+        -0.98601,
+        -0.39503,
+        -0.26195,
+        0.24789,
+        1.02451,
+        -1.11095,
+        0.16713,
+        -0.01107,
+    ],
+    ("v2", "train"): [
+        -0.56857,
+        -0.62222,
+        -0.09406,
+        0.47059,
+        -0.13168,
+        0.15002,
+        -0.48692,
+        -0.3341,
+        -0.53482,
+        -1.25884,
+    ],
+}
+
+
+def _golden_fill(model: torch.nn.Module) -> None:
+    """Deterministic weights from one seeded generator, in sorted key order (same keys as official)."""
+    g = torch.Generator().manual_seed(0)
+    state = model.state_dict()
+    with torch.no_grad():
+        for key in sorted(state):
+            t = state[key]
+            if key.endswith("num_batches_tracked"):
+                continue
+            if key.endswith("running_var"):
+                t.copy_(torch.rand(t.shape, generator=g) + 0.5)
+            elif key.endswith("running_mean") or key.endswith("bias"):
+                t.copy_(torch.randn(t.shape, generator=g) * 0.3)
+            elif t.ndim == 1:  # BN weight
+                t.copy_(torch.rand(t.shape, generator=g) * 2 + 1)
+            else:  # conv / linear weight
+                t.copy_(torch.randn(t.shape, generator=g) * (2.0 / math.sqrt(t[0].numel())))
+
+
+def _golden_inputs() -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(1)
+    events = (torch.rand(2, 3, 2, 32, 32, generator=g) < 0.3).float()  # (B, T, P, H, W)
+    images = torch.randn(2, 3, 32, 32, generator=g)  # (B, C, H, W)
+    return events, images
+
+
+@pytest.mark.parametrize("family", ["v1", "v2"])
+@pytest.mark.parametrize("mode", ["eval", "train"])
+def test_logits_equal_official_implementation(family, mode):
+    from sdt3_event.models.sdt_v1 import SpikeDrivenTransformer
+
+    events, images = _golden_inputs()
+    if family == "v1":
+        model = SpikeDrivenTransformer(
+            in_chans=2, num_classes=5, embed_dim=64, depth=1, num_heads=8, T=3, pooling_stat="0111"
+        )
+        x = events
+    else:
+        model = MetaSpikeFormer(
+            embed_dim=(16, 32, 64, 80), in_chans=3, num_classes=5, num_heads=2, kd=True, T=2
+        )
+        x = images
+    _golden_fill(model)
+    model.train(mode == "train")
+    with torch.no_grad():
+        if family == "v2" and mode == "train":
+            logits = model.forward_heads(x)[0].mean(0)
+        else:
+            logits = model(x)
+    expected = torch.tensor(OFFICIAL_LOGITS[(family, mode)]).view(2, 5)
+    torch.testing.assert_close(logits, expected, atol=2e-5, rtol=0)
 
 
 # --- GPU -----------------------------------------------------------------------------------------
