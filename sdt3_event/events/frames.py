@@ -142,7 +142,7 @@ def _accumulate(
     """Count events ``events[index]`` into time bins ``bins`` (one per event) -> ``(T, P, H, W)``.
 
     ``max_per_bin`` bounds the events of any bin; when it fits the output dtype, counts accumulate
-    directly in it (no full-size intermediate), otherwise in int64 and saturate.
+    directly in it (no full-size intermediate), otherwise in int32 / int64 and saturate.
     """
     import torch
 
@@ -163,7 +163,7 @@ def _accumulate(
         fits = max_per_bin <= np.iinfo(dtype).max
     else:
         fits = max_per_bin <= 2 ** (np.finfo(dtype).nmant + 1)
-    acc_dtype = dtype if fits else np.dtype(np.int64)
+    acc_dtype = dtype if fits else np.dtype(np.int32 if max_per_bin < 2**31 else np.int64)
     out = np.zeros(size, dtype=acc_dtype)  # calloc: only touched pages are written
     if len(flat):
         target = torch.from_numpy(out)

@@ -19,49 +19,82 @@ def _data(n=6):
     return SyntheticGestures("train", n, seed=0, sensor_size=(32, 32, 2), duration_us=100_000)
 
 
-def test_cache_hits_equal_fresh_transform(tmp_path):
+def test_cache_equals_fresh_transform_and_is_reused(tmp_path):
     tf = build_frame_transform(CONTRACT)
     cached = CachedDataset(_data(), tf, tmp_path)
-    first = [cached[i] for i in range(len(cached))]
-    assert cached.misses == 6 and cached.hits == 0
+    assert cached.built and cached.path.suffix == ".h5"
     again = CachedDataset(_data(), tf, tmp_path)
-    for i, (frames, label) in enumerate(first):
-        frames2, label2 = again[i]
-        assert isinstance(frames2, torch.Tensor) and frames2.dtype == torch.float32
-        torch.testing.assert_close(frames2, frames)
-        torch.testing.assert_close(frames2, tf(_data()[i][0]))
-        assert label2 == label == i % 10
-    assert again.hits == 6 and again.misses == 0
+    assert not again.built
+    for i in range(len(again)):
+        frames, label = again[i]
+        assert isinstance(frames, torch.Tensor) and frames.dtype == torch.float32
+        torch.testing.assert_close(frames, tf(_data()[i][0]))
+        assert label == i % 10
+    assert again[-1][1] == 5
+    with pytest.raises(IndexError):
+        again[6]
 
 
 def test_cache_changed_transform_never_reads_stale_frames(tmp_path):
     tf4 = build_frame_transform(CONTRACT)
-    CachedDataset(_data(), tf4, tmp_path).fill()
+    CachedDataset(_data(), tf4, tmp_path)
     other = DataContract((32, 32, 2), (16, 16), 4, 100_000, "binary", None, "resize")
     tf_bin = build_frame_transform(other)
     assert cache_key(_data(), tf4) != cache_key(_data(), tf_bin)
     cached = CachedDataset(_data(), tf_bin, tmp_path)
-    frames, _ = cached[0]
-    assert cached.misses == 1 and frames.max() == 1
+    assert cached.built and cached[0][0].max() == 1
     # A different data set (seed) also gets its own key.
     assert cache_key(_data(), tf4) != cache_key(
         SyntheticGestures("train", 6, seed=1, sensor_size=(32, 32, 2), duration_us=100_000), tf4
     )
-    assert len(list(tmp_path.iterdir())) == 2
+    assert len(list(tmp_path.glob("*.h5"))) == 2
 
 
-def test_cache_refuses_random_transform_and_recovers_corrupt_entries(tmp_path):
+class _Failing:
+    def __init__(self, inner, bad_index):
+        self.inner, self.bad_index = inner, bad_index
+
+    def __len__(self):
+        return len(self.inner)
+
+    def __getitem__(self, i):
+        if i == self.bad_index:
+            raise OSError(f"sample {i} unreadable")
+        return self.inner[i]
+
+    def __repr__(self):
+        return f"_Failing({self.inner!r}, {self.bad_index})"
+
+
+def test_cache_build_is_atomic_and_checks_its_description(tmp_path):
     with pytest.raises(ValueError, match="deterministic"):
         CachedDataset(_data(), build_frame_transform(CONTRACT, train=True), tmp_path)
     tf = build_frame_transform(CONTRACT)
+    with pytest.raises(OSError, match="sample 3"):
+        CachedDataset(_Failing(_data(), 3), tf, tmp_path)
+    assert not list(tmp_path.iterdir())  # neither a cache file nor a temporary one
     cached = CachedDataset(_data(), tf, tmp_path)
-    good, _ = cached[2]
-    cached.sample_path(2).write_bytes(b"half-written")
-    torch.testing.assert_close(cached[2][0], good)
-    (cached.path / "description.txt").write_text("something else")
+    import h5py
+
+    with h5py.File(cached.path, "a") as f:
+        f.attrs["description"] = "something else"
     with pytest.raises(RuntimeError, match="different description"):
         CachedDataset(_data(), tf, tmp_path)
-    assert not list(cached.path.glob("*.tmp"))
+    cached.path.write_bytes(b"half-written")
+    with pytest.raises(RuntimeError, match="delete it"):
+        CachedDataset(_data(), tf, tmp_path)
+
+
+def test_cache_built_by_workers_matches(tmp_path):
+    tf = build_frame_transform(CONTRACT)
+    seen = []
+    cached = CachedDataset(_data(), tf, tmp_path, workers=2, progress=lambda d, n: seen.append(d))
+    assert seen == [1, 2, 3, 4, 5, 6]
+    for i in range(6):
+        torch.testing.assert_close(cached[i][0], tf(_data()[i][0]))
+    x, y = next(iter(make_loader(cached, 3, train=False, workers=2)))  # handles per worker
+    torch.testing.assert_close(x[1], tf(_data()[1][0]))
+    assert y.tolist() == [0, 1, 2]
 
 
 def test_loader_batches_and_augment_after_cache(tmp_path):
