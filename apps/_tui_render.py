@@ -20,6 +20,23 @@ BACKGROUND_RGB = (12, 12, 16)
 _LEVELS = 16
 
 
+def as_display_frame(frame: np.ndarray | None) -> np.ndarray | None:
+    """Bring what a record carries to ``(P, H, W)``: sums ``(T, P, H, W)`` over T, lifts ``(H, W)``.
+
+    Returns ``None`` for anything else (nothing to draw).
+    """
+    if frame is None:
+        return None
+    f = np.asarray(frame)
+    if f.ndim == 4:
+        f = f.sum(axis=0)  # (T, P, H, W) -> (P, H, W)
+    elif f.ndim == 2:
+        f = f[None]  # (H, W) -> (1, H, W)
+    if f.ndim != 3 or min(f.shape) == 0:
+        return None
+    return f
+
+
 def fit_cells(frame_hw: tuple[int, int], cells_wh: tuple[int, int]) -> tuple[int, int]:
     """The largest ``(H, W)`` pixel grid that fits ``cells_wh`` half-block cells at the frame's aspect.
 
@@ -70,7 +87,7 @@ def frame_to_rgb(frame: np.ndarray) -> np.ndarray:
     Shape:
         frame: ``(P, H, W)`` counts; returns ``(H, W, 3)`` uint8 RGB.
     """
-    f = np.asarray(frame, dtype=np.float32)
+    f = np.nan_to_num(np.asarray(frame, dtype=np.float32), nan=0.0, posinf=0.0, neginf=0.0)
     if f.ndim != 3:
         raise ValueError(f"expected a (P, H, W) frame, got shape {f.shape}")
     if f.shape[0] >= 2:

@@ -32,6 +32,7 @@ from textual.worker import get_current_worker
 from sdt3_event.stream.records import Prediction, StreamStatus
 
 from ._tui_render import (
+    as_display_frame,
     bar,
     fit_cells,
     format_count,
@@ -94,8 +95,8 @@ class EventView(Widget):
             return
         self._key = key
         self._rows = []
-        frame = self.frame
-        if frame is None or frame.ndim != 3 or width <= 0 or height <= 0:
+        frame = as_display_frame(self.frame)
+        if frame is None or width <= 0 or height <= 0:
             return
         out_h, out_w = fit_cells(frame.shape[1:], (width, height))
         if out_h == 0:
@@ -436,14 +437,15 @@ class LiveMonitorApp(SizeGuard, App[int]):
     def action_snapshot(self) -> None:
         """Save the current window as a PNG and say where."""
         last = self.stats.last
-        if last is None or last.frame is None:
+        frame = as_display_frame(last.frame) if last is not None else None
+        if frame is None:
             self.notify("no window to save yet", severity="warning")
             return
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S-%f")
         path = self.snapshot_dir / f"snapshot-{stamp}-{_slug(last.label)}.png"
         try:
             self.snapshot_dir.mkdir(parents=True, exist_ok=True)
-            save_snapshot(last.frame, path, caption=f"{last.label} {last.score:.2f}")
+            save_snapshot(frame, path, caption=f"{last.label} {last.score:.2f}")
         except OSError as exc:
             self.notify(f"snapshot failed: {exc}", severity="error")
             return

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from sdt3_event.apps._tui_render import (
     BACKGROUND_RGB,
+    as_display_frame,
     bar,
     braille_plot,
     fit_cells,
@@ -102,3 +103,15 @@ def test_save_snapshot_writes_an_upscaled_png(tmp_path):
     assert r > b
     with pytest.raises(OSError, match="writable"):
         save_snapshot(frame, tmp_path / "missing" / "snap.png")
+
+
+def test_display_frame_accepts_what_records_may_carry():
+    tphw = np.ones((3, 2, 4, 5), dtype=np.float32)
+    assert as_display_frame(tphw).shape == (2, 4, 5) and as_display_frame(tphw)[0, 0, 0] == 3
+    assert as_display_frame(np.ones((4, 5))).shape == (1, 4, 5)
+    assert as_display_frame(None) is None
+    assert as_display_frame(np.ones(7)) is None
+    assert as_display_frame(np.ones((2, 0, 5))) is None
+    bad = np.full((2, 4, 5), np.nan, dtype=np.float32)
+    bad[1, 0, 0] = np.inf
+    assert tuple(frame_to_rgb(bad)[0, 0]) == BACKGROUND_RGB  # non-finite counts draw as empty
