@@ -154,3 +154,44 @@ def build_loaders(
         **common,
     )
     return train, test, sampler
+
+
+def build_eval_dataset(
+    contract: DataContract,
+    dataset: str = "synthetic",
+    root: str | None = None,
+    split: str = "test",
+    n_samples: int = 500,
+    seed: int = 42,
+) -> Dataset:
+    """The evaluation split of a data set, preprocessed by the checkpoint's own contract.
+
+    Args:
+        contract: from the checkpoint (never rebuilt from a config, so it cannot drift).
+        dataset: data set name (``synthetic``, ``dvs_gesture``, ...).
+        root: its folder (not for ``synthetic``).
+        split: ``test`` (or ``val``/``train``).
+        n_samples: synthetic data only: number of samples.
+        seed: synthetic data only: the training run's seed.
+
+    Raises:
+        FileNotFoundError: missing data folder.
+        ValueError: unknown data set, or a synthetic contract without a window.
+    """
+    transform = _frame_transform(contract, train=False)
+    if dataset == "synthetic":
+        from sdt3_event.datasets.synthetic import SyntheticGestures
+
+        if contract.window_us is None:
+            raise ValueError("synthetic evaluation needs a contract with window_us")
+        return SyntheticGestures(
+            split,
+            n_samples,
+            seed=seed,
+            sensor_size=contract.sensor_size,
+            duration_us=contract.window_us,
+            classes=contract.class_names,
+            transform=transform,
+        )
+    cfg = DataConfig(dataset=dataset, root=root)
+    return _real_dataset(cfg, split, transform)

@@ -1,0 +1,167 @@
+"""``sdt3-event eval CKPT [--data synthetic|PATH]``: top-1/top-5, per-class accuracy, confusion matrix.
+
+Writes ``eval.json`` and ``confusion.png`` to ``--out`` (default ``runs/eval/<checkpoint name>``).
+``CKPT`` may be ``demo`` for the bundled demo model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("checkpoint", help="an sdt3-event checkpoint (.pt), or 'demo'")
+    parser.add_argument(
+        "--data",
+        default=None,
+        help="'synthetic' or the data set folder (default: what the checkpoint was trained on)",
+    )
+    parser.add_argument(
+        "--dataset",
+        default=None,
+        help="data set name for --data PATH (dvs_gesture, cifar10dvs, hardvs, folder); default "
+        "the checkpoint's",
+    )
+    parser.add_argument("--split", default="test", help="split to evaluate (default: test)")
+    parser.add_argument("--samples", type=int, default=None, help="synthetic data: sample count")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--workers", type=int, default=0, help="DataLoader workers")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
+    parser.add_argument("--no-ema", action="store_true", help="use the raw weights, not the EMA")
+    parser.add_argument(
+        "--spike-driven", action="store_true", help="evaluate the spike-driven executor"
+    )
+    parser.add_argument("--out", default=None, help="output folder for eval.json / confusion.png")
+
+
+def resolve_checkpoint(name: str) -> Path:
+    if name == "demo":
+        from sdt3_event.assets import DEMO_CHECKPOINT
+
+        return DEMO_CHECKPOINT
+    return Path(name)
+
+
+def resolve_device(name: str) -> str:
+    import torch
+
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return name
+
+
+def data_arguments(args: argparse.Namespace) -> tuple[str | None, str | None]:
+    """``(dataset, root)`` from ``--data``/``--dataset``."""
+    if args.data is None:
+        return args.dataset, None
+    if args.data == "synthetic":
+        return "synthetic", None
+    root = Path(args.data)
+    if not root.exists():
+        raise FileNotFoundError(f"--data {args.data}: no such folder")
+    return args.dataset, str(root)
+
+
+def plot_confusion(confusion, class_names, path: Path, title: str) -> None:
+    """Row-normalised confusion matrix as a PNG (matplotlib, Agg backend)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    cm = np.asarray(confusion, dtype=np.float64)
+    norm = cm / np.maximum(cm.sum(1, keepdims=True), 1)
+    k = len(class_names)
+    size = max(4.0, min(0.45 * k + 2, 40))
+    fig, ax = plt.subplots(figsize=(size, size))
+    im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    if k <= 40:
+        ax.set_xticks(range(k), class_names, rotation=90)
+        ax.set_yticks(range(k), class_names)
+        if k <= 20:
+            for i in range(k):
+                for j in range(k):
+                    if cm[i, j]:
+                        ax.text(
+                            j,
+                            i,
+                            int(cm[i, j]),
+                            ha="center",
+                            va="center",
+                            fontsize=7,
+                            color="white" if norm[i, j] > 0.5 else "black",
+                        )
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title)
+    fig.colorbar(im, ax=ax, fraction=0.046)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def _out(text: str = "") -> None:
+    sys.stdout.write(text + "\n")
+
+
+def run(args: argparse.Namespace) -> int:
+    from sdt3_event.engine.checkpoint import CheckpointError
+    from sdt3_event.engine.evaluation import evaluate_checkpoint
+
+    ckpt = resolve_checkpoint(args.checkpoint)
+    try:
+        dataset, root = data_arguments(args)
+        metrics, loaded = evaluate_checkpoint(
+            ckpt,
+            dataset=dataset,
+            root=root,
+            split=args.split,
+            n_samples=args.samples,
+            batch_size=args.batch_size,
+            num_workers=args.workers,
+            device=resolve_device(args.device),
+            use_ema=not args.no_ema,
+            spike_driven=args.spike_driven,
+        )
+    except (FileNotFoundError, CheckpointError, ValueError) as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        return 1
+    names = metrics["class_names"]
+    _out(
+        f"{metrics['model_name']} on {metrics['dataset']}/{metrics['split']} "
+        f"({metrics['n']} samples, {metrics['weights']} weights"
+        + (", spike-driven" if args.spike_driven else "")
+        + ")"
+    )
+    _out(
+        f"top-1 {metrics['acc1']:.2f} %   top-5 {metrics['acc5']:.2f} %   loss {metrics['loss']:.4f}"
+    )
+    _out()
+    width = max(len(n) for n in names) if names else 5
+    _out(f"{'class':<{width}}  {'n':>6}  {'acc %':>7}")
+    conf = metrics["confusion"]
+    for i, n in enumerate(names):
+        acc = metrics["per_class_acc"][i]
+        _out(
+            f"{n:<{width}}  {int(conf[i].sum()):>6}  "
+            + ("    n/a" if math.isnan(acc) else f"{acc:>7.2f}")
+        )
+    out = Path(args.out) if args.out else Path("runs") / "eval" / ckpt.stem
+    out.mkdir(parents=True, exist_ok=True)
+    record = {k: v for k, v in metrics.items() if k != "confusion"}
+    record["confusion"] = conf.tolist()
+    record["per_class_acc"] = [None if math.isnan(a) else a for a in metrics["per_class_acc"]]
+    (out / "eval.json").write_text(json.dumps(record, indent=2))
+    plot_confusion(
+        conf,
+        names,
+        out / "confusion.png",
+        f"{metrics['model_name']}: top-1 {metrics['acc1']:.1f} %",
+    )
+    _out(f"\nwrote {out / 'eval.json'} and {out / 'confusion.png'}")
+    return 0
