@@ -29,6 +29,8 @@ class DVSGesture(tonic.datasets.DVSGesture):
         <save_to>/DVSGesture/ibmGestureTrain/user01_fluorescent/<label>.npy
         <save_to>/DVSGesture/ibmGestureTest/user24_led/<label>.npy
 
+    ``split="train"`` / ``"test"`` is an alternative to ``train=`` (the engine passes ``split``).
+
     Attributes:
         users: the user number of every sample.
         lighting: the lighting condition of every sample (``"fluorescent"``, ``"led"``, ...).
@@ -50,7 +52,12 @@ class DVSGesture(tonic.datasets.DVSGesture):
         target_transform: Callable | None = None,
         transforms: Callable | None = None,
         download: bool = False,
+        split: str | None = None,
     ) -> None:
+        if split is not None:
+            if split not in ("train", "test"):
+                raise ValueError(f"DVS Gesture has splits 'train' and 'test', got {split!r}")
+            train = split == "train"
         TonicDataset.__init__(
             self,
             str(save_to),

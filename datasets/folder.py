@@ -31,6 +31,10 @@ class EventFolder:
         transform: applied to the events.
         target_transform: applied to the label.
         drop_out_of_range: drop (and count) events outside ``sensor_size`` instead of raising.
+        split: ``None``/``"all"`` (everything), or ``"train"``/``"val"``/``"test"``: the folder
+            ``root/<split>/<class>/`` when it exists, else a seeded stratified split of ``root``.
+        test_fraction: share of each class held out for ``"val"``/``"test"``.
+        seed: split seed.
 
     Raises:
         FileNotFoundError: ``root`` or a requested class folder is missing.
@@ -49,10 +53,20 @@ class EventFolder:
         transform: Callable | None = None,
         target_transform: Callable | None = None,
         drop_out_of_range: bool = False,
+        split: str | None = None,
+        test_fraction: float = 0.2,
+        seed: int = 0,
     ) -> None:
         self.root = Path(root)
         if not self.root.is_dir():
             raise FileNotFoundError(f"{self.root} is not a folder; expected root/<class>/<files>")
+        self.split = split
+        split_dir = self.root / split if split not in (None, "all") else None
+        if split_dir is not None and split_dir.is_dir():
+            self.root = split_dir  # root/<split>/<class>/<files>
+            split_dir = None
+        elif split not in (None, "all", "train", "val", "test"):
+            raise ValueError(f"split must be None, 'all', 'train', 'val' or 'test', got {split!r}")
         self.sensor_size = tuple(int(v) for v in sensor_size) if sensor_size else None
         self.suffixes = tuple(s.lower() for s in (suffixes or supported_suffixes()))
         if classes is None:
@@ -81,6 +95,17 @@ class EventFolder:
                 )
             self.data += [str(p) for p in files]
             self.targets += [label] * len(files)
+        if split_dir is not None:
+            # No root/<split> folder: a seeded stratified split ("val" and "test" are the same).
+            from sdt3_event.datasets.cifar10dvs import stratified_split
+
+            train_idx, test_idx = stratified_split(self.targets, test_fraction, seed)
+            keep = train_idx if split == "train" else test_idx
+            self.data = [self.data[i] for i in keep]
+            self.targets = [self.targets[i] for i in keep]
+        if self.sensor_size is None and self.data:
+            # The sensor size of the first recording that states one (the engine needs it).
+            self.sensor_size = self.read(0)[1]
 
     def read(self, index: int):
         """``(events, sensor_size)`` of sample ``index``, untransformed."""
@@ -103,4 +128,7 @@ class EventFolder:
         return len(self.data)
 
     def __repr__(self) -> str:
-        return f"EventFolder(root={str(self.root)!r}, classes={len(self.classes)}, n={len(self)})"
+        return (
+            f"EventFolder(root={str(self.root)!r}, classes={self.classes}, n={len(self)}, "
+            f"split={self.split!r}, sensor_size={self.sensor_size})"
+        )

@@ -325,6 +325,40 @@ def test_event_folder_errors(tmp_path):
     with pytest.raises(ValueError, match="empty"):
         EventFolder(tmp_path)
     (tmp_path / "empty" / "broken.aedat4").write_bytes(b"#!AER-DAT4.0\r\n garbage")
-    ds = EventFolder(tmp_path)
+    ds = EventFolder(tmp_path, sensor_size=(64, 48, 2))
     with pytest.raises(EventFormatError, match="broken.aedat4"):
         ds[0]
+    with pytest.raises(EventFormatError, match="broken.aedat4"):
+        EventFolder(tmp_path)  # reads the first file for its sensor size
+
+
+def test_event_folder_splits_and_sensor_size(tmp_path):
+    sensor = (32, 24, 2)
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        for i in range(5):
+            write_events(tmp_path / name / f"{i}.npz", _events(i, sensor), sensor)
+    train = EventFolder(tmp_path, split="train")
+    test = EventFolder(tmp_path, split="test")
+    assert len(train) == 8 and len(test) == 2 and test.targets == [0, 1]
+    assert not set(train.data) & set(test.data)
+    assert train.sensor_size == sensor  # from the files
+    assert len(EventFolder(tmp_path, split="all")) == 10
+    # root/<split>/<class>/ layouts are used as they are.
+    (tmp_path / "test" / "a").mkdir(parents=True)
+    write_events(tmp_path / "test" / "a" / "x.npz", _events(9, sensor), sensor)
+    assert EventFolder(tmp_path, split="test").data == [str(tmp_path / "test" / "a" / "x.npz")]
+    with pytest.raises(ValueError, match="split"):
+        EventFolder(tmp_path, split="dev")
+
+
+def test_dvsgesture_accepts_split_keyword(tmp_path):
+    folder = tmp_path / "DVSGesture" / "ibmGestureTest" / "user24_led"
+    folder.mkdir(parents=True)
+    np.save(folder / "4.npy", np.array([[1, 2, 1, 5.0]]))
+    ds = DVSGesture(tmp_path, split="test")
+    assert not ds.train and ds.targets == [4]
+    events, _ = ds[0]
+    assert events["t"].tolist() == [5000] and events["p"].tolist() == [True]
+    with pytest.raises(ValueError, match="splits"):
+        DVSGesture(tmp_path, split="val")
