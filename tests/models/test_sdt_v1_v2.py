@@ -334,6 +334,20 @@ def test_create_model_overrides_and_config_round_trip():
     assert isinstance(v2, MetaSpikeFormer) and v2.model_config["T"] == 2
 
 
+@pytest.mark.parametrize("name", sorted(V1_PARAMS) + sorted(V2_PARAMS))
+def test_pretrained_cfg_points_at_stem_and_classifier(name):
+    with torch.device("meta"):
+        model = create_model(name, in_chans=2)
+    cfg = model.pretrained_cfg
+    modules = dict(model.named_modules())
+    assert isinstance(modules[cfg["first_conv"]], torch.nn.Conv2d)
+    assert modules[cfg["first_conv"]].in_channels == 2 == cfg["input_size"][0]
+    assert isinstance(modules[cfg["classifier"][0]], torch.nn.Linear)
+    assert cfg["architecture"] == name and cfg["num_classes"] == model.num_classes
+    with pytest.raises(TypeError, match="valid arguments"):
+        create_model(name, no_such_argument=1)
+
+
 def test_v2_kd_forward_is_mean_of_heads():
     torch.manual_seed(0)
     model = create_model("sdt2_31m", kd=True, **TINY_V2).eval()
