@@ -44,10 +44,21 @@ class LinePlot(Widget):
         super().__init__(**kwargs)
         self.y_unit = y_unit
         self.series: list[tuple[str, str, list[tuple[float, float]]]] = []
+        self.x_range: tuple[float, float] | None = None
 
-    def set_series(self, series: list[tuple[str, str, list[tuple[float, float]]]]) -> None:
-        """Show ``(name, colour, points)`` series; points are ``(x, y)`` with x increasing."""
+    def set_series(
+        self,
+        series: list[tuple[str, str, list[tuple[float, float]]]],
+        x_range: tuple[float, float] | None = None,
+    ) -> None:
+        """Show ``(name, colour, points)`` series; points are ``(x, y)`` with x increasing.
+
+        Args:
+            series: the curves.
+            x_range: fixed x limits (e.g. the run's planned steps), default the data's extent.
+        """
         self.series = series
+        self.x_range = x_range
         self.refresh()
 
     def render(self) -> Text:
@@ -59,11 +70,13 @@ class LinePlot(Widget):
         ys = [p[1] for p in pts]
         xs = [p[0] for p in pts]
         y0, y1 = min(ys), max(ys)
+        x0, x1 = self.x_range if self.x_range is not None else (min(xs), max(xs))
         lines = braille_plot(
             [_thin(s, 4 * plot_w) for _, _, s in self.series],
             plot_w,
             plot_h,
             [c for _, c, _ in self.series],
+            x_range=(x0, max(x1, max(xs))),
         )
         out = Text()
         for r, line in enumerate(lines):
@@ -75,7 +88,7 @@ class LinePlot(Widget):
             out.append(label[: AXIS_W - 1].rjust(AXIS_W - 1) + "┤", style="dim")
             out.append_text(line)
             out.append("\n")
-        out.append(f"{'step':>{AXIS_W - 1}} {min(xs):.0f} … {max(xs):.0f}  ", style="dim")
+        out.append(f"{'step':>{AXIS_W - 1}} {x0:.0f} … {max(x1, max(xs)):.0f}  ", style="dim")
         for name, color, s in self.series:
             if s:
                 out.append("● ", style=color)
@@ -174,9 +187,12 @@ class TrainingMonitorApp(SizeGuard, App[int]):
         pr = self.progress
         now = self.clock()
         self._draw_progress(pr, now)
+        # With a planned length, the curves fill the plot as the run progresses.
+        x_range = (0.0, float(pr.total_steps)) if pr.total_steps else None
         self.query_one("#loss-plot", LinePlot).set_series(
             [("train", "cyan", [(float(s), v) for s, v in pr.steps])]
-            + [("eval", "yellow", _eval_points(pr, "loss"))]
+            + [("eval", "yellow", _eval_points(pr, "loss"))],
+            x_range,
         )
         acc = [
             ("acc1", "green", _eval_points(pr, "acc1")),
@@ -184,7 +200,7 @@ class TrainingMonitorApp(SizeGuard, App[int]):
         ]
         if any("ema_acc1" in e for e in pr.evals):
             acc.append(("ema acc1", "magenta", _eval_points(pr, "ema_acc1")))
-        self.query_one("#acc-plot", LinePlot).set_series(acc)
+        self.query_one("#acc-plot", LinePlot).set_series(acc, x_range)
         self.query_one("#lr-spark", Sparkline).data = [v for _, v in pr.lrs[-240:]]
         self.query_one("#lr-text", Static).update(
             f"{format_num(pr.lrs[-1][1], '{:.3g}') if pr.lrs else '--'}"

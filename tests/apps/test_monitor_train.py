@@ -145,7 +145,11 @@ def test_growing_run_with_a_half_written_line(tmp_path):
             assert "1 malformed line(s) skipped, last line 8: not JSON" in status
             assert "last record 0:04 ago" in status  # the fake clock moved on
             assert "ETA 0:10" in text_of(app, "#progress-text")  # 14 left - 4 s already spent
-            assert "step 1 … 6" in plot_text(app, "#loss-plot")
+            # The x axis spans the planned 20 steps: 6 done fill about the left third.
+            loss = plot_text(app, "#loss-plot")
+            assert "step 0 … 20" in loss
+            curve_rows = loss.splitlines()[:-1]
+            assert all(not row[-15:].strip() for row in curve_rows)
 
     asyncio.run(main())
 
