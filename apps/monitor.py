@@ -90,6 +90,10 @@ def run_dashboard(
 
 
 def run(args: argparse.Namespace) -> int:
+    for name in ("fps", "poll"):
+        if not getattr(args, name) > 0:
+            sys.stderr.write(f"--{name} must be > 0, got {getattr(args, name)}\n")
+            return 2
     if args.run is not None:
         if args.source is not None or args.model is not None:
             sys.stderr.write(

@@ -33,3 +33,10 @@ def test_monitor_rejects_a_missing_run_folder(tmp_path, capsys):
 def test_monitor_rejects_run_folder_with_source(tmp_path, capsys):
     assert main(["monitor", str(tmp_path), "--source", "synthetic:"]) == 2
     assert "not both" in capsys.readouterr().err
+
+
+def test_monitor_rejects_non_positive_rates(tmp_path, capsys):
+    assert main(["monitor", str(tmp_path), "--poll", "0"]) == 2
+    assert "--poll must be > 0" in capsys.readouterr().err
+    assert main(["monitor", "--fps", "-1"]) == 2
+    assert "--fps must be > 0" in capsys.readouterr().err
