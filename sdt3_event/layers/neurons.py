@@ -52,11 +52,9 @@ class _QuantSTE(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, u: torch.Tensor, D: float, half_up: bool, inclusive: bool) -> torch.Tensor:
-        if inclusive:
-            window = (u >= 0) & (u <= D)
-        else:
-            window = (u > 0) & (u < D)
-        ctx.save_for_backward(window)
+        if ctx.needs_input_grad[0]:
+            window = (u >= 0) & (u <= D) if inclusive else (u > 0) & (u < D)
+            ctx.save_for_backward(window)
         clamped = torch.clamp(u, 0, D)
         return torch.floor(clamped + 0.5) if half_up else torch.round(clamped)
 

@@ -631,6 +631,8 @@ def _default_cfg(**kw: Any) -> dict[str, Any]:
         paper_params=None,
         top1=None,
         notes="",
+        first_conv="downsample1_1.encode_conv",
+        classifier=("head", "head_kd"),
     )
     cfg.update(kw)
     return cfg
