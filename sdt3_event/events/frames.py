@@ -111,22 +111,36 @@ def _searchsorted(t: np.ndarray, values: np.ndarray) -> np.ndarray:
     return np.array([bisect.bisect_left(t, v) for v in values.tolist()], dtype=np.int64)
 
 
-def _check_coordinates(events: np.ndarray, index, sensor_size: SensorSize) -> None:
+def _coordinates(events: np.ndarray, index, sensor_size: SensorSize) -> dict[str, np.ndarray]:
+    """Contiguous copies of the ``x`` (and ``y``) coordinates of ``events[index]``, range-checked.
+
+    Fields of a packed structured array are strided; one copy each makes the range check and the
+    index arithmetic run on contiguous memory.
+
+    Raises:
+        ValueError: a coordinate outside the sensor.
+    """
     w, h = sensor_size[0], sensor_size[1]
+    out = {}
     for name, limit in (("x", w), ("y", h)):
         if name not in events.dtype.names:
             continue
-        col = events[name][index]
+        col = np.ascontiguousarray(events[name][index])
+        out[name] = col
         if not len(col):
             continue
         # Reinterpreted as unsigned, negative coordinates become huge: one max covers both bounds.
-        unsigned = col.view(np.uint16) if col.dtype == np.int16 else col
-        if int(unsigned.max()) >= limit or (unsigned is col and int(col.min()) < 0):
+        if col.dtype.kind == "i":
+            bad = int(col.view(col.dtype.str.replace("i", "u")).max()) >= limit
+        else:
+            bad = int(col.max()) >= limit or int(col.min()) < 0
+        if bad:
             raise ValueError(
                 f"events lie outside the {w}x{h} sensor ({name} range {int(col.min())}.."
                 f"{int(col.max())}); pass the right sensor_size or drop them first "
                 "(sdt3_event.events.schema.validate_events(..., drop_out_of_range=True))"
             )
+    return out
 
 
 def _accumulate(
@@ -147,17 +161,17 @@ def _accumulate(
     import torch
 
     w, h, n_pol = sensor_size
-    _check_coordinates(events, index, sensor_size)
+    coords = _coordinates(events, index, sensor_size)
     size = n_bins * n_pol * h * w
     flat = bins.astype(np.int32 if size < 2**31 else np.int64, copy=False)  # fresh array
     if n_pol > 1:
         flat *= n_pol
         np.add(flat, events["p"][index], out=flat, casting="unsafe")
-    if "y" in events.dtype.names:
+    if "y" in coords:
         flat *= h
-        np.add(flat, events["y"][index], out=flat, casting="unsafe")
+        np.add(flat, coords["y"], out=flat, casting="unsafe")
     flat *= w
-    np.add(flat, events["x"][index], out=flat, casting="unsafe")
+    np.add(flat, coords["x"], out=flat, casting="unsafe")
     dtype = np.dtype(dtype)
     if np.issubdtype(dtype, np.integer):
         fits = max_per_bin <= np.iinfo(dtype).max
@@ -184,8 +198,13 @@ def _check_events(events: np.ndarray, sensor_size: SensorSize) -> None:
         raise TypeError(f"events must be a numpy structured array, got {type(events).__name__}")
     if sensor_size[2] == 1 and len(events) and events["p"].min() != events["p"].max():
         raise ValueError("single polarity sensor, but events contain both polarities")
-    if sensor_size[2] > 2 and len(events) and int(events["p"].max()) >= sensor_size[2]:
-        raise ValueError(f"polarity values exceed the sensor's {sensor_size[2]} channels")
+    if sensor_size[2] > 1 and len(events) and events.dtype["p"] != np.bool_:
+        p = events["p"]
+        if int(p.min()) < 0 or int(p.max()) >= sensor_size[2]:
+            raise ValueError(
+                f"polarity values {int(p.min())}..{int(p.max())} do not index the sensor's "
+                f"{sensor_size[2]} channels; map them to 0..{sensor_size[2] - 1} (e.g. p > 0)"
+            )
 
 
 def to_frames(

@@ -107,6 +107,10 @@ def test_to_frames_errors():
         to_frames(ev, (8, 8, 2), n_time_bins=2, event_count=3)
     with pytest.raises(ValueError, match="time_window"):
         to_frames(ev, (8, 8, 2), n_time_bins=2, start_time=0)
+    signed = np.zeros(2, dtype=[("t", "<i8"), ("x", "<i2"), ("y", "<i2"), ("p", "i1")])
+    signed["p"] = [-1, 1]
+    with pytest.raises(ValueError, match="polarity values -1..1"):
+        to_frames(signed, (4, 4, 2), event_count=2)
     neg = make_events([0], [-1], [0], [True])
     with pytest.raises(ValueError, match="outside"):
         to_frames(neg, (8, 8, 2), event_count=1)
