@@ -384,6 +384,15 @@ class LiveMonitorApp(SizeGuard, App[int]):
     def _refresh_spikes(self) -> None:
         last = self.stats.last
         text = Text()
+        # Energy first: a deep model's stage list may run past the bottom of the panel.
+        energy = list(self.stats.energy_uj)
+        if energy:
+            text.append(
+                f"energy per inference {energy[-1]:.2f} µJ  (mean {np.mean(energy):.2f} µJ)\n\n",
+                style="bold",
+            )
+        else:
+            text.append("energy per inference --\n\n", style="dim")
         firing = last.firing if last is not None else {}
         if not firing:
             text.append(
@@ -392,21 +401,16 @@ class LiveMonitorApp(SizeGuard, App[int]):
                 style="dim",
             )
         else:
-            text.append("firing rate per stage (spikes / neuron / step)\n", style="bold")
+            mean = float(np.mean(list(firing.values())))
+            text.append(
+                f"firing rate per stage (spikes / neuron / step), mean {mean:.4f}\n", style="bold"
+            )
             peak = max(max(firing.values()), 1e-9)
             name_w = min(max(len(k) for k in firing), 16)
             for name, rate in firing.items():
                 text.append(f"{name[:name_w]:<{name_w}} ")
                 text.append(bar(rate / peak, 20), style="magenta")
                 text.append(f" {rate:.4f}\n")
-        energy = list(self.stats.energy_uj)
-        if energy:
-            text.append(
-                f"\nenergy per inference {energy[-1]:.2f} µJ  (mean {np.mean(energy):.2f} µJ)",
-                style="bold",
-            )
-        else:
-            text.append("\nenergy per inference --", style="dim")
         self.query_one("#spike-text", Static).update(text)
         self.query_one("#energy-spark", Sparkline).data = energy
 
