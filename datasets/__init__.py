@@ -24,6 +24,7 @@ _EXPORTS = {
     "gesture_stream": "synthetic",
     "CIFAR10DVS": "cifar10dvs",
     "DVSGesture": "dvsgesture",
+    "DVSGestureRaw": "dvsgesture",
     "HARDVS": "hardvs",
     "HARDVSFrames": "hardvs",
     "EventFolder": "folder",

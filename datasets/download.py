@@ -92,6 +92,22 @@ DATASETS: dict[str, DatasetInfo] = {
         ),
         "Tonic's preprocessed DVS128 Gesture: one .npy per gesture, users 1-23 train, 24-29 test.",
     ),
+    "dvsgestureraw": DatasetInfo(
+        "dvsgestureraw",
+        "",
+        (
+            Resource(
+                "DvsGesture.tar.gz",
+                "https://ibm.ent.box.com/s/3hiq58ww1pbbjrinh367ykfdf60xsfm8/folder/50167556794",
+                "8a5c71fb11e24e5ca5b11866ca6c00a1",
+                True,
+                True,
+            ),
+        ),
+        "The original IBM release (AEDAT 3.1 + label CSVs) is on IBM Box and needs a browser: "
+        "save DvsGesture.tar.gz into the root, then run `sdt3-event data download dvsgestureraw` "
+        "to verify and extract it (read it with DVSGestureRaw).",
+    ),
     "hardvs": DatasetInfo(
         "hardvs",
         "HARDVS",

@@ -147,3 +147,139 @@ class DVSGesture(tonic.datasets.DVSGesture):
             f"DVSGesture(train={self.train}, n={len(self)}, users={sorted(set(self.users))}, "
             f"root={self.location_on_system!r})"
         )
+
+
+class DVSGestureRaw:
+    """The original IBM DVS128 Gesture release: AEDAT 3.1 recordings cut by their label files.
+
+    Each ``userNN_<lighting>.aedat`` recording holds a user's gestures back to back; its
+    ``userNN_<lighting>_labels.csv`` (``class,startTime_usec,endTime_usec``, classes 1-based) gives
+    the time window of every gesture, and ``trials_to_train.txt`` / ``trials_to_test.txt`` list the
+    recordings of each split. One sample is the events of one labelled window (``t`` in µs as
+    recorded). The decoded recording is kept per process, so reading samples in order decodes each
+    file once.
+
+    On-disk layout (what ``DvsGesture.tar.gz`` unpacks to)::
+
+        <root>/DvsGesture/trials_to_train.txt
+        <root>/DvsGesture/user01_fluorescent.aedat
+        <root>/DvsGesture/user01_fluorescent_labels.csv
+
+    Args:
+        root: the data root.
+        split: ``"train"`` or ``"test"``.
+        transform: applied to the events.
+        target_transform: applied to the label (``0..10``).
+
+    Raises:
+        FileNotFoundError: the trials list, a listed recording or its label file is missing.
+        ValueError: a malformed label file (names file and line).
+    """
+
+    sensor_size = (128, 128, 2)
+    classes = list(tonic.datasets.DVSGesture.classes)
+    dtype = EVENT_DTYPE
+    ordering = "txyp"
+
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        split: str = "train",
+        transform: Callable | None = None,
+        target_transform: Callable | None = None,
+    ) -> None:
+        if split not in ("train", "test"):
+            raise ValueError(f"DVS Gesture has splits 'train' and 'test', got {split!r}")
+        self.folder = Path(root) / "DvsGesture"
+        self.split = split
+        self.transform = transform
+        self.target_transform = target_transform
+        trials = self.folder / f"trials_to_{split}.txt"
+        if not trials.is_file():
+            raise FileNotFoundError(
+                f"{trials} not found; extract DvsGesture.tar.gz (IBM) into {Path(root)}"
+            )
+        self.samples: list[tuple[str, int, int]] = []  # (recording, start_us, end_us)
+        self.targets: list[int] = []
+        self.users: list[int] = []
+        self.lighting: list[str] = []
+        for name in trials.read_text().split():
+            rec = self.folder / name
+            labels = rec.with_name(rec.stem + "_labels.csv")
+            for p in (rec, labels):
+                if not p.is_file():
+                    raise FileNotFoundError(f"{p} (listed in {trials}) does not exist")
+            m = _FOLDER_RE.match(rec.stem)
+            if m is None:
+                raise ValueError(f"{rec}: expected a recording named userNN_<lighting>.aedat")
+            for label, start, end in parse_gesture_labels(labels):
+                self.samples.append((str(rec), start, end))
+                self.targets.append(label)
+                self.users.append(int(m.group(1)))
+                self.lighting.append(m.group(2))
+        self._recording: tuple[str, np.ndarray] | None = None
+
+    def _events_of(self, path: str) -> np.ndarray:
+        if self._recording is None or self._recording[0] != path:
+            from sdt3_event.events.io import read_events
+
+            events, _ = read_events(path, self.sensor_size)
+            self._recording = (path, events)
+        return self._recording[1]
+
+    def __getitem__(self, index: int):
+        path, start, end = self.samples[index]
+        events = self._events_of(path)
+        t = events["t"]
+        lo, hi = np.searchsorted(t, [start, end])
+        events = events[lo:hi].copy()
+        target = self.targets[index]
+        if self.transform is not None:
+            events = self.transform(events)
+        if self.target_transform is not None:
+            target = self.target_transform(target)
+        return events, target
+
+    def metadata(self, index: int) -> dict:
+        path, start, end = self.samples[index]
+        return {
+            "user": self.users[index],
+            "lighting": self.lighting[index],
+            "label": self.targets[index],
+            "path": path,
+            "start_us": start,
+            "end_us": end,
+        }
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state["_recording"] = None  # never ship a decoded recording to workers
+        return state
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __repr__(self) -> str:
+        return f"DVSGestureRaw(split={self.split!r}, n={len(self)}, folder={str(self.folder)!r})"
+
+
+def parse_gesture_labels(path: str | os.PathLike) -> list[tuple[int, int, int]]:
+    """``(label 0..10, start_us, end_us)`` rows of a DVS Gesture ``*_labels.csv`` file.
+
+    Raises:
+        ValueError: a missing header, a malformed row, a class outside 1..11 or an empty window.
+    """
+    path = Path(path)
+    lines = [ln.strip() for ln in path.read_text().splitlines() if ln.strip()]
+    if not lines or not lines[0].lower().startswith("class"):
+        raise ValueError(f"{path}: expected the header 'class,startTime_usec,endTime_usec'")
+    rows = []
+    for lineno, line in enumerate(lines[1:], 2):
+        try:
+            cls, start, end = (int(v) for v in line.split(","))
+        except ValueError as exc:
+            raise ValueError(f"{path}:{lineno}: malformed row {line!r}") from exc
+        if not 1 <= cls <= 11 or end <= start:
+            raise ValueError(f"{path}:{lineno}: class {cls} or window [{start}, {end}) invalid")
+        rows.append((cls - 1, start, end))
+    return rows

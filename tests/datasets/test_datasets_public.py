@@ -362,3 +362,36 @@ def test_dvsgesture_accepts_split_keyword(tmp_path):
     assert events["t"].tolist() == [5000] and events["p"].tolist() == [True]
     with pytest.raises(ValueError, match="splits"):
         DVSGesture(tmp_path, split="val")
+
+
+def test_dvsgesture_raw_cuts_recordings_by_real_label_file(tmp_path, recordings_dir):
+    from sdt3_event.datasets.dvsgesture import DVSGestureRaw, parse_gesture_labels
+
+    from sdt3_event.events.schema import make_events
+
+    folder = tmp_path / "DvsGesture"
+    folder.mkdir()
+    labels = recordings_dir / "dvsgesture_user01_natural_labels.csv"
+    (folder / "user01_natural_labels.csv").write_bytes(labels.read_bytes())
+    rng = np.random.default_rng(0)
+    n = 20_000
+    t = np.sort(rng.integers(50_000_000, 180_000_000, n))
+    ev = make_events(t, rng.integers(0, 128, n), rng.integers(0, 128, n), rng.random(n) < 0.5)
+    write_events(folder / "user01_natural.aedat", ev)
+    (folder / "trials_to_train.txt").write_text("user01_natural.aedat\n")
+    ds = DVSGestureRaw(tmp_path, "train")
+    rows = parse_gesture_labels(labels)
+    assert len(ds) == 12 and ds.targets == [r[0] for r in rows]
+    assert ds.targets[:5] == [0, 1, 2, 4, 3] and ds.targets[-1] == 10
+    for i in (0, 7, 11):
+        events, label = ds[i]
+        _, start, end = rows[i]
+        inside = (t >= start) & (t < end)
+        assert len(events) == int(inside.sum()) > 0
+        assert events["t"].min() >= start and events["t"].max() < end
+    assert ds.metadata(3)["user"] == 1 and ds.metadata(3)["lighting"] == "natural"
+    with pytest.raises(FileNotFoundError, match="trials_to_test.txt"):
+        DVSGestureRaw(tmp_path, "test")
+    (folder / "user02_led_labels.csv").write_text("class,startTime_usec,endTime_usec\n12,5,9\n")
+    with pytest.raises(ValueError, match="user02_led_labels.csv:2"):
+        parse_gesture_labels(folder / "user02_led_labels.csv")
