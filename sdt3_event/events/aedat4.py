@@ -347,6 +347,24 @@ def decode_io_header(buf: bytes | memoryview, what: str = "AEDAT4 header") -> IO
 _EVTS_PREFIX = struct.Struct("<II4s2x3HiI")  # size, root, ident, pad, vtable(3), soffset, uoffset
 
 
+# ``EVENT_DTYPE`` is packed ``t, x, y, p`` (13 bytes): byte for byte the first 13 bytes of the 16-byte
+# on-wire struct. Converting is one copy of 13-byte items ("V13"), far faster than field by field.
+_V13 = np.dtype("V13")
+_ROW_V13 = np.dtype({"names": ["v"], "formats": [_V13], "offsets": [0], "itemsize": 16})
+
+
+def _packed(events: np.ndarray) -> np.ndarray:
+    """``EVENT_DTYPE`` events as a ``[N]`` array of 13-byte items."""
+    if events.dtype != EVENT_DTYPE:
+        raise EventFormatError(f"expected events of dtype {EVENT_DTYPE}, got {events.dtype}")
+    return np.ascontiguousarray(events).view(_V13)
+
+
+def _rows_v13(rows: np.ndarray) -> np.ndarray:
+    """The first 13 bytes of each 16-byte row of a ``[N, 16]`` uint8 array, as ``[N]`` V13 items."""
+    return rows.reshape(-1).view(_ROW_V13)["v"]
+
+
 def events_to_dv(events: np.ndarray) -> np.ndarray:
     """``EVENT_DTYPE`` -> the 16-byte on-wire struct array (padding zeroed).
 
@@ -354,11 +372,40 @@ def events_to_dv(events: np.ndarray) -> np.ndarray:
         ``[N]`` -> ``[N]``.
     """
     out = np.zeros(len(events), dtype=DV_EVENT_DTYPE)
-    out["t"], out["x"], out["y"], out["on"] = events["t"], events["x"], events["y"], events["p"]
+    rows = out.view(np.uint8).reshape(len(events), 16)  # [N, 16]
+    np.copyto(_rows_v13(rows), _packed(events))
     return out
 
 
-def encode_event_packet(events: np.ndarray) -> bytes:
+def _dv_into(out: np.ndarray, raw: np.ndarray) -> None:
+    """Convert on-wire rows into the contiguous ``EVENT_DTYPE`` array ``out`` of the same length."""
+    n = len(raw)
+    if n == 0:
+        return
+    if raw.dtype == np.uint8 and raw.ndim == 2 and raw.shape[1] == 16:
+        rows = np.ascontiguousarray(raw)
+    elif raw.dtype == DV_EVENT_DTYPE:
+        rows = np.ascontiguousarray(raw).view(np.uint8).reshape(n, 16)  # [N, 16]
+    else:
+        raise EventFormatError(f"expected {DV_EVENT_DTYPE} or [N, 16] uint8 rows, got {raw.dtype}")
+    np.copyto(out.view(_V13), _rows_v13(rows))
+    on = rows[:, 12]
+    if on.max() > 1:  # a writer that stored polarity as something other than 0/1
+        out["p"] = on != 0
+
+
+def dv_to_events(raw: np.ndarray) -> np.ndarray:
+    """The 16-byte on-wire struct array -> ``EVENT_DTYPE`` (any non-zero polarity byte is ON).
+
+    Shape:
+        ``[N]`` of ``DV_EVENT_DTYPE`` or ``[N, 16]`` uint8 rows -> ``[N]``.
+    """
+    out = np.empty(len(raw), dtype=EVENT_DTYPE)
+    _dv_into(out, raw)
+    return out
+
+
+def encode_event_packet(events: np.ndarray) -> bytearray:
     """One size-prefixed ``EventPacket`` flatbuffer (uncompressed), laid out as dv-processing does.
 
     Layout: ``[size][root=16]["EVTS"][2 pad][vtable 6,8,4][soffset 6][uoffset 4][n][n x 16 bytes]``,
@@ -367,10 +414,17 @@ def encode_event_packet(events: np.ndarray) -> bytes:
     Shape:
         events: ``[N]`` of ``EVENT_DTYPE`` (or the 16-byte ``DV_EVENT_DTYPE``).
     """
-    dv = events if events.dtype == DV_EVENT_DTYPE else events_to_dv(events)
-    n = len(dv)
-    head = _EVTS_PREFIX.pack(28 + 16 * n, 16, b"EVTS", 6, 8, 4, 6, 4) + _U32.pack(n)
-    return head + dv.tobytes()
+    n = len(events)
+    buf = bytearray(32 + 16 * n)
+    _EVTS_PREFIX.pack_into(buf, 0, 28 + 16 * n, 16, b"EVTS", 6, 8, 4, 6, 4)
+    _U32.pack_into(buf, 28, n)
+    if n:
+        rows = np.frombuffer(buf, dtype=np.uint8, count=16 * n, offset=32).reshape(n, 16)
+        if events.dtype == DV_EVENT_DTYPE:
+            rows[...] = np.ascontiguousarray(events).view(np.uint8).reshape(n, 16)
+        else:
+            np.copyto(_rows_v13(rows), _packed(events))
+    return buf
 
 
 def decode_event_packet(buf: bytes | memoryview, what: str = "event packet") -> np.ndarray:
@@ -382,11 +436,7 @@ def decode_event_packet(buf: bytes | memoryview, what: str = "event packet") -> 
     Raises:
         EventFormatError: not an event packet, or its vector runs past the buffer.
     """
-    raw = decode_event_packet_raw(buf, what)
-    out = np.empty(len(raw), dtype=EVENT_DTYPE)
-    out["t"], out["x"], out["y"] = raw["t"], raw["x"], raw["y"]
-    out["p"] = raw["on"] != 0
-    return out
+    return dv_to_events(decode_event_packet_raw(buf, what))
 
 
 def decode_event_packet_raw(buf: bytes | memoryview, what: str = "event packet") -> np.ndarray:
@@ -483,8 +533,24 @@ class Packet:
     offset: int = -1  # file offset of the payload, when known
 
 
+#: Reads up to this size are filled in place (one allocation); larger ones grow as data arrives,
+#: so a length field that lies costs no more memory than the bytes actually sent.
+_PREALLOC_BYTES = 16 * 1024 * 1024
+
+
 def _read_exact(fp: BinaryIO, n: int, what: str, *, allow_eof: bool = False) -> bytes | None:
     """Read exactly ``n`` bytes, in bounded steps (a lying length never allocates up front)."""
+    if 8 < n <= _PREALLOC_BYTES and hasattr(fp, "readinto"):
+        buf = bytearray(n)
+        view, got = memoryview(buf), 0
+        while got < n:
+            k = fp.readinto(view[got:])
+            if not k:
+                if allow_eof and got == 0:
+                    return None
+                raise EventFormatError(f"{what}: truncated: expected {n} bytes, got {got}")
+            got += k
+        return buf
     chunks, got = [], 0
     while got < n:
         chunk = fp.read(min(n - got, 1 << 20))
@@ -642,11 +708,23 @@ def read_aedat4(
     Raises:
         EventFormatError: see ``iter_aedat4_packets``.
     """
-    with open(path, "rb") as fp:
-        header = read_io_header(fp, what=str(path))
-    packets = list(iter_aedat4_packets(path, stream=stream))
-    events = np.concatenate(packets) if packets else np.zeros(0, dtype=EVENT_DTYPE)
-    return events, header.sensor_size(stream)
+    what = str(path)
+    raws = []
+    with open(path, "rb", buffering=1 << 20) as fp:
+        header = read_io_header(fp, what=what)
+        sid = header.event_stream(stream).stream_id
+        for pkt in iter_packets(fp, header, start_offset=fp.tell(), what=what):
+            if pkt.stream_id == sid:
+                where = f"{what}: packet at byte {pkt.offset}"
+                data = decompress(pkt.payload, header.compression, what=where)
+                raws.append(decode_event_packet_raw(data, where))
+    # Convert each packet straight into its slice of the output: one pass, no concatenation.
+    out = np.empty(sum(len(r) for r in raws), dtype=EVENT_DTYPE)
+    i = 0
+    for r in raws:
+        _dv_into(out[i : i + len(r)], r)
+        i += len(r)
+    return out, header.sensor_size(stream)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -68,25 +68,42 @@ class _SocketReader:
         self.bytes_read = 0
         sock.settimeout(_POLL_S)
 
-    def _fill(self) -> int:
+    def _recv_into(self, target: memoryview) -> int:
         waited = 0.0
         while True:
             if self.closed.is_set():
                 raise _Closed
             try:
-                n = self.sock.recv_into(self.view, len(self.buf))
+                n = self.sock.recv_into(target)
             except TimeoutError:
                 waited += _POLL_S
                 if self.idle_timeout_s and waited >= self.idle_timeout_s:
                     raise TimeoutError(f"no data for {self.idle_timeout_s:g} s") from None
                 continue
-            self.start, self.end = 0, n
             self.bytes_read += n
             return n
 
+    def _take(self, target: memoryview) -> int:
+        k = min(len(target), self.end - self.start)
+        target[:k] = self.view[self.start : self.start + k]
+        self.start += k
+        return k
+
+    def readinto(self, target: memoryview | bytearray) -> int:
+        """Fill up to ``len(target)`` bytes; large reads go straight from the socket (no copy)."""
+        target = memoryview(target).cast("B")
+        if self.start < self.end:
+            return self._take(target)
+        if len(target) >= 1 << 16:
+            return self._recv_into(target)
+        self.start, self.end = 0, self._recv_into(self.view)
+        return self._take(target) if self.end else 0
+
     def read(self, n: int) -> bytes:
-        if self.start == self.end and self._fill() == 0:
-            return b""
+        if self.start == self.end:
+            self.start, self.end = 0, self._recv_into(self.view)
+            if self.end == 0:
+                return b""
         k = min(n, self.end - self.start)
         out = bytes(self.view[self.start : self.start + k])
         self.start += k
