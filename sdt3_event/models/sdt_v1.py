@@ -23,6 +23,7 @@ from typing import Any
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from sdt3_event.layers.lif import MultiStepLIF, check_lif_backend
 from sdt3_event.registry import register_model
@@ -140,21 +141,34 @@ class SpikingPatchSplitting(nn.Module):
         return x + feat
 
 
+def _erode(x: torch.Tensor) -> torch.Tensor:
+    """3x3 max-pool, stride 1, same size, over the last two axes of a 5-D tensor."""
+    return F.max_pool3d(x, kernel_size=(1, 3, 3), stride=1, padding=(0, 1, 1))
+
+
 class SpikeDrivenSelfAttention(nn.Module):
     """Spike-driven self-attention, mask form (official ``MS_SSA_Conv``), with its residual.
 
     ``s = LIF(x)``; ``Q, K, V = LIF(BN(W s))``; per head ``KV = LIF_0.5(Σ_N K ⊙ V)`` and ``Y = Q ⊙ KV``;
     ``out = x + BN(W_proj Y + b)``. Heads split channels head-major (channel = head·d + j).
 
+    With ``dvs_pool`` (the official CIFAR10-DVS setting ``dvs_mode``) a 3x3 max-pool "erosion" of
+    stride 1 is applied to the K and V spike maps over (H, W), and to ``K ⊙ V`` and ``Q ⊙ KV`` over
+    their last two axes (tokens N, head channels d), exactly as the official code applies its
+    ``MaxPool3d((1, 3, 3))`` to those 5-D tensors.
+
     Shape:
         - Input / output: ``(T, B, C, H, W)``.
     """
 
-    def __init__(self, dim: int, num_heads: int = 8, backend: str = "auto") -> None:
+    def __init__(
+        self, dim: int, num_heads: int = 8, backend: str = "auto", dvs_pool: bool = False
+    ) -> None:
         super().__init__()
         if dim % num_heads:
             raise ValueError(f"dim {dim} must be divisible by num_heads {num_heads}")
         self.num_heads = num_heads
+        self.dvs_pool = dvs_pool
         self.shortcut_lif = MultiStepLIF(backend=backend)
         for name in ("q", "k", "v"):
             setattr(self, f"{name}_conv", nn.Conv2d(dim, dim, 1, bias=False))
@@ -170,6 +184,8 @@ class SpikeDrivenSelfAttention(nn.Module):
     def _heads(self, name: str, s: torch.Tensor) -> torch.Tensor:
         conv, bn = getattr(self, f"{name}_conv"), getattr(self, f"{name}_bn")
         z = getattr(self, f"{name}_lif")(per_frame(s, conv, bn))  # (T, B, C, H, W)
+        if self.dvs_pool and name != "q":
+            z = _erode(z)
         T, B, C, H, W = z.shape
         z = z.reshape(T, B, self.num_heads, C // self.num_heads, H * W)  # (T, B, h, d, N)
         return z.transpose(-1, -2)  # (T, B, h, N, d)
@@ -178,8 +194,14 @@ class SpikeDrivenSelfAttention(nn.Module):
         T, B, C, H, W = x.shape
         s = self.shortcut_lif(x)
         q, k, v = self._heads("q", s), self._heads("k", s), self._heads("v", s)
-        kv = self.talking_heads_lif((k * v).sum(dim=-2, keepdim=True))  # (T, B, h, 1, d)
-        y = (q * kv).transpose(-1, -2).reshape(T, B, C, H, W)  # (T, B, h, d, N) -> (T, B, C, H, W)
+        kv = k * v  # (T, B, h, N, d)
+        if self.dvs_pool:
+            kv = _erode(kv)
+        kv = self.talking_heads_lif(kv.sum(dim=-2, keepdim=True))  # (T, B, h, 1, d)
+        y = q * kv  # (T, B, h, N, d)
+        if self.dvs_pool:
+            y = _erode(y)
+        y = y.transpose(-1, -2).reshape(T, B, C, H, W)  # (T, B, h, d, N) -> (T, B, C, H, W)
         return x + per_frame(y, self.proj_conv, self.proj_bn)
 
 
@@ -220,9 +242,16 @@ class SpikeDrivenBlock(nn.Module):
         - Input / output: ``(T, B, C, H, W)``.
     """
 
-    def __init__(self, dim: int, num_heads: int, mlp_ratio: float, backend: str = "auto") -> None:
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        mlp_ratio: float,
+        backend: str = "auto",
+        dvs_pool: bool = False,
+    ) -> None:
         super().__init__()
-        self.attn = SpikeDrivenSelfAttention(dim, num_heads, backend=backend)
+        self.attn = SpikeDrivenSelfAttention(dim, num_heads, backend=backend, dvs_pool=dvs_pool)
         self.mlp = SpikingConvMLP(dim, int(dim * mlp_ratio), backend=backend)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -243,6 +272,7 @@ class SpikeDrivenTransformer(nn.Module):
         pooling_stat: which of the four stem stages max-pool (``"1111"`` ImageNet 224 -> 14,
             ``"0011"`` CIFAR 32 -> 8, ``"0111"`` Gesture 128 -> 16).
         backend: LIF backend (:data:`~sdt3_event.layers.lif.LIF_BACKENDS`).
+        dvs_pool: the 3x3 erosion inside the attention used by the official CIFAR10-DVS model.
 
     Shape:
         - Input: ``(B, T, P, H, W)`` event frames or ``(B, C, H, W)`` images.
@@ -264,6 +294,7 @@ class SpikeDrivenTransformer(nn.Module):
         T: int = 4,
         pooling_stat: str = "1111",
         backend: str = "auto",
+        dvs_pool: bool = False,
     ) -> None:
         super().__init__()
         check_lif_backend(backend)
@@ -279,13 +310,17 @@ class SpikeDrivenTransformer(nn.Module):
             "T": T,
             "pooling_stat": pooling_stat,
             "backend": backend,
+            "dvs_pool": dvs_pool,
         }
         self.in_chans = in_chans
         self.num_classes = num_classes
         self.T = T
         self.patch_embed = SpikingPatchSplitting(in_chans, embed_dim, pooling_stat, backend)
         self.block = nn.ModuleList(
-            [SpikeDrivenBlock(embed_dim, num_heads, mlp_ratio, backend) for _ in range(depth)]
+            [
+                SpikeDrivenBlock(embed_dim, num_heads, mlp_ratio, backend, dvs_pool)
+                for _ in range(depth)
+            ]
         )
         self.head_lif = MultiStepLIF(backend=backend)
         self.head = nn.Linear(embed_dim, num_classes) if num_classes > 0 else nn.Identity()
@@ -368,9 +403,14 @@ def build_variant(
 _IMAGENET = {"in_chans": 3, "num_classes": 1000, "T": 4, "pooling_stat": "1111"}
 _CIFAR10 = {"in_chans": 3, "num_classes": 10, "T": 4, "pooling_stat": "0011"}
 _GESTURE = {"in_chans": 2, "num_classes": 11, "T": 16, "pooling_stat": "0111"}
+_CIFAR10DVS = {"in_chans": 2, "num_classes": 10, "T": 10, "pooling_stat": "0011", "dvs_pool": True}
 _CFG_IMAGENET = {"input_size": (3, 224, 224), "mean": IMAGENET_MEAN, "std": IMAGENET_STD}
 _CFG_CIFAR10 = {"input_size": (3, 32, 32), "mean": CIFAR10_MEAN, "std": CIFAR10_STD}
 _CFG_GESTURE = {"input_size": (2, 128, 128), "notes": "DVS128 Gesture frames, T=16 (or 10)"}
+_CFG_CIFAR10DVS = {
+    "input_size": (2, 64, 64),
+    "notes": "CIFAR10-DVS resized to 64x64, T=10, trained with the TET loss (return_per_step=True)",
+}
 _V1_CFG = {"first_conv": "patch_embed.proj_conv", "classifier": ("head",)}
 
 
@@ -432,3 +472,17 @@ def sdt1_2_512_cifar10(**overrides: Any) -> SpikeDrivenTransformer:
 def sdt1_2_256_gesture(**overrides: Any) -> SpikeDrivenTransformer:
     """V1 2-256, DVS128 Gesture 128x128, 2 polarities, 11 classes, T=16 (2.57M params)."""
     return _v1("sdt1_2_256_gesture", "sdt_2_256_gesture", 2, 256, _GESTURE, _CFG_GESTURE, overrides)
+
+
+@register_model(aliases=("sdt_2_256_cifar10dvs",))
+def sdt1_2_256_cifar10dvs(**overrides: Any) -> SpikeDrivenTransformer:
+    """V1 2-256, CIFAR10-DVS 64x64, 2 polarities, T=10, attention erosion on (2.57M params)."""
+    return _v1(
+        "sdt1_2_256_cifar10dvs",
+        "sdt_2_256_cifar10dvs",
+        2,
+        256,
+        _CIFAR10DVS,
+        _CFG_CIFAR10DVS,
+        overrides,
+    )

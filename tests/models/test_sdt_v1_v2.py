@@ -26,6 +26,7 @@ V1_PARAMS = {
     "sdt1_2_256_cifar10": 2_567_082,
     "sdt1_2_512_cifar10": 10_233_546,
     "sdt1_2_256_gesture": 2_567_051,
+    "sdt1_2_256_cifar10dvs": 2_566_794,  # the CIFAR-10 2-256 model with a 2-channel stem
 }
 V2_PARAMS = {  # (kd=False, kd=True)
     "sdt2_31m": (31_333_864, 31_814_864),
@@ -425,9 +426,34 @@ def test_v1_attention_is_the_mask_form():
 
 # Logits of the official classes (V1 ``model/spikeformer.py`` @3faa822, V2 ``classification/models.py``
 # @35f245f) run with SpikingJelly 0.0.0.0.12 (torch backend), timm stubbed, on the weights and inputs
-# made by ``_golden_fill`` / ``_golden_inputs`` below (V2 train mode: the main head, as the official
-# training forward returns it first). Rounded to 5 decimals.
+# made by ``_golden_fill`` / ``_golden_inputs`` below. ``v1dvs`` is V1 with the official
+# ``dvs_mode=True``; in V2 train mode the main head is compared, which the official training forward
+# returns first. Rounded to 5 decimals.
 OFFICIAL_LOGITS = {
+    ("v1dvs", "eval"): [
+        1.00644,
+        -0.49818,
+        0.87025,
+        -3.63874,
+        -0.84831,
+        0.84529,
+        -0.54875,
+        0.7459,
+        -3.76307,
+        -0.69646,
+    ],
+    ("v1dvs", "train"): [
+        0.64777,
+        1.27855,
+        2.2448,
+        -4.50816,
+        0.12796,
+        1.52951,
+        0.76365,
+        2.18933,
+        -5.23997,
+        -0.33803,
+    ],
     ("v1", "eval"): [
         1.25162,
         -1.13847,
@@ -505,7 +531,7 @@ def _golden_inputs() -> tuple[torch.Tensor, torch.Tensor]:
     return events, images
 
 
-@pytest.mark.parametrize("family", ["v1", "v2"])
+@pytest.mark.parametrize("family", ["v1", "v1dvs", "v2"])
 @pytest.mark.parametrize("mode", ["eval", "train"])
 def test_logits_equal_official_implementation(family, mode):
     from sdt3_event.models.sdt_v1 import SpikeDrivenTransformer
@@ -514,6 +540,18 @@ def test_logits_equal_official_implementation(family, mode):
     if family == "v1":
         model = SpikeDrivenTransformer(
             in_chans=2, num_classes=5, embed_dim=64, depth=1, num_heads=8, T=3, pooling_stat="0111"
+        )
+        x = events
+    elif family == "v1dvs":  # official dvs_mode=True (CIFAR10-DVS): attention erosion
+        model = SpikeDrivenTransformer(
+            in_chans=2,
+            num_classes=5,
+            embed_dim=64,
+            depth=1,
+            num_heads=8,
+            T=3,
+            pooling_stat="0011",
+            dvs_pool=True,
         )
         x = events
     else:
