@@ -264,14 +264,27 @@ def generate_gesture(
     y = np.floor(np.concatenate(parts_y))
     p = np.concatenate(parts_p)
     inside = (x >= 0) & (x < w) & (y >= 0) & (y < h) & (t >= 0) & (t < duration_us)
-    t, x, y, p = t[inside], x[inside], y[inside], p[inside]
-    order = np.argsort(t, kind="stable")
+    t, x, y, p = t[inside].astype(np.int64), x[inside], y[inside], p[inside]
+    order = _time_order(t, duration_us)
     ev = np.empty(len(order), dtype=EVENT_DTYPE)
-    ev["t"] = t[order].astype(np.int64) + int(t0_us)
+    ev["t"] = t[order] + int(t0_us)
     ev["x"] = x[order]
     ev["y"] = y[order]
     ev["p"] = p[order] if n_pol > 1 else False
     return ev
+
+
+def _time_order(t: np.ndarray, duration_us: int) -> np.ndarray:
+    """A stable sort order of integer timestamps ``0 <= t < duration_us``.
+
+    Sorting one int64 key ``t << b | index`` (a SIMD sort) is ~10x faster than a stable argsort.
+    """
+    n = len(t)
+    bits = max(int(n).bit_length(), 1)
+    if int(duration_us).bit_length() + bits > 62:
+        return np.argsort(t, kind="stable")
+    key = (t << bits) | np.arange(n, dtype=np.int64)
+    return np.sort(key) & ((1 << bits) - 1)
 
 
 @dataclass(frozen=True)
