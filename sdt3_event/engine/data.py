@@ -40,6 +40,15 @@ def make_contract(cfg: DataConfig, sensor_size, class_names) -> DataContract:
     )
 
 
+def class_names_of(dataset: Any) -> list[str]:
+    """Class names in label order from a data set's ``classes`` (a list, or Tonic's name -> label
+    dict)."""
+    classes = getattr(dataset, "classes", None) or []
+    if isinstance(classes, dict):
+        return [name for name, _ in sorted(classes.items(), key=lambda kv: kv[1])]
+    return [str(c) for c in classes]
+
+
 def _frame_transform(contract: DataContract, train: bool):
     from sdt3_event.events.transforms import build_frame_transform
 
@@ -75,6 +84,8 @@ def _real_dataset(cfg: DataConfig, split: str, transform) -> Any:
             f"data set {cfg.dataset!r} ({factories[cfg.dataset]}) is not available in this "
             f"installation of sdt3_event.datasets"
         )
+    if cfg.dataset == "folder":
+        return cls(str(root), sensor_size=cfg.sensor_size, split=split, transform=transform)
     return cls(str(root), split=split, transform=transform)
 
 
@@ -104,13 +115,18 @@ def build_datasets(cfg: DataConfig, seed: int = 0) -> tuple[Dataset, Dataset, Da
             "test", cfg.test_samples, transform=_frame_transform(contract, False), **common
         )
         return train, test, contract
-    probe = _real_dataset(cfg, "train", None)
-    sensor = getattr(probe, "sensor_size", None) or cfg.sensor_size
-    classes = getattr(probe, "classes", None)
-    if sensor is None or not classes:
-        raise ValueError(f"data set {cfg.dataset!r} does not report sensor_size and classes")
+    train = _real_dataset(cfg, "train", None)
+    sensor = cfg.sensor_size or getattr(train, "sensor_size", None)
+    classes = class_names_of(train)
+    if sensor is None:
+        raise ValueError(
+            f"data set {cfg.dataset!r} at {cfg.root} does not state its sensor size; "
+            f"pass --set data.sensor_size=[W,H,P]"
+        )
+    if not classes:
+        raise ValueError(f"data set {cfg.dataset!r} at {cfg.root} reports no classes")
     contract = make_contract(cfg, sensor, classes)
-    train = _real_dataset(cfg, "train", _frame_transform(contract, True))
+    train.transform = _frame_transform(contract, True)
     test = _real_dataset(cfg, "test", _frame_transform(contract, False))
     return train, test, contract
 

@@ -108,6 +108,11 @@ def build_model(
     from sdt3_event.registry import create_model, resolve_name
 
     kwargs = dict(cfg.model.kwargs)
+    if cfg.model.pretrained is not None and not Path(cfg.model.pretrained).is_file():
+        raise FileNotFoundError(
+            f"model.pretrained {cfg.model.pretrained!r} does not exist; download the checkpoint "
+            f"or pass --set model.pretrained=/path/to/checkpoint.pth (null trains from scratch)"
+        )
     kwargs.setdefault("num_classes", num_classes)
     kwargs.setdefault("in_chans", in_chans)
     name = resolve_name(cfg.model.name)
