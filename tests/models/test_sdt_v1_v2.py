@@ -216,6 +216,45 @@ def test_strict_load_of_synthetic_official_checkpoint(sdt_keys_dir, listing, nam
         other.load_state_dict(state, strict=True, assign=True)
 
 
+def test_load_pretrained_official_container_and_event_adaptation(tmp_path):
+    import argparse
+
+    from sdt3_event.models.pretrained import load_pretrained
+
+    torch.manual_seed(0)
+    # An ImageNet-style (3-channel) V1 checkpoint in the official container, saved through DDP.
+    source = create_model("sdt1_2_256_cifar10")
+    state = {f"module.{k}": v for k, v in source.state_dict().items()}
+    path = tmp_path / "sdt_2_256_cifar10.pth"
+    torch.save({"model": state, "epoch": 3, "args": argparse.Namespace(model="sdt")}, path)
+
+    same = create_model("sdt1_2_256_cifar10")
+    report = load_pretrained(same, path)
+    assert report.exact and report.container == "model"
+    x = torch.rand(1, 3, 32, 32)
+    torch.testing.assert_close(same.eval()(x), source.eval()(x))
+
+    events = create_model("sdt1_2_256_cifar10", in_chans=2, num_classes=4)
+    report = load_pretrained(events, path)
+    assert list(report.adapted) == ["patch_embed.proj_conv.weight"]
+    assert sorted(report.reinitialized) == ["head.bias", "head.weight"]
+    stem = source.patch_embed.proj_conv.weight
+    expected = stem.mean(1, keepdim=True).expand(-1, 2, -1, -1) * 1.5
+    torch.testing.assert_close(events.patch_embed.proj_conv.weight, expected)
+    torch.testing.assert_close(
+        events.block[0].mlp.fc1_conv.weight, source.block[0].mlp.fc1_conv.weight
+    )
+
+
+def test_load_pretrained_refuses_another_v2_variant():
+    from sdt3_event.models.pretrained import CheckpointMismatchError, load_pretrained
+
+    small = create_model("sdt2_31m", **TINY_V2).state_dict()
+    other = create_model("sdt2_31m", **{**TINY_V2, "embed_dim": (16, 32, 64, 96)})
+    with pytest.raises(CheckpointMismatchError, match="downsample4.encode_conv.weight"):
+        load_pretrained(other, small)
+
+
 # --- forward, shapes, gradients, state -----------------------------------------------------------
 
 
