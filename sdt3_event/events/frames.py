@@ -23,7 +23,7 @@ import numpy as np
 
 from sdt3_event.events.schema import SensorSize
 
-__all__ = ["to_frames", "to_window_frames", "slice_indices"]
+__all__ = ["to_frames", "to_window_frames", "to_window_frames_torch", "slice_indices"]
 
 
 def _infer_sensor_size(events: np.ndarray) -> SensorSize:
@@ -342,3 +342,62 @@ def to_window_frames(
         rel = t[index] - t_start
     bins = rel.astype(np.int64) * n_time_bins // (int(t_end) - int(t_start))
     return _accumulate(events, sensor_size, bins, n_time_bins, index, dtype, clamp, len(bins))
+
+
+def to_window_frames_torch(
+    t,
+    x,
+    y,
+    p,
+    sensor_size: SensorSize,
+    n_time_bins: int,
+    t_start: int,
+    t_end: int,
+    *,
+    clamp: int | None = None,
+    dtype=None,
+):
+    """:func:`to_window_frames` on torch tensors, on any device (e.g. events already on a GPU).
+
+    Args:
+        t: int64 timestamps ``[N]`` (µs).
+        x: integer x coordinates ``[N]``.
+        y: integer y coordinates ``[N]``.
+        p: polarities ``[N]`` (bool or 0/1); ignored for single-polarity sensors.
+        sensor_size: ``(W, H, P)``.
+        n_time_bins: ``T``.
+        t_start: window start (µs, inclusive).
+        t_end: window end (µs, exclusive).
+        clamp: clip counts to ``[0, clamp]``.
+        dtype: output dtype (default float32).
+
+    Returns:
+        Frames ``(T, P, H, W)`` on the events' device, equal to :func:`to_window_frames`.
+
+    Raises:
+        ValueError: a bad window or coordinates outside the sensor.
+    """
+    import torch
+
+    w, h, n_pol = (int(v) for v in sensor_size)
+    if t_end <= t_start:
+        raise ValueError(f"t_end must be > t_start, got [{t_start}, {t_end})")
+    if n_time_bins < 1:
+        raise ValueError(f"n_time_bins must be >= 1, got {n_time_bins}")
+    dtype = dtype or torch.float32
+    inside = (t >= t_start) & (t < t_end)
+    t, x, y = t[inside].long(), x[inside].long(), y[inside].long()
+    if len(x) and (
+        bool((x < 0).any()) or bool((x >= w).any()) or bool((y < 0).any()) or bool((y >= h).any())
+    ):
+        raise ValueError(f"events lie outside the {w}x{h} sensor; drop them first")
+    bins = (t - t_start) * n_time_bins // (int(t_end) - int(t_start))
+    flat = bins * n_pol
+    if n_pol > 1:
+        flat = flat + p[inside].long()
+    flat = (flat * h + y) * w + x
+    out = torch.zeros(n_time_bins * n_pol * h * w, dtype=dtype, device=flat.device)
+    out.index_add_(0, flat, torch.ones(1, dtype=dtype, device=flat.device).expand(len(flat)))
+    if clamp is not None:
+        out.clamp_(max=clamp)
+    return out.reshape(n_time_bins, n_pol, h, w)  # (T, P, H, W)

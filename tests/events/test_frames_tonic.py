@@ -152,3 +152,31 @@ def test_to_frames_real_recording(recordings_dir):
     ):
         ref = tonic.transforms.ToFrame(sensor, **kw)(events.copy())
         np.testing.assert_array_equal(to_frames(events, sensor, **kw), ref)
+
+
+def _torch_vs_numpy(device):
+    import torch
+    from sdt3_event.datasets.synthetic import generate_gesture
+
+    from sdt3_event.events.frames import to_window_frames_torch
+
+    ev = generate_gesture("ring_expand", np.random.default_rng(0), (48, 40, 2), 300_000)
+    fields = [torch.as_tensor(ev[k].astype(np.int64), device=device) for k in "txyp"]
+    for start, end, clamp in ((0, 300_000, None), (1_000, 151_001, 2), (10**9, 10**9 + 7, None)):
+        ours = to_window_frames_torch(*fields, (48, 40, 2), 5, start, end, clamp=clamp)
+        ref = to_window_frames(ev, (48, 40, 2), 5, start, end, clamp=clamp)
+        assert ours.device.type == torch.device(device).type
+        np.testing.assert_array_equal(ours.cpu().numpy(), ref)
+
+
+def test_to_window_frames_torch_matches_numpy():
+    _torch_vs_numpy("cpu")
+
+
+@pytest.mark.gpu
+def test_to_window_frames_torch_on_cuda():
+    import torch
+
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    _torch_vs_numpy("cuda")
