@@ -20,6 +20,7 @@ worker's seed inside workers (so workers never repeat each other) and settable w
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -63,16 +64,11 @@ def generator() -> np.random.Generator:
     worker and epoch); in the main process from :func:`seed_transforms` or fresh entropy.
     """
     worker_seed = None
-    try:
-        import sys
+    if "torch" in sys.modules:  # only a process that imported torch can be a DataLoader worker
+        from torch.utils.data import get_worker_info
 
-        if "torch" in sys.modules:
-            from torch.utils.data import get_worker_info
-
-            info = get_worker_info()
-            worker_seed = None if info is None else int(info.seed)
-    except ImportError:  # pragma: no cover - torch is a dependency
-        worker_seed = None
+        info = get_worker_info()
+        worker_seed = None if info is None else int(info.seed)
     pid = os.getpid()
     key = _RNG["key"]
     if worker_seed is not None:
