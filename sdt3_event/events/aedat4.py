@@ -61,7 +61,8 @@ DEFAULT_PACKET_SIZE = 16384
 _U32 = struct.Struct("<I")
 _I32 = struct.Struct("<i")
 _I64 = struct.Struct("<q")
-_PACKET_HEADER = struct.Struct("<ii")
+#: ``[stream_id:int32][size:int32]`` in front of every packet.
+PACKET_HEADER = struct.Struct("<ii")
 _LZ4_MAGIC = b"\x04\x22\x4d\x18"
 _ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 
@@ -454,7 +455,7 @@ def encode_packet(
 ) -> bytes:
     """A complete packet on the wire: ``[stream_id][size][compressed EventPacket]``."""
     payload = compress(encode_event_packet(events), compression)
-    return _PACKET_HEADER.pack(stream_id, len(payload)) + payload
+    return PACKET_HEADER.pack(stream_id, len(payload)) + payload
 
 
 # --------------------------------------------------------------------------------------------------
@@ -506,7 +507,7 @@ def decode_data_table(
     for i in range(n):
         e = t.table_at(start + 4 * i)
         ph = e.struct_pos(1, 8)
-        sid, size = _PACKET_HEADER.unpack_from(e.buf, ph) if ph is not None else (0, 0)
+        sid, size = PACKET_HEADER.unpack_from(e.buf, ph) if ph is not None else (0, 0)
         out.append(
             (
                 e.scalar(0, _I64, 0),
@@ -623,7 +624,7 @@ def iter_packets(
         raw = _read_exact(fp, 8, what, allow_eof=True)
         if raw is None:
             return
-        sid, size = _PACKET_HEADER.unpack(raw)
+        sid, size = PACKET_HEADER.unpack(raw)
         where = f"{what}: packet at byte {offset}" if offset >= 0 else f"{what}: packet"
         if sid not in known:
             raise EventFormatError(
@@ -817,7 +818,7 @@ class Aedat4Writer:
         for i in range(0, len(events), self.packet_size):
             part = events[i : i + self.packet_size]
             payload = compress(encode_event_packet(part), self.compression)
-            self._fp.write(_PACKET_HEADER.pack(self.stream_id, len(payload)))
+            self._fp.write(PACKET_HEADER.pack(self.stream_id, len(payload)))
             self._fp.write(payload)
             t0, t1 = int(part["t"][0]), int(part["t"][-1])
             self._table.append((self._offset + 8, self.stream_id, len(payload), len(part), t0, t1))

@@ -457,7 +457,7 @@ class DVServer:
             raw = raw.copy()
             raw["t"] += shift
         payload = aedat4.compress(aedat4.encode_event_packet(raw), self.compression)
-        return aedat4._PACKET_HEADER.pack(0, len(payload)) + payload
+        return aedat4.PACKET_HEADER.pack(0, len(payload)) + payload
 
     # -- lifecycle --------------------------------------------------------------------------------
 

@@ -289,3 +289,27 @@ def test_garbage_header_raises():
         read_io_header(io.BytesIO(b"\xff" * 64), expect_magic=False)
     with pytest.raises(EventFormatError, match="IOHE"):
         read_io_header(io.BytesIO(struct.pack("<I", 40) + bytes(40)), expect_magic=False)
+
+
+@pytest.fixture(scope="module")
+def fuzz_seed_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("fuzz") / "seed.aedat4"
+    return write_aedat4(path, random_events(600), (64, 48, 2), packet_size=150).read_bytes()
+
+
+@settings(max_examples=150, deadline=None)
+@given(data=st.data())
+def test_mutated_files_raise_only_event_format_errors(fuzz_seed_file, tmp_path_factory, data):
+    buf = bytearray(fuzz_seed_file)
+    for _ in range(data.draw(st.integers(1, 8))):
+        i = data.draw(st.integers(0, len(buf) - 1))
+        buf[i] = data.draw(st.integers(0, 255))
+    if data.draw(st.booleans()):
+        buf = buf[: data.draw(st.integers(0, len(buf)))]
+    path = tmp_path_factory.getbasetemp() / "mutated.aedat4"
+    path.write_bytes(bytes(buf))
+    try:
+        events, _ = read_aedat4(path)
+    except EventFormatError:
+        return
+    assert events.dtype == EVENT_DTYPE
