@@ -232,6 +232,16 @@ def test_close_from_another_thread_ends_a_silent_stream():
         raw.close()
 
 
+def test_idle_timeout_treats_a_silent_connection_as_lost():
+    raw = RawServer(dv_header(), hold_s=10)
+    try:
+        src = NetworkSource(HOST, raw.port, reconnect=False, idle_timeout_s=0.5)
+        with pytest.raises(ConnectionError, match="no data for 0.5 s"):
+            collect(src, timeout_s=8)
+    finally:
+        raw.close()
+
+
 # -- bad input -------------------------------------------------------------------------------------
 
 
