@@ -80,9 +80,12 @@ def run_dashboard(
     try:
         code = app.run()
     finally:
+        app.log_capture.uninstall()
         if not app.pipeline_stopped:
             app.pipeline_stopped = True
             pipeline.stop()
+    # Warnings logged while the app owned the screen were shown as notifications; print them now.
+    app.log_capture.replay()
     status = app.stats.status
     if status is not None and status.state == "error":
         sys.stderr.write(f"source error: {status.message}\n")
@@ -109,7 +112,13 @@ def run(args: argparse.Namespace) -> int:
             return 2
         from .monitor_train import TrainingMonitorApp
 
-        return int(TrainingMonitorApp(path, poll_s=args.poll).run() or 0)
+        app = TrainingMonitorApp(path, poll_s=args.poll)
+        try:
+            code = app.run()
+        finally:
+            app.log_capture.uninstall()
+        app.log_capture.replay()
+        return int(code or 0)
 
     from sdt3_event.stream.pipeline import build_pipeline
 

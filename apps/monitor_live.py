@@ -31,6 +31,7 @@ from textual.worker import get_current_worker
 
 from sdt3_event.stream.records import Prediction, StreamStatus
 
+from ._tui_logging import LogCapture
 from ._tui_render import (
     as_display_frame,
     bar,
@@ -180,6 +181,7 @@ class LiveMonitorApp(SizeGuard, App[int]):
         self.last_snapshot: Path | None = None
         self._dirty = False
         self._lifecycle = threading.Lock()
+        self.log_capture = LogCapture(self)
 
     # ----------------------------------------------------------------------------- layout
     def compose(self) -> ComposeResult:
@@ -208,6 +210,7 @@ class LiveMonitorApp(SizeGuard, App[int]):
 
     def on_mount(self) -> None:
         self.check_size()
+        self.log_capture.install()
         self.query_one("#view").border_title = "Events"
         self.query_one("#predictions").border_title = "Predictions"
         self.query_one("#system").border_title = "System"
@@ -279,6 +282,7 @@ class LiveMonitorApp(SizeGuard, App[int]):
     def on_unmount(self) -> None:
         # Stop the source as the app closes; the worker sees the cancellation on its next poll.
         self._stop_pipeline()
+        self.log_capture.uninstall()
 
     def on_live_monitor_app_records(self, message: Records) -> None:
         self.stats.add(message.records)

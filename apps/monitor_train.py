@@ -22,6 +22,7 @@ from textual.widgets import Footer, Header, ProgressBar, Sparkline, Static
 
 from sdt3_event.stream.metrics_log import MetricsFollower, TrainingProgress
 
+from ._tui_logging import LogCapture
 from ._tui_render import braille_plot, format_count, format_duration, format_num
 from ._tui_size import SizeGuard
 
@@ -127,6 +128,7 @@ class TrainingMonitorApp(SizeGuard, App[int]):
         self.poll_s = poll_s
         self.clock = clock
         self.title = f"sdt3-event monitor · {self.run_dir.name or self.run_dir}"
+        self.log_capture = LogCapture(self)
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -155,6 +157,7 @@ class TrainingMonitorApp(SizeGuard, App[int]):
 
     def on_mount(self) -> None:
         self.check_size()
+        self.log_capture.install()
         self.query_one("#progress-panel").border_title = "Run"
         self.query_one("#loss-plot").border_title = "Loss"
         self.query_one("#acc-plot").border_title = "Accuracy (eval)"
@@ -270,6 +273,9 @@ class TrainingMonitorApp(SizeGuard, App[int]):
                 style="bold red",
             )
         self.query_one("#run-status", Static).update(text)
+
+    def on_unmount(self) -> None:
+        self.log_capture.uninstall()
 
     # ----------------------------------------------------------------------------- actions
     def action_reload(self) -> None:

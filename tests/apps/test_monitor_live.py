@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import queue
+import sys
 
 import numpy as np
 import pytest
@@ -289,3 +290,35 @@ def test_an_ended_stream_is_not_polled_in_a_busy_loop(tmp_path):
 
     asyncio.run(main())
     assert 0 < EndedPipeline.calls < 500
+
+
+def test_log_lines_become_notifications_not_screen_garbage(tmp_path):
+    import io
+    import logging
+
+    console = logging.StreamHandler(sys.__stderr__)  # like the CLI's basicConfig handler
+    root = logging.getLogger()
+    root.addHandler(console)
+
+    class LoggingPipeline(FakePipeline):
+        def get(self, timeout=None):
+            if not getattr(self, "logged", False):
+                self.logged = True  # from the worker thread, like the pipeline's own threads
+                logging.getLogger("sdt3_event.stream.pipeline").warning("camera hiccup %d", 7)
+            return super().get(timeout)
+
+    async def main():
+        app = make_app(LoggingPipeline(), tmp_path)
+        async with app.run_test(size=(100, 30), notifications=True) as pilot:
+            await until(pilot, lambda: any("camera hiccup 7" in str(n.message) for n in app._notifications))  # fmt: skip
+            assert console not in root.handlers and app.log_capture in root.handlers
+        return app
+
+    try:
+        app = asyncio.run(main())
+        assert console in root.handlers and app.log_capture not in root.handlers
+        out = io.StringIO()
+        app.log_capture.replay(out)
+        assert "WARNING sdt3_event.stream.pipeline: camera hiccup 7" in out.getvalue()
+    finally:
+        root.removeHandler(console)
