@@ -44,11 +44,13 @@ def _progress_factory(enabled: bool):
     from tqdm import tqdm
 
     def wrap(iterable, total, desc):
+        batch = getattr(iterable, "batch_size", None) or 1
         return tqdm(
             iterable,
             total=total,
             desc=desc,
-            unit="batch",
+            unit="sample",
+            unit_scale=batch,  # throughput and ETA in samples
             dynamic_ncols=True,
             leave=False,
             file=sys.stderr,

@@ -259,3 +259,41 @@ def restore_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
     if state.get("cuda") and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def export_checkpoint(
+    src: str | os.PathLike, dst: str | os.PathLike, use_ema: bool | None = None
+) -> Path:
+    """Write an inference-only copy of a training checkpoint (atomically).
+
+    Keeps the model name/config, data contract, resolved config and metrics; drops the optimizer,
+    scaler, scheduler and RNG states, and keeps a single set of weights (stored as ``model``).
+
+    Args:
+        src: a training checkpoint.
+        dst: where to write the export.
+        use_ema: take the EMA weights; ``None`` takes them when present.
+
+    Raises:
+        CheckpointError: ``src`` is not a checkpoint, or ``use_ema`` without EMA weights.
+    """
+    payload = load_checkpoint(src)
+    ema = payload.get("model_ema")
+    if use_ema and ema is None:
+        raise CheckpointError(f"{src} has no EMA weights to export")
+    weights = ema if (use_ema or use_ema is None) and ema is not None else payload["model"]
+    out = {
+        k: payload[k]
+        for k in (
+            "model_name",
+            "model_config",
+            "data_contract",
+            "config",
+            "metrics",
+            "epoch",
+            "step",
+        )
+        if k in payload
+    }
+    out.update(model=weights, model_ema=None, optimizer=None, scaler=None, scheduler=None, rng=None)
+    return save_checkpoint(dst, out)

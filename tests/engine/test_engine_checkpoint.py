@@ -156,3 +156,19 @@ def test_rng_round_trip(tmp_path):
     restore_rng_state(load_checkpoint(tmp_path / "r.pt")["rng"])
     b = (random.random(), np.random.rand(), torch.rand(1).item())
     assert a == b
+
+
+def test_export_keeps_one_set_of_weights_and_no_optimizer(tmp_path):
+    from sdt3_event.engine.checkpoint import export_checkpoint
+
+    model, ema = _Tiny(), _Tiny()
+    p = _payload(model)
+    p.update(model_ema=ema.state_dict(), optimizer={"state": {}, "param_groups": []})
+    save_checkpoint(tmp_path / "train.pt", p)
+    export_checkpoint(tmp_path / "train.pt", tmp_path / "export.pt")
+    out = load_checkpoint(tmp_path / "export.pt")
+    assert out["optimizer"] is None and out["model_ema"] is None and out["rng"] is None
+    x = torch.randn(2, 4)
+    torch.testing.assert_close(load_model_from_checkpoint(tmp_path / "export.pt").model(x), ema(x))
+    export_checkpoint(tmp_path / "train.pt", tmp_path / "raw.pt", use_ema=False)
+    torch.testing.assert_close(load_model_from_checkpoint(tmp_path / "raw.pt").model(x), model(x))
