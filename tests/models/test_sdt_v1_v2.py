@@ -289,6 +289,15 @@ def test_forward_shapes_and_finite(label):
     torch.testing.assert_close(per_step.mean(1), y)
 
 
+@pytest.mark.parametrize("label", ["v1_gesture", "v2_tiny"])
+def test_non_square_odd_sensor_sizes(label):
+    # Event sensors are rarely square or powers of two (DAVIS346: 346x260).
+    model, _ = _tiny(label)
+    with torch.no_grad():
+        y = model.eval()(torch.rand(1, 2, 2, 45, 61))
+    assert y.shape == (1, model.num_classes) and torch.isfinite(y).all()
+
+
 def test_event_and_image_input_agree_when_frames_repeat():
     torch.manual_seed(0)
     model = create_model("sdt1_2_256_cifar10", T=2).eval()
