@@ -29,7 +29,9 @@ AEDAT 2.0 (CIFAR10-DVS's original ``.aedat`` files)
 from __future__ import annotations
 
 import logging
+import struct
 from pathlib import Path
+from xml.etree import ElementTree
 
 import numpy as np
 
@@ -84,15 +86,92 @@ def _is_panic(exc: BaseException) -> bool:
     return type(exc).__name__ == "PanicException"
 
 
+_U32 = struct.Struct("<I")
+_I32 = struct.Struct("<i")
+_U16 = struct.Struct("<H")
+
+
+def _unpack(fmt: struct.Struct, buf: bytes, pos: int, source: str):
+    if pos < 0 or pos + fmt.size > len(buf):
+        raise EventFormatError(f"{source}: corrupt AEDAT 4.0 IOHeader (offset {pos} out of bounds)")
+    return fmt.unpack_from(buf, pos)[0]
+
+
+def aedat4_description(path: Path, source: str) -> str:
+    """The IOHeader's XML description of an AEDAT 4.0 file, read with bounds checks.
+
+    AEDAT 4.0 facts: after ``#!AER-DAT4.0\\r\\n`` comes a size-prefixed FlatBuffer ``IOHeader``
+    table (``compression``, ``dataTablePosition``, ``infoNode``: field 2, a string holding the
+    XML stream description). The ``aedat`` decoder aborts the whole process (a Rust panic inside
+    a destructor) on a description that is not UTF-8, so this is checked here first.
+
+    Raises:
+        EventFormatError: wrong magic, a header that does not fit in the file, out-of-bounds
+            FlatBuffer offsets, or a description that is not UTF-8 XML.
+    """
+    with open(path, "rb") as f:
+        head = f.read(len(MAGIC_AEDAT4) + 2 + 4)
+        if not head.startswith(MAGIC_AEDAT4 + b"\r\n") or len(head) < len(MAGIC_AEDAT4) + 6:
+            raise EventFormatError(f"{source}: wrong magic number for AEDAT 4.0 or no IOHeader")
+        size = _U32.unpack_from(head, len(MAGIC_AEDAT4) + 2)[0]
+        buf = f.read(size)
+    if len(buf) != size:
+        raise EventFormatError(
+            f"{source}: truncated AEDAT 4.0 file: the IOHeader needs {size} bytes, {len(buf)} left"
+        )
+    table = _unpack(_U32, buf, 0, source)
+    vtable = table - _unpack(_I32, buf, table, source)
+    vt_size = _unpack(_U16, buf, vtable, source)
+    field = 2  # infoNode
+    if 4 + 2 * field + 2 > vt_size:
+        raise EventFormatError(f"{source}: the AEDAT 4.0 IOHeader has no stream description")
+    rel = _unpack(_U16, buf, vtable + 4 + 2 * field, source)
+    if rel == 0:
+        raise EventFormatError(f"{source}: the AEDAT 4.0 IOHeader has no stream description")
+    at = table + rel
+    start = at + _unpack(_U32, buf, at, source)
+    length = _unpack(_U32, buf, start, source)
+    if start + 4 + length > len(buf):
+        raise EventFormatError(f"{source}: corrupt AEDAT 4.0 IOHeader (description out of bounds)")
+    raw = buf[start + 4 : start + 4 + length]
+    try:
+        text = raw.decode("utf-8")
+        ElementTree.fromstring(text)
+    except (UnicodeDecodeError, ElementTree.ParseError) as exc:
+        raise EventFormatError(
+            f"{source}: corrupt AEDAT 4.0 stream description (not UTF-8 XML: {exc})"
+        ) from exc
+    return text
+
+
+def _xml_event_sensor(text: str) -> SensorSize | None:
+    """``(W, H, 2)`` of the first ``EVTS`` stream in an AEDAT 4.0 XML description."""
+    root = ElementTree.fromstring(text)
+    for node in root.iter("node"):
+        attrs = {a.get("key"): (a.text or "") for a in node.findall("attr")}
+        if attrs.get("typeIdentifier") != "EVTS":
+            continue
+        for info in node.findall("node"):
+            iattrs = {a.get("key"): (a.text or "") for a in info.findall("attr")}
+            if iattrs.get("sizeX", "").isdigit() and iattrs.get("sizeY", "").isdigit():
+                return (int(iattrs["sizeX"]), int(iattrs["sizeY"]), 2)
+    return None
+
+
 def decode_aedat4(path: Path, source: str, allow_truncated: bool) -> DecodedEvents:
     """Decode the events stream of an AEDAT 4.0 file with the ``aedat`` package.
 
+    The sensor size comes from the events stream's description (``aedat`` exposes ``width`` and
+    ``height``), else from the ``sizeX``/``sizeY`` of the XML description.
+
     Raises:
-        EventFormatError: the decoder rejects the file, it has no events stream, or it ends inside a
-            packet (unless ``allow_truncated``).
+        EventFormatError: a corrupt IOHeader (see :func:`aedat4_description`), the decoder rejects
+            the file, it has no events stream, or it ends inside a packet (unless
+            ``allow_truncated``).
     """
     import aedat
 
+    description = aedat4_description(path, source)
     try:
         decoder = aedat.Decoder(str(path))
         streams = decoder.id_to_stream()
@@ -113,6 +192,8 @@ def decode_aedat4(path: Path, source: str, allow_truncated: bool) -> DecodedEven
     sensor = None
     if desc.get("width") and desc.get("height"):
         sensor = (int(desc["width"]), int(desc["height"]), 2)
+    else:
+        sensor = _xml_event_sensor(description)
 
     packets = []
     truncated = 0
@@ -143,28 +224,14 @@ def decode_aedat4(path: Path, source: str, allow_truncated: bool) -> DecodedEven
     return DecodedEvents(t, x, y, p, sensor_size=sensor, ordered=True, truncated_bytes=truncated)
 
 
-def aedat4_sensor_size(path: Path) -> SensorSize | None:
-    """The events stream's ``(W, H, 2)`` from an AEDAT 4.0 file's description, if stated."""
-    import aedat
-
-    try:
-        streams = aedat.Decoder(str(path)).id_to_stream()
-    except Exception:
-        return None
-    for _, desc in sorted(streams.items()):
-        if desc.get("type") == "events" and desc.get("width") and desc.get("height"):
-            return (int(desc["width"]), int(desc["height"]), 2)
-    return None
-
-
 # ----------------------------------------------------------------------------------- AEDAT 3.1
 def _aedat3_sensor(lines: list[str]) -> SensorSize | None:
     for line in lines:
         text = line.lstrip("#").strip()
         if text.lower().startswith("source") and ":" in text:
-            name = text.split(":", 1)[1].strip().split()[0].upper() if ":" in text else ""
-            if name in _AEDAT3_SOURCES:
-                return _AEDAT3_SOURCES[name]
+            words = text.split(":", 1)[1].split()
+            if words and words[0].upper() in _AEDAT3_SOURCES:
+                return _AEDAT3_SOURCES[words[0].upper()]
     return None
 
 

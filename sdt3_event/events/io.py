@@ -303,9 +303,6 @@ def detect_format(path: str | os.PathLike) -> str:
 
 def _decode(path: Path, fmt: str, source: str, allow_truncated: bool) -> DecodedEvents:
     if fmt == "aedat4":
-        with open(path, "rb") as f:
-            if not f.read(len(_aedat.MAGIC_AEDAT4)) == _aedat.MAGIC_AEDAT4:
-                raise EventFormatError(f"{source}: wrong magic number for AEDAT 4.0")
         return _aedat.decode_aedat4(path, source, allow_truncated)
     if fmt == "hdf5":
         return _arrays.decode_hdf5(path, source)
