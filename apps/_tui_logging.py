@@ -14,6 +14,7 @@ import sys
 from collections import deque
 
 from textual.app import App
+from textual.notifications import Notification
 
 
 def _streams() -> set[int]:
@@ -49,6 +50,7 @@ class LogCapture(logging.Handler):
         self.records: deque[logging.LogRecord] = deque(maxlen=keep)
         self._removed: list[logging.Handler] = []
         self._installed = False
+        self._shown: Notification | None = None
         self.setFormatter(logging.Formatter("%(name)s: %(message)s"))
 
     def install(self) -> None:
@@ -87,18 +89,28 @@ class LogCapture(logging.Handler):
             return
         try:
             # Never block the logging thread (it may be the pipeline's): schedule and go on.
-            loop.call_soon_threadsafe(_notify, app, message, severity)
+            loop.call_soon_threadsafe(self._show, message, severity)
         except RuntimeError:  # the loop is closed: the record is kept for replay()
             pass
+
+    def _show(self, message: str, severity: str) -> None:
+        """Show ``message``, replacing the previous log notification (a retry loop that logs
+        every second must not pile notifications over the dashboard). Runs on the app's loop."""
+        app = self.app
+        if not app.is_running or app._exit:
+            return
+        with app._context():  # a bare loop callback runs outside Textual's context
+            if self._shown is not None and self._shown in app._notifications:
+                app._unnotify(self._shown)
+            self._shown = Notification(
+                message, title="log", severity=severity, timeout=8, markup=False
+            )
+            # Added at once (not via a Notify message) so the next call can replace it.
+            app._notifications.add(self._shown)
+            app._refresh_notifications()
 
     def replay(self, stream=None) -> None:
         """Write the captured records to ``stream`` (default stderr) after the app has ended."""
         stream = stream or sys.stderr
         for record in self.records:
             stream.write(f"{record.levelname} {self.format(record)}\n")
-
-
-def _notify(app: App, message: str, severity: str) -> None:
-    if app.is_running and not app._exit:
-        with app._context():  # this runs as a bare loop callback, outside Textual's context
-            app.notify(message, severity=severity, timeout=8)

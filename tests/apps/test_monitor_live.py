@@ -322,3 +322,28 @@ def test_log_lines_become_notifications_not_screen_garbage(tmp_path):
         assert "WARNING sdt3_event.stream.pipeline: camera hiccup 7" in out.getvalue()
     finally:
         root.removeHandler(console)
+
+
+def test_repeated_log_lines_do_not_pile_up(tmp_path):
+    import logging
+
+    class RetryingPipeline(FakePipeline):
+        n = 0
+
+        def get(self, timeout=None):
+            if self.n < 5:
+                self.n += 1
+                logging.getLogger("sdt3_event.stream.network").warning(
+                    "retry %d [Errno 111]", self.n
+                )
+            return super().get(timeout)
+
+    async def main():
+        app = make_app(RetryingPipeline(), tmp_path)
+        async with app.run_test(size=(100, 30), notifications=True) as pilot:
+            await until(pilot, lambda: any("retry 5" in str(n.message) for n in app._notifications))  # fmt: skip
+            logs = [n for n in app._notifications if n.title == "log"]
+            assert len(logs) == 1 and logs[0].message.endswith("retry 5 [Errno 111]")
+        assert len(app.log_capture.records) == 5
+
+    asyncio.run(main())
