@@ -16,6 +16,14 @@ from typing import Any
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.epilog = (
+        "keys, live view:     p pause/resume  r reset stats  v events/spikes  s snapshot PNG  q quit\n"
+        "keys, training view: r reload  q quit\n"
+        "examples:\n"
+        "  sdt3-event monitor runs/demo\n"
+        "  sdt3-event monitor --source file:rec.aedat4 --model runs/demo/checkpoints/best.pt\n"
+    )
     parser.add_argument(
         "run",
         nargs="?",
