@@ -164,7 +164,7 @@ class NetworkSource(BaseEventSource):
             raise ValueError(f"{self.uri}: port must be 1..65535, got {port}")
         if backoff_s <= 0 or max_backoff_s < backoff_s:
             raise ValueError("need 0 < backoff_s <= max_backoff_s")
-        self.host, self.port = host, int(port)
+        self.host, self.port = host.strip("[]"), int(port)  # tcp://[::1]:7777 gives "[::1]"
         self.stream = stream
         self.reconnect = bool(reconnect)
         self.backoff_s, self.max_backoff_s = float(backoff_s), float(max_backoff_s)
