@@ -16,7 +16,7 @@ promises order, or that overflow.
 
 :data:`FORMATS` lists the supported formats; :func:`detect_format` names a file's format;
 :func:`read_events_with_report` also returns the counts; :func:`write_events` writes the formats
-that have an encoder here (AEDAT 4.0 writing lives in :mod:`sdt3_event.events.aedat4`).
+that have an encoder (AEDAT 4.0 through :func:`sdt3_event.events.aedat4.write_aedat4`).
 """
 
 from __future__ import annotations
@@ -80,7 +80,7 @@ FORMATS: dict[str, EventFormat] = {
             True,
             True,
             "aedat (Rust)",
-            False,
+            True,
         ),
         EventFormat(
             "aedat3",
@@ -460,7 +460,7 @@ def write_events(
     sensor_size = _check_sensor_size(sensor_size)
     events, _ = validate_events(events, sensor_size, source="events to write")
     if format is None:
-        by_suffix = {".aedat": "aedat3", ".raw": "evt2"}
+        by_suffix = {".aedat": "aedat3", ".aedat4": "aedat4", ".raw": "evt2"}
         format = by_suffix.get(path.suffix.lower())
         if format is None:
             matches = [
@@ -481,6 +481,12 @@ def write_events(
     try:
         if format == "hdf5":
             _arrays.encode_hdf5(tmp, events, sensor_size)
+        elif format == "aedat4":
+            from sdt3_event.events.aedat4 import write_aedat4
+
+            if sensor_size is None:
+                raise ValueError("writing AEDAT 4.0 needs sensor_size=(W, H, P)")
+            write_aedat4(tmp, events, sensor_size)
         else:
             encoders = {
                 "aedat3": lambda: _aedat.encode_aedat31(events),

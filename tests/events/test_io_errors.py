@@ -280,6 +280,8 @@ def test_io_writers_reject_what_the_format_cannot_hold(tmp_path):
         write_events(tmp_path / "a.aedat", ev, format="aedat2")
     with pytest.raises(EventFormatError, match="N-MNIST"):
         write_events(tmp_path / "a.bin", make_events([1], [1], [240], [0]))
-    with pytest.raises(ValueError, match="cannot write format 'aedat4'"):
-        write_events(tmp_path / "a.aedat4", ev, format="aedat4")
+    with pytest.raises(ValueError, match="cannot write format 'mp4'"):
+        write_events(tmp_path / "a.mp4", ev, format="mp4")
+    with pytest.raises(ValueError, match="needs sensor_size"):
+        write_events(tmp_path / "a.aedat4", ev)
     assert not list(tmp_path.iterdir())  # nothing half-written is left behind

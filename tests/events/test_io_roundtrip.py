@@ -225,6 +225,7 @@ def test_io_dat_layout(tmp_path):
 
 # ---------------------------------------------------------------- encoder round trips
 WRITABLE = [
+    ("aedat4", "r.aedat4", (346, 260, 2)),
     ("aedat3", "r.aedat", (128, 128, 2)),
     ("aedat2", "r.aedat", (128, 128, 2)),
     ("evt2", "r.raw", (640, 480, 2)),
