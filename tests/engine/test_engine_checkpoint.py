@@ -172,3 +172,13 @@ def test_export_keeps_one_set_of_weights_and_no_optimizer(tmp_path):
     torch.testing.assert_close(load_model_from_checkpoint(tmp_path / "export.pt").model(x), ema(x))
     export_checkpoint(tmp_path / "train.pt", tmp_path / "raw.pt", use_ema=False)
     torch.testing.assert_close(load_model_from_checkpoint(tmp_path / "raw.pt").model(x), model(x))
+
+
+def test_saved_file_has_normal_permissions(tmp_path):
+    import os
+    import stat
+
+    path = save_checkpoint(tmp_path / "p.pt", _payload(_Tiny()))
+    mask = os.umask(0)
+    os.umask(mask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~mask
