@@ -190,3 +190,100 @@ class ViTBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x + self.attn(self.norm1(x))
         return x + self.mlp(self.norm2(x))
+
+
+class PatchMask:
+    """Shared holder of the active-patch map for sparse (masked) conv stages of the MAE encoder.
+
+    ``active`` is ``None`` (dense: the sparse layers act as ordinary conv/BN) or a ``(B, 1, g, g)``
+    tensor with 1 for visible patches. Layers whose batch is ``T·B`` (time-major flattening) see the
+    map repeated ``T`` times. The holder is a plain object owned by one model: no global state.
+    """
+
+    def __init__(self) -> None:
+        self.active: torch.Tensor | None = None
+
+    def expand(self, batch: int, H: int, W: int) -> torch.Tensor:
+        """Shape: -> ``(batch, 1, H, W)`` (nearest upsampling of the patch map)."""
+        active = self.active
+        assert active is not None
+        B, _, g, _ = active.shape
+        if batch % B or H % g or W % g:
+            raise ValueError(
+                f"mask of {B}x{g}x{g} patches does not tile a {batch}x{H}x{W} feature map; "
+                "use an input size that is a multiple of 16·grid"
+            )
+        ex = active.repeat_interleave(H // g, dim=2).repeat_interleave(W // g, dim=3)
+        return ex.repeat(batch // B, 1, 1, 1)  # (T·B, 1, H, W), time-major
+
+
+class SparseConv2d(nn.Conv2d):
+    """Conv2d whose output is re-masked to the visible patches (official MAE ``SparseConv2d``)."""
+
+    def __init__(self, *args, patch_mask: PatchMask, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.patch_mask = patch_mask
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = super().forward(x)
+        if self.patch_mask.active is None:
+            return y
+        return y * self.patch_mask.expand(*y.shape[:1], *y.shape[2:]).to(y.dtype)
+
+
+class SparseBatchNorm2d(nn.BatchNorm1d):
+    """BatchNorm over the visible positions only; masked positions are set to 0.
+
+    A BatchNorm1d subclass (same keys as the official ``SparseBatchNorm2d``). Without a mask it is an
+    ordinary 2-D batch norm (statistics over batch and all positions).
+
+    Shape:
+        ``(B', C, H, W)`` -> same.
+    """
+
+    def __init__(self, num_features: int, *, patch_mask: PatchMask, **kwargs) -> None:
+        super().__init__(num_features, **kwargs)
+        self.patch_mask = patch_mask
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.patch_mask.active is None:
+            return super().forward(x.flatten(2)).reshape(x.shape)  # (B', C, H·W) -> (B', C, H, W)
+        keep = self.patch_mask.expand(x.shape[0], *x.shape[2:])[:, 0].bool()  # (B', H, W)
+        bhwc = x.permute(0, 2, 3, 1)  # (B', H, W, C)
+        out = torch.zeros_like(bhwc)
+        out[keep] = super().forward(bhwc[keep])  # (n_visible, C)
+        return out.permute(0, 3, 1, 2)  # (B', C, H, W)
+
+
+def sparsify_convs(module: nn.Module, patch_mask: PatchMask) -> None:
+    """Replace every Conv2d / BatchNorm2d under ``module`` by its sparse version, keeping weights."""
+    for name, child in list(module.named_children()):
+        new: nn.Module | None = None
+        if type(child) is nn.Conv2d:
+            new = SparseConv2d(
+                child.in_channels,
+                child.out_channels,
+                child.kernel_size,
+                child.stride,
+                child.padding,
+                child.dilation,
+                child.groups,
+                child.bias is not None,
+                patch_mask=patch_mask,
+                device=child.weight.device,
+                dtype=child.weight.dtype,
+            )
+        elif type(child) is nn.BatchNorm2d:
+            new = SparseBatchNorm2d(
+                child.num_features,
+                eps=child.eps,
+                momentum=child.momentum,
+                patch_mask=patch_mask,
+                device=child.weight.device,
+                dtype=child.weight.dtype,
+            )
+        if new is not None:
+            new.load_state_dict(child.state_dict())
+            setattr(module, name, new)
+        else:
+            sparsify_convs(child, patch_mask)

@@ -29,7 +29,6 @@ from typing import Any
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from sdt3_event.layers.neurons import MultiSpike, make_neuron
 from sdt3_event.layers.sdt3_blocks import (
@@ -37,7 +36,13 @@ from sdt3_event.layers.sdt3_blocks import (
     SepConvTransformerBlock,
     SpikeDownsample,
 )
-from sdt3_event.layers.sdt3_large_blocks import LargeConvBlock, LargeTransformerBlock, ViTBlock
+from sdt3_event.layers.sdt3_large_blocks import (
+    LargeConvBlock,
+    LargeTransformerBlock,
+    PatchMask,
+    ViTBlock,
+    sparsify_convs,
+)
 from sdt3_event.registry import register_model
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -365,6 +370,18 @@ class SpikFormerLarge(SpikingModelMixin, nn.Module):
         return out if out_kd is None else (out + out_kd) / 2
 
 
+CONV_STAGES = (
+    "downsample1_1",
+    "ConvBlock1_1",
+    "downsample1_2",
+    "ConvBlock1_2",
+    "downsample2",
+    "ConvBlock2_1",
+    "ConvBlock2_2",
+    "downsample3",
+)
+
+
 def _build_large_encoder(
     m: nn.Module,
     embed_dim: list[int],
@@ -395,26 +412,22 @@ def _build_large_encoder(
     )
 
 
-def _large_encoder_forward(
-    m: nn.Module, x: torch.Tensor, conv_hook: Callable[[torch.Tensor], torch.Tensor] | None = None
-) -> torch.Tensor:
-    """Large encoder on time-major input; ``conv_hook`` post-processes every conv-stage output
-    (used by the MAE to re-apply its patch mask).
+def _large_encoder_forward(m: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Large encoder on time-major input.
 
     Shape:
         ``(T, B, P, H, W)`` -> ``(T, B, C2, N)``.
     """
-    hook = conv_hook or (lambda t: t)
-    x = hook(m.downsample1_1(x))
+    x = m.downsample1_1(x)
     for blk in m.ConvBlock1_1:
-        x = hook(blk(x))
-    x = hook(m.downsample1_2(x))
+        x = blk(x)
+    x = m.downsample1_2(x)
     for blk in m.ConvBlock1_2:
-        x = hook(blk(x))
-    x = hook(m.downsample2(x))
+        x = blk(x)
+    x = m.downsample2(x)
     for blk in (*m.ConvBlock2_1, *m.ConvBlock2_2):
-        x = hook(blk(x))
-    x = hook(m.downsample3(x))
+        x = blk(x)
+    x = m.downsample3(x)
     x = x.flatten(3)  # (T, B, C2, N)
     for blk in m.block3:
         x = blk(x)
@@ -445,16 +458,21 @@ def sincos_pos_embed_2d(dim: int, grid: int) -> torch.Tensor:
 
 
 class SpikMAE(SpikingModelMixin, nn.Module):
-    """SDT-V3 Large MAE pre-training model (official ``MAE_SDT``): spiking encoder + ViT decoder.
+    """SDT-V3 Large MAE pre-training model (official ``MAE_SDT.Spikmae``): spiking encoder + ViT decoder.
 
     The encoder has the :class:`SpikFormerLarge` layout without layer scales and heads, followed by
-    the mean over T and ``norm`` (BatchNorm1d). Pre-training masks random 16×16 patches of the image
-    (fraction ``mask_ratio``) and re-applies the mask after every conv-stage module (the official
-    sparse convs); the decoder (``decoder_blocks``: 4 pre-norm ViT blocks, dim 256, 4 heads) predicts
-    the pixels of every patch and the loss is the MSE on per-patch-normalised pixels of the masked
-    patches. Unlike the official code, tokens are not permuted before the decoder (it drops no tokens,
-    so its ``ids_restore`` gather only scrambled them, spec §7.13). The conv-stage BatchNorms use all
-    positions (the official sparse BN normalises active positions only).
+    the mean over T and ``norm`` (BatchNorm1d). Pre-training hides random 16×16 patches (fraction
+    ``mask_ratio``): the image is masked, every conv-stage conv output is re-masked and every
+    conv-stage BatchNorm normalises the visible positions only (official sparse conv/BN, here with
+    the mask held by the model instead of a module global). The transformer stage is dense. The
+    decoder (``decoder_blocks``: pre-norm ViT blocks, dim 256, 4 heads) predicts the pixels of every
+    patch; the loss is the MSE on per-patch-normalised pixels of the masked patches.
+
+    Decoder input: like the official code, the encoder features of *all* positions (the official
+    code drops no tokens, so its ``mask_token`` is never inserted). Unlike the official code the
+    tokens are not randomly permuted before the position embedding (its ``ids_restore`` gather only
+    scrambled them, spec §7.13). ``fill_mask_token=True`` gives the standard MAE variant that replaces
+    masked positions by ``mask_token``.
 
     ``pos_embed`` (unused, frozen) and ``decoder_pos_embed`` (fixed sin-cos) are non-trainable
     parameters, as in the official checkpoint.
@@ -477,6 +495,7 @@ class SpikMAE(SpikingModelMixin, nn.Module):
         patch_size: int = 16,
         img_size: int = 224,
         mask_ratio: float = 0.5,
+        fill_mask_token: bool = False,
         in_chans: int = 3,
         T: int = 1,
         D: int = 4,
@@ -493,8 +512,8 @@ class SpikMAE(SpikingModelMixin, nn.Module):
         self.patch_size = patch_size
         self.img_size = img_size
         self.mask_ratio = float(mask_ratio)
+        self.fill_mask_token = bool(fill_mask_token)
         self.grid = img_size // patch_size
-        n_patches = self.grid**2
         self.model_config = dict(
             embed_dim=embed_dim,
             depth=depth,
@@ -507,6 +526,7 @@ class SpikMAE(SpikingModelMixin, nn.Module):
             patch_size=patch_size,
             img_size=img_size,
             mask_ratio=self.mask_ratio,
+            fill_mask_token=fill_mask_token,
             in_chans=self.in_chans,
             T=self.T,
             D=int(D),
@@ -518,12 +538,17 @@ class SpikMAE(SpikingModelMixin, nn.Module):
         )
         sn = _neuron_factory(neuron, D, norm, rounding, inclusive, backend)
         c2 = embed_dim[2]
-        self.pos_embed = nn.Parameter(torch.zeros(1, c2, n_patches), requires_grad=False)
+        self.pos_embed = nn.Parameter(  # unused by the official model too; kept for its key
+            sincos_pos_embed_2d(c2, self.grid).T.unsqueeze(0), requires_grad=False
+        )
         self.mask_token = nn.Parameter(torch.zeros(1, 1, decoder_dim))
         self.decoder_pos_embed = nn.Parameter(
             sincos_pos_embed_2d(decoder_dim, self.grid).unsqueeze(0), requires_grad=False
         )
         _build_large_encoder(self, embed_dim, depth, num_heads, mlp_ratio, rep_conv, False, 0.0, sn)
+        self.patch_mask = PatchMask()
+        for stage in CONV_STAGES:
+            sparsify_convs(getattr(self, stage), self.patch_mask)
         self.norm = nn.BatchNorm1d(c2)
         self.decoder_embed = nn.Linear(c2, decoder_dim)
         self.decoder_blocks = nn.ModuleList(
@@ -534,7 +559,7 @@ class SpikMAE(SpikingModelMixin, nn.Module):
         nn.init.normal_(self.mask_token, std=0.02)
         for mod in self.modules():
             if isinstance(mod, nn.Linear):
-                nn.init.xavier_uniform_(mod.weight)
+                nn.init.trunc_normal_(mod.weight, std=0.02)
                 if mod.bias is not None:
                     nn.init.zeros_(mod.bias)
 
@@ -555,23 +580,22 @@ class SpikMAE(SpikingModelMixin, nn.Module):
             ``(B, 3, H, W)`` (or ``(B, T, 3, H, W)``) -> ``(B, N, C2)``.
         """
         x = self.to_time_major(imgs)  # (T, B, 3, H, W)
-        hook = None
         if mask is not None:
-            keep = 1.0 - mask.reshape(-1, 1, self.grid, self.grid).to(x.dtype)  # (B, 1, g, g)
-
-            def hook(t: torch.Tensor) -> torch.Tensor:
-                m = F.interpolate(keep, size=t.shape[-2:], mode="nearest")  # (B, 1, h, w)
-                return t * m
-
-            x = hook(x)
-        x = _large_encoder_forward(self, x, hook).mean(0)  # (B, C2, N)
+            active = 1.0 - mask.reshape(-1, 1, self.grid, self.grid).to(x.dtype)  # (B, 1, g, g)
+            self.patch_mask.active = active
+            x = x * self.patch_mask.expand(x.shape[1], *x.shape[-2:])  # (T, B, 3, H, W)
+        try:
+            x = _large_encoder_forward(self, x).mean(0)  # (B, C2, N)
+        finally:
+            self.patch_mask.active = None
         return self.norm(x).transpose(1, 2)  # (B, N, C2)
 
     def forward_decoder(self, latent: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Shape: ``(B, N, C2)``, mask ``(B, N)`` -> pixel predictions ``(B, N, p²·3)``."""
         x = self.decoder_embed(latent)  # (B, N, Dd)
-        m = mask.unsqueeze(-1).to(x.dtype)
-        x = x * (1 - m) + self.mask_token.to(x.dtype) * m
+        if self.fill_mask_token:
+            m = mask.unsqueeze(-1).to(x.dtype)
+            x = x * (1 - m) + self.mask_token.to(x.dtype) * m
         x = x + self.decoder_pos_embed
         for blk in self.decoder_blocks:
             x = blk(x)

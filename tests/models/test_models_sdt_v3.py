@@ -322,3 +322,46 @@ def test_mae_patchify_round_trip():
     assert patches.shape == (2, 196, 768)
     # patch (0, 1) of image 0, pixel (0, 0), channel 2
     assert patches[0, 1, 2] == imgs[0, 2, 0, 16]
+
+
+def test_sparse_batchnorm_dense_and_masked():
+    from sdt3_event.layers.sdt3_large_blocks import PatchMask, SparseBatchNorm2d, SparseConv2d
+
+    torch.manual_seed(0)
+    holder = PatchMask()
+    sbn = SparseBatchNorm2d(3, patch_mask=holder).train()
+    ref = torch.nn.BatchNorm2d(3).train()
+    x = torch.randn(4, 3, 4, 4)
+    torch.testing.assert_close(sbn(x), ref(x))  # no mask: an ordinary 2-D batch norm
+    holder.active = torch.tensor([[1.0, 0.0], [0.0, 1.0]]).reshape(1, 1, 2, 2).repeat(2, 1, 1, 1)
+    y = sbn(x)  # batch 4 = T 2 x B 2: the map repeats over time
+    keep = holder.expand(4, 4, 4)[:, 0].bool()
+    assert (y.permute(0, 2, 3, 1)[~keep] == 0).all()
+    visible = x.permute(0, 2, 3, 1)[keep]  # (n, C)
+    expected = (visible - visible.mean(0)) / torch.sqrt(visible.var(0, unbiased=False) + 1e-5)
+    torch.testing.assert_close(y.permute(0, 2, 3, 1)[keep], expected, rtol=1e-4, atol=1e-4)
+    conv = SparseConv2d(3, 2, 3, padding=1, patch_mask=holder)
+    assert (conv(x).permute(0, 2, 3, 1)[~keep] == 0).all()
+    with pytest.raises(ValueError, match="does not tile"):
+        holder.expand(4, 5, 5)
+
+
+def test_mae_full_visibility_equals_dense_encoder():
+    torch.manual_seed(0)
+    mae = SpikMAE(
+        embed_dim=(16, 32, 64),
+        depth=1,
+        num_heads=4,
+        decoder_dim=32,
+        decoder_depth=1,
+        img_size=32,
+        patch_size=16,
+    ).train()
+    imgs = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        dense = mae.forward_encoder(imgs)
+        visible = mae.forward_encoder(imgs, torch.zeros(2, 4))
+        masked = mae.forward_encoder(imgs, torch.tensor([[1.0, 0, 0, 0], [0, 0, 1, 0]]))
+    torch.testing.assert_close(dense, visible)
+    assert not torch.allclose(dense, masked)
+    assert mae.patch_mask.active is None  # the mask never outlives the call
