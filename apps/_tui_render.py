@@ -270,6 +270,8 @@ def format_count(n: float) -> str:
     for unit, div in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
         if abs(n) >= div:
             return f"{n / div:.1f}{unit}"
+    if n and abs(n) < 100 and n != round(n):
+        return f"{n:.3g}"  # a slow CPU run: 2.4 samples/s, not 2
     return f"{n:.0f}"
 
 

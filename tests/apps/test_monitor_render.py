@@ -11,6 +11,7 @@ from sdt3_event.apps._tui_render import (
     bar,
     braille_plot,
     fit_cells,
+    format_count,
     format_duration,
     frame_to_rgb,
     halfblock_rows,
@@ -89,6 +90,7 @@ def test_bar_and_durations():
     assert format_duration(3725) == "1:02:05"
     assert format_duration(65) == "1:05"
     assert format_duration(None) == "--"
+    assert [format_count(v) for v in (0, 2.4, 256.0, 12_345, 2.5e6)] == ["0", "2.4", "256", "12.3k", "2.5M"]  # fmt: skip
 
 
 def test_save_snapshot_writes_an_upscaled_png(tmp_path):
