@@ -281,3 +281,21 @@ def make_neuron(
     if kind == "temporal_if":
         return TemporalIF(D=D, norm=norm, rounding=rounding, inclusive=inclusive, backend=backend)
     raise ValueError(f"neuron must be one of {NEURON_KINDS}, got {kind!r}")
+
+
+def set_temporal_backend(model: nn.Module, backend: str) -> int:
+    """Switch every :class:`TemporalIF` in ``model`` to ``backend`` (at the app boundary, e.g. after
+    loading a checkpoint trained with ``"torch"`` on a GPU machine). Returns how many were switched.
+
+    Raises:
+        ValueError: unknown backend, or one a neuron's rounding/window cannot use.
+    """
+    neurons = [m for m in model.modules() if isinstance(m, TemporalIF)]
+    for m in neurons:  # validate all first: never leave a model half switched
+        TemporalIF(D=m.D, norm=m.norm, rounding=m.rounding, inclusive=m.inclusive, backend=backend)
+    for m in neurons:
+        m.backend = backend
+    config = getattr(model, "model_config", None)
+    if neurons and isinstance(config, dict) and "backend" in config:
+        config["backend"] = backend
+    return len(neurons)

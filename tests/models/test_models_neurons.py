@@ -177,3 +177,18 @@ def test_temporal_if_gpu_backends_match_torch(backend):
         [sys.executable, "-c", _GPU_CHECK, backend], capture_output=True, text=True, env=env
     )
     assert proc.returncode == 0 and "ok" in proc.stdout, proc.stderr[-3000:]
+
+
+def test_set_temporal_backend_switches_model():
+    from sdt3_event.layers.neurons import set_temporal_backend
+    from sdt3_event.registry import create_model
+
+    model = create_model("sdt3_micro", neuron="temporal_if")
+    n = sum(isinstance(m, TemporalIF) for m in model.modules())
+    assert set_temporal_backend(model, "auto") == n > 0
+    assert model.model_config["backend"] == "auto"
+    assert all(m.backend == "auto" for m in model.modules() if isinstance(m, TemporalIF))
+    with pytest.raises(ValueError):
+        set_temporal_backend(model, "cupy")
+    assert model.model_config["backend"] == "auto"
+    assert set_temporal_backend(create_model("sdt3_micro"), "auto") == 0
