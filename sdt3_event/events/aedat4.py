@@ -565,30 +565,39 @@ def _read_exact(fp: BinaryIO, n: int, what: str, *, allow_eof: bool = False) -> 
 
 
 def read_io_header(
-    fp: BinaryIO, *, expect_magic: bool = True, what: str = "AEDAT4 stream"
+    fp: BinaryIO, *, expect_magic: bool | None = True, what: str = "AEDAT4 stream"
 ) -> IOHeader:
-    """Read the magic line (files only) and the IOHeader from a binary stream.
+    """Read the magic line (files) and the IOHeader from a binary stream.
+
+    Args:
+        fp: positioned at the start of the file or stream.
+        expect_magic: ``True`` for files, ``False`` for DV network streams, ``None`` to accept
+            both (a file piped into a socket).
 
     Raises:
         EventFormatError: a wrong magic line, an absurd header length, or a corrupt header.
     """
-    if expect_magic:
-        magic = _read_exact(fp, len(MAGIC), what, allow_eof=True)
-        if magic != MAGIC:
-            shown = (magic or b"")[:16]
-            raise EventFormatError(
-                f"{what}: not an AEDAT 4.0 file (starts with {shown!r}, expected {MAGIC!r})"
-            )
-    size_raw = _read_exact(fp, 4, what, allow_eof=True)
-    if size_raw is None:
+    head = _read_exact(fp, 4, what, allow_eof=True)
+    if head is None:
         raise EventFormatError(f"{what}: ended before the AEDAT4 header")
-    size = _U32.unpack(size_raw)[0]
+    head = bytes(head)
+    if expect_magic or (expect_magic is None and head == MAGIC[:4]):
+        magic = head + bytes(_read_exact(fp, len(MAGIC) - 4, what, allow_eof=True) or b"")
+        if magic != MAGIC:
+            raise EventFormatError(
+                f"{what}: not an AEDAT 4.0 file (starts with {magic[:16]!r}, expected {MAGIC!r})"
+            )
+        head = _read_exact(fp, 4, what, allow_eof=True)
+        if head is None:
+            raise EventFormatError(f"{what}: ended before the AEDAT4 header")
+        head = bytes(head)
+    size = _U32.unpack(head)[0]
     if size < 8 or size > MAX_HEADER_BYTES:
         raise EventFormatError(
             f"{what}: header length {size} is not plausible (expected 8..{MAX_HEADER_BYTES} bytes);"
             " is this an AEDAT 4.0 / DV stream?"
         )
-    return decode_io_header(size_raw + _read_exact(fp, size, what), what)
+    return decode_io_header(head + bytes(_read_exact(fp, size, what)), what)
 
 
 def iter_packets(

@@ -65,7 +65,8 @@ class _SocketReader:
         self.buf = bytearray(bufsize)
         self.view = memoryview(self.buf)
         self.start = self.end = 0
-        self.bytes_read = 0
+        self.bytes_read = 0  # received from the socket
+        self.consumed = 0  # handed to the caller (the stream position)
         sock.settimeout(_POLL_S)
 
     def _recv_into(self, target: memoryview) -> int:
@@ -87,6 +88,7 @@ class _SocketReader:
         k = min(len(target), self.end - self.start)
         target[:k] = self.view[self.start : self.start + k]
         self.start += k
+        self.consumed += k
         return k
 
     def readinto(self, target: memoryview | bytearray) -> int:
@@ -95,7 +97,9 @@ class _SocketReader:
         if self.start < self.end:
             return self._take(target)
         if len(target) >= 1 << 16:
-            return self._recv_into(target)
+            n = self._recv_into(target)
+            self.consumed += n
+            return n
         self.start, self.end = 0, self._recv_into(self.view)
         return self._take(target) if self.end else 0
 
@@ -107,6 +111,7 @@ class _SocketReader:
         k = min(n, self.end - self.start)
         out = bytes(self.view[self.start : self.start + k])
         self.start += k
+        self.consumed += k
         return out
 
 
@@ -206,7 +211,8 @@ class NetworkSource(BaseEventSource):
         reader = _SocketReader(sock, self._closed, self.idle_timeout_s)
         what = self.uri
         try:
-            header = aedat4.read_io_header(reader, expect_magic=False, what=what)
+            # DV streams have no magic line; accept one anyway (a recording piped into a socket).
+            header = aedat4.read_io_header(reader, expect_magic=None, what=what)
             info = header.event_stream(self.stream)
             size = None if info.size is None else (info.size[0], info.size[1], 2)
             if self._sensor_size is not None and size is not None and size != self._sensor_size:
@@ -219,8 +225,14 @@ class NetworkSource(BaseEventSource):
                 "connected",
                 f"{info.source or 'DV stream'} {size[0]}x{size[1]}" if size else "DV stream",
             )
+            # A piped file ends with its data table: stop there (its position is in the header).
+            start = reader.consumed if header.data_table_position > 0 else -1
             for pkt in aedat4.iter_packets(
-                reader, header, max_packet_bytes=self.max_packet_bytes, what=what
+                reader,
+                header,
+                start_offset=start,
+                max_packet_bytes=self.max_packet_bytes,
+                what=what,
             ):
                 if pkt.stream_id != info.stream_id:
                     continue

@@ -242,6 +242,20 @@ def test_idle_timeout_treats_a_silent_connection_as_lost():
         raw.close()
 
 
+def test_a_recording_piped_into_a_socket_is_read_whole(tmp_path):
+    # magic line, header with a data table position, packets, data table: as `nc -l < rec.aedat4`
+    ev = random_events(4000)
+    raw = RawServer(
+        aedat4.write_aedat4(tmp_path / "r.aedat4", ev, SENSOR, packet_size=900).read_bytes()
+    )
+    try:
+        src = NetworkSource(HOST, raw.port, reconnect=False)
+        np.testing.assert_array_equal(collect(src), ev)
+        assert src.status.state == "finished"
+    finally:
+        raw.close()
+
+
 # -- bad input -------------------------------------------------------------------------------------
 
 
