@@ -56,6 +56,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--fps", type=float, default=20.0, help="most screen updates per second (default 20)"
     )
     parser.add_argument(
+        "--once",
+        action="store_true",
+        help="training view: print a text summary of the run and exit "
+        "(what happens anyway when stdout is not a terminal)",
+    )
+    parser.add_argument(
         "--poll",
         type=float,
         default=0.5,
@@ -100,6 +106,67 @@ def run_dashboard(
     return int(code or 0)
 
 
+def summarize_run(path: str | Path, now: float | None = None) -> str:
+    """A few lines on a run folder's ``metrics.jsonl``: position, best, latest losses, ETA.
+
+    Args:
+        path: the run folder or its ``metrics.jsonl``.
+        now: unix time for the ETA and the age of the last record (default: now).
+    """
+    import time
+
+    from sdt3_event.stream.metrics_log import MetricsFollower, TrainingProgress
+
+    from ._tui_render import format_count, format_duration
+
+    follower = MetricsFollower(path)
+    if not follower.exists:
+        return f"{follower.path}: no metrics written yet"
+    pr = TrainingProgress()
+    pr.update(follower.poll())
+    now = time.time() if now is None else now
+    frac = pr.fraction
+    epoch = "?" if pr.epoch is None else min(pr.epoch + 1, pr.total_epochs or pr.epoch + 1)
+    state = "finished" if pr.finished else "running or stopped"
+    if not pr.finished and pr.last_time is not None:
+        state += f" (last record {format_duration(now - pr.last_time)} ago)"
+    lines = [
+        f"{follower.path}: model {pr.model or '?'}, epoch {epoch}/{pr.total_epochs or '?'}, "
+        f"step {pr.step if pr.step is not None else '?'}/{pr.total_steps or '?'}"
+        + (f" ({100 * frac:.0f}%)" if frac is not None else "")
+        + f", {state}"
+    ]
+    if pr.best_acc1 is not None:
+        where = f" at epoch {pr.best_epoch + 1}" if pr.best_epoch is not None else ""
+        lines.append(f"best acc1 {pr.best_acc1:.2f}%{where}")
+    if pr.evals:
+        last = pr.evals[-1]
+        parts = [f"{k} {last[k]:.4g}" for k in ("acc1", "acc5", "loss") if _finite(last.get(k))]
+        lines.append("last eval: " + ", ".join(parts))
+    if pr.steps:
+        step, loss = pr.steps[-1]
+        line = f"train loss {loss:.4g} at step {step}"
+        if pr.lrs:
+            line += f", lr {pr.lrs[-1][1]:.3g}"
+        if pr.throughput:
+            line += f", {format_count(pr.throughput[-1][1])} samples/s"
+        eta = pr.eta_s(now)
+        if eta is not None and not pr.finished:
+            line += f", ETA {format_duration(eta)}"
+        lines.append(line)
+    if follower.n_malformed:
+        lines.append(
+            f"{follower.n_malformed} malformed line(s) skipped; last {follower.malformed[-1]}"
+        )
+    if follower.pending:
+        lines.append("the last line is still being written")
+    return "\n".join(lines)
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and abs(value) < 1e300
+
+
 def run(args: argparse.Namespace) -> int:
     for name in ("fps", "poll"):
         if not getattr(args, name) > 0:
@@ -118,6 +185,9 @@ def run(args: argparse.Namespace) -> int:
                 "(runs/<name>) or its metrics.jsonl\n"
             )
             return 2
+        if args.once or not sys.stdout.isatty():
+            sys.stdout.write(summarize_run(path) + "\n")
+            return 0
         from .monitor_train import TrainingMonitorApp
 
         app = TrainingMonitorApp(path, poll_s=args.poll)
@@ -128,6 +198,12 @@ def run(args: argparse.Namespace) -> int:
         app.log_capture.replay()
         return int(code or 0)
 
+    if not sys.stdout.isatty():
+        sys.stderr.write(
+            "the live dashboard needs a terminal; for records on a pipe or in a file use "
+            "`sdt3-event live --source ... --json`\n"
+        )
+        return 2
     from sdt3_event.stream.pipeline import build_pipeline
 
     try:

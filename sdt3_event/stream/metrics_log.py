@@ -375,6 +375,10 @@ class TrainingProgress:
         Args:
             now: the current unix time; the time already spent since the last record counts
                 against the estimate.
+
+        Returns:
+            Seconds, or ``None`` when unknown (no plan or pace yet) or overdue (no record for
+            longer than the estimate: a stalled or stopped run).
         """
         if self.finished:
             return 0.0
@@ -383,5 +387,8 @@ class TrainingProgress:
             return None
         remaining = max(0.0, (total - self.step) / rate)
         if self.last_time is not None:
-            remaining = max(0.0, remaining - max(0.0, now - self.last_time))
+            quiet = max(0.0, now - self.last_time)
+            if quiet > remaining and remaining > 0:
+                return None  # overdue: the run is stalled or stopped, the pace says nothing
+            remaining -= quiet
         return remaining

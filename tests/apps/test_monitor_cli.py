@@ -40,3 +40,43 @@ def test_monitor_rejects_non_positive_rates(tmp_path, capsys):
     assert "--poll must be > 0" in capsys.readouterr().err
     assert main(["monitor", "--fps", "-1"]) == 2
     assert "--fps must be > 0" in capsys.readouterr().err
+
+
+def _write_run(folder):
+    import json
+
+    lines = [
+        {"event": "start", "time": 100.0, "model": "sdt3_micro", "total_epochs": 2,
+         "steps_per_epoch": 5},
+        {"event": "step", "time": 101.0, "epoch": 0, "step": 1, "loss": 2.5, "lr": 1e-3,
+         "samples_per_s": 2.4},
+        {"event": "step", "time": 103.0, "epoch": 0, "step": 5, "loss": 2.0, "lr": 1e-3,
+         "samples_per_s": 2.4},
+        {"event": "eval", "time": 104.0, "epoch": 0, "step": 5, "loss": 1.9, "acc1": 40.0,
+         "acc5": 90.0, "best_acc1": 40.0, "is_best": True},
+    ]  # fmt: skip
+    text = "".join(json.dumps(r) + "\n" for r in lines) + "oops\n" + '{"event": "st'
+    (folder / "metrics.jsonl").write_text(text)
+
+
+def test_summary_of_a_run_when_stdout_is_not_a_terminal(tmp_path, capsys):
+    _write_run(tmp_path)
+    assert main(["monitor", str(tmp_path), "--once"]) == 0
+    out = capsys.readouterr().out
+    assert "model sdt3_micro, epoch 1/2, step 5/10 (50%)" in out
+    assert "best acc1 40.00% at epoch 1" in out
+    assert "last eval: acc1 40, acc5 90, loss 1.9" in out
+    assert "train loss 2 at step 5, lr 0.001, 2.4 samples/s" in out
+    assert "1 malformed line(s) skipped; last line 5: not JSON" in out
+    assert "still being written" in out
+
+
+def test_summary_without_metrics(tmp_path):
+    from sdt3_event.apps.monitor import summarize_run
+
+    assert "no metrics written yet" in summarize_run(tmp_path)
+
+
+def test_live_view_needs_a_terminal(capsys):
+    assert main(["monitor", "--source", "synthetic:"]) == 2  # pytest's stdout is not a tty
+    assert "needs a terminal" in capsys.readouterr().err

@@ -168,6 +168,7 @@ def test_progress_eta_best_and_end():
     assert pr.steps_per_s() == pytest.approx(1.0)
     assert pr.eta_s(now=104.0) == pytest.approx(14.0)  # 14 steps left at 1 step/s
     assert pr.eta_s(now=110.0) == pytest.approx(8.0)  # time since the last record counts
+    assert pr.eta_s(now=200.0) is None  # silent for longer than the estimate: stalled
     # The EMA weights may make best_acc1 higher than acc1: the record's best_acc1 wins.
     pr.update([{"event": "eval", "time": 105.0, "epoch": 0, "step": 10, "acc1": 50.0,
                 "best_acc1": 55.0, "is_best": True}])  # fmt: skip
