@@ -152,11 +152,13 @@ def _accumulate(
     dtype,
     clamp: int | None,
     max_per_bin: int,
+    out: np.ndarray | None = None,
 ) -> np.ndarray:
     """Count events ``events[index]`` into time bins ``bins`` (one per event) -> ``(T, P, H, W)``.
 
     ``max_per_bin`` bounds the events of any bin; when it fits the output dtype, counts accumulate
-    directly in it (no full-size intermediate), otherwise in int32 / int64 and saturate.
+    directly in it (no full-size intermediate), otherwise in int32 / int64 and saturate. ``out``
+    (1-D, zeros, ``T * P * H * W`` of ``dtype``) receives the counts when given.
     """
     import torch
 
@@ -178,18 +180,20 @@ def _accumulate(
     else:
         fits = max_per_bin <= 2 ** (np.finfo(dtype).nmant + 1)
     acc_dtype = dtype if fits else np.dtype(np.int32 if max_per_bin < 2**31 else np.int64)
-    out = np.zeros(size, dtype=acc_dtype)  # calloc: only touched pages are written
+    if out is None:
+        out = np.zeros(size, dtype=dtype)  # calloc: pages are zeroed when first touched
+    acc = out if acc_dtype == dtype else np.zeros(size, dtype=acc_dtype)
     if len(flat):
-        target = torch.from_numpy(out)
+        target = torch.from_numpy(acc)
         one = torch.ones(1, dtype=target.dtype).expand(len(flat))
         target.index_add_(0, torch.from_numpy(flat), one)
     limit = None if fits else np.iinfo(dtype).max if np.issubdtype(dtype, np.integer) else None
     if clamp is not None and max_per_bin > clamp:
         limit = clamp if limit is None else min(limit, clamp)
     if limit is not None:
-        np.minimum(out, limit, out=out)
-    if acc_dtype != dtype:
-        out = out.astype(dtype)
+        np.minimum(acc, limit, out=acc)
+    if acc is not out:
+        out[...] = acc
     return out.reshape(n_bins, n_pol, h, w)  # (T, P, H, W)
 
 
@@ -275,24 +279,112 @@ def to_frames(
         end_time=end_time,
     )
     n_bins = len(starts)
+    out = np.zeros((n_bins, n_pol, h, w), dtype=dtype)  # (T, P, H, W)
     lengths = ends - starts
-    total = int(lengths.sum())
-    if n_bins > 1 and np.all(starts[1:] >= ends[:-1]):
-        # Disjoint, ordered slices: one contiguous range with a bin label per event.
-        lo, hi = int(starts[0]), int(ends[-1])
-        bins = np.repeat(np.arange(n_bins, dtype=np.int32), lengths)
-        if total != hi - lo:  # gaps between slices: select the covered events
-            index = np.repeat(starts - np.concatenate(([0], np.cumsum(lengths)[:-1])), lengths)
-            index += np.arange(total)
-        else:
-            index = slice(lo, hi)
+    if n_bins == 0 or not lengths.any():
+        return out
+    if n_bins <= _MAX_SLICE_CALLS or lengths.mean() >= _MIN_SLICE_EVENTS:
+        _accumulate_slices(events, sensor_size, starts, ends, out, clamp)
+        return out
+    flat_out = out.reshape(-1)
+    frame = n_pol * h * w
+    # Many small slices: a bin label per event, frames filled a group at a time (a few MB of
+    # output each), so the output is written in order and the index arrays stay small.
+    per_chunk = max(1, _CHUNK_ELEMENTS // frame)
+    for k0 in range(0, n_bins, per_chunk):
+        k1 = min(k0 + per_chunk, n_bins)
+        s, e = starts[k0:k1], ends[k0:k1]
+        chunk_lengths = e - s
+        total = int(chunk_lengths.sum())
+        if total == 0:
+            continue
+        bins = _bin_labels(chunk_lengths, total)
+        if np.array_equal(s[1:], e[:-1]):  # back-to-back slices: one contiguous range
+            index: np.ndarray | slice = slice(int(s[0]), int(s[0]) + total)
+        else:  # gaps or overlaps: gather the events of every slice
+            offsets = np.cumsum(chunk_lengths) - chunk_lengths
+            index = np.arange(total, dtype=np.int64) + (s - offsets)[bins]
+        _accumulate(
+            events,
+            sensor_size,
+            bins,
+            k1 - k0,
+            index,
+            dtype,
+            clamp,
+            int(chunk_lengths.max()),
+            out=flat_out[k0 * frame : k1 * frame],
+        )
+    return out
+
+
+_MAX_SLICE_CALLS = 256
+_MIN_SLICE_EVENTS = 4096
+
+
+def _accumulate_slices(
+    events: np.ndarray,
+    sensor_size: SensorSize,
+    starts: np.ndarray,
+    ends: np.ndarray,
+    out: np.ndarray,
+    clamp: int | None,
+) -> None:
+    """Few, large slices: pixel indices once for the covered range, then one scatter per slice.
+
+    Overlapping slices reuse the same pixel indices (no gathered copies).
+    """
+    import torch
+
+    lo, hi = int(starts.min()), int(ends.max())
+    pix = _pixel_index(events, slice(lo, hi), sensor_size)
+    pix_t = torch.from_numpy(pix)
+    limit = np.iinfo(out.dtype).max if np.issubdtype(out.dtype, np.integer) else None
+    if limit is None:
+        limit = 2 ** (np.finfo(out.dtype).nmant + 1)
+    for k in range(len(starts)):
+        a, b = int(starts[k]) - lo, int(ends[k]) - lo
+        if b <= a:
+            continue
+        frame = out[k].reshape(-1)
+        if b - a <= limit:
+            target = torch.from_numpy(frame)
+            target.index_add_(0, pix_t[a:b], torch.ones(1, dtype=target.dtype).expand(b - a))
+        else:  # the counts could overflow the dtype: count in int64, then saturate
+            counts = np.bincount(pix[a:b], minlength=len(frame))
+            np.minimum(counts, limit, out=counts)
+            frame[...] = counts
+        if clamp is not None and b - a > clamp:
+            np.minimum(frame, clamp, out=frame)
+
+
+def _pixel_index(events: np.ndarray, index, sensor_size: SensorSize) -> np.ndarray:
+    """``(p * H + y) * W + x`` (int32) of ``events[index]``, range-checked."""
+    w, h, n_pol = sensor_size
+    coords = _coordinates(events, index, sensor_size)
+    if n_pol > 1:
+        pix = events["p"][index].astype(np.int32)
+        if "y" in coords:
+            pix *= h
+            pix += coords["y"]
+    elif "y" in coords:
+        pix = coords["y"].astype(np.int32)
     else:
-        # Overlapping slices: an event may count in several bins.
-        bins = np.repeat(np.arange(n_bins, dtype=np.int32), lengths)
-        index = np.repeat(starts - np.concatenate(([0], np.cumsum(lengths)[:-1])), lengths)
-        index += np.arange(total)
-    max_per_bin = int(lengths.max()) if n_bins else 0
-    return _accumulate(events, sensor_size, bins, n_bins, index, dtype, clamp, max_per_bin)
+        pix = np.zeros(len(coords["x"]), np.int32)
+    pix *= w
+    pix += coords["x"]
+    return pix
+
+
+_CHUNK_ELEMENTS = 1 << 22
+
+
+def _bin_labels(lengths: np.ndarray, total: int) -> np.ndarray:
+    """``np.repeat(arange(T), lengths)`` as int32, via a cumulative sum (np.repeat is slow)."""
+    marks = np.zeros(total, np.int32)
+    bounds = np.cumsum(lengths)[:-1]
+    np.add.at(marks, bounds[bounds < total], 1)  # empty bins stack on one boundary
+    return np.cumsum(marks, out=marks)
 
 
 def to_window_frames(

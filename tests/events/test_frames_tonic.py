@@ -180,3 +180,24 @@ def test_to_window_frames_torch_on_cuda():
     if not torch.cuda.is_available():
         pytest.skip("no CUDA device")
     _torch_vs_numpy("cuda")
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {"time_window": 3},
+        {"time_window": 4, "overlap": 2, "include_incomplete": True},
+        {"time_window": 2, "start_time": 100, "end_time": 3_000},
+        {"event_count": 3, "overlap": 1},
+        {"n_time_bins": 300},
+    ],
+)
+def test_to_frames_many_small_slices_equal_tonic(kw):
+    # More than 256 small slices take the per-event bin-label path (gaps, overlaps, empty bins).
+    rng = np.random.default_rng(0)
+    n = 2_000
+    t = np.sort(rng.integers(0, 2_500, n))
+    ev = make_events(t, rng.integers(0, 9, n), rng.integers(0, 5, n), rng.random(n) < 0.5)
+    ours = to_frames(ev, (9, 5, 2), **kw)
+    assert ours.shape[0] > 256
+    np.testing.assert_array_equal(ours, tonic.transforms.ToFrame((9, 5, 2), **kw)(ev.copy()))
