@@ -6,7 +6,7 @@ the HDF5 frame cache.
 
 Binning is timed on the real recordings in ../shared/data/recordings (skipped when absent) and on a
 synthetic stream of back-to-back gestures. Every comparison first checks that both give identical
-frames. Times are the best of ``--repeat`` runs (single thread).
+frames. Times are the best CPU times (process_time) of ``--repeat`` runs (single thread).
 """
 
 from __future__ import annotations
