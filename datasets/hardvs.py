@@ -168,6 +168,11 @@ class HARDVS:
 class RawFrameConfig:
     """How a HARDVS PNG clip becomes ``(T, 2, size, size)`` (the SDT-V3 recipe, spec §5.1).
 
+    Decoding and resizing use OpenCV (grey conversion with the same 0.299/0.587/0.114 weights as
+    PIL's ``convert("L")``; ``INTER_CUBIC`` where the official loader used PIL's bicubic), so grey
+    levels can differ from the official pipeline by a level or so near edges; the thresholds and
+    the crop geometry (short side 256, centre 224) are the official ones.
+
     Attributes:
         n_time_bins: ``T`` frames per clip.
         resize: short side after resizing (bicubic).
