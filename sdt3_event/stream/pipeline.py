@@ -427,6 +427,7 @@ def build_pipeline(
     channels_last: bool = False,
     smoothing: float = 0.6,
     firing: bool = True,
+    energy_every: int = 10,
     keep_frames: bool = True,
     source_options: dict[str, Any] | None = None,
     max_queued_windows: int = 2,
@@ -445,7 +446,8 @@ def build_pipeline(
         device: default CUDA when available, else CPU.
         window_us: live window; default the checkpoint's data contract window.
         stride_us: distance between windows; default half the window.
-        top_k, smoothing, firing, keep_frames, compile, channels_last: see :class:`Predictor`.
+        top_k, smoothing, firing, energy_every, keep_frames, compile, channels_last: see
+            :class:`~sdt3_event.stream.predictor.Predictor`.
         sensor_map: map a source sensor of another size onto the model input (one of
             ``SPATIAL_MODES``); without it a mismatch raises.
         source_options: extra options for the source (``speed``, ``loop``, ...).
@@ -483,8 +485,11 @@ def build_pipeline(
     # Emulated and synthetic sensors have no native size: make them the model's trained sensor.
     if scheme in ("webcam", "video") and "size" not in query and "size" not in options:
         options["size"] = tuple(contract.sensor_size[:2])
-    if scheme == "synthetic" and "sensor" not in query and "sensor" not in options:
-        options["sensor"] = tuple(contract.sensor_size)
+    if scheme == "synthetic":
+        if "sensor" not in query and "sensor" not in options:
+            options["sensor"] = tuple(contract.sensor_size)
+        if "gesture_us" not in query and "gesture_us" not in options and contract.window_us:
+            options["gesture_us"] = contract.window_us  # one gesture per trained window
     stream = open_source(source_uri, **options)
     try:
         predictor = Predictor(
@@ -498,6 +503,7 @@ def build_pipeline(
             top_k=top_k,
             smoothing=smoothing,
             firing=firing,
+            energy_every=energy_every,
             keep_frames=keep_frames,
             window_us=window_us,
             sensor_map=sensor_map,

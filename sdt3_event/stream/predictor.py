@@ -8,6 +8,7 @@ the user asks for a spatial mapping (``sensor_map``).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import time
@@ -101,7 +102,13 @@ class Predictor:
         channels_last: channels-last memory format for the convolutions.
         top_k: how many classes each record lists.
         smoothing: EMA factor on the probabilities (``0`` = none): ``ema = s * ema + (1 - s) * p``.
-        firing: record per-stage firing rates and energy with :class:`sdt3_event.spikes.FiringRecorder`.
+        firing: record per-stage firing rates (:class:`sdt3_event.spikes.FiringRecorder`) for
+            every window; off with ``compile=True`` (hooks and compiled graphs do not mix).
+        energy_every: estimate the energy per inference (SOPs and MACs by the papers'
+            convention, :mod:`sdt3_event.spikes.energy`) on every ``energy_every``-th window
+            (``0`` = never); the other records carry ``energy_uj=None``. Counting costs several
+            forward passes' time, hence not every window. Integer model only (the spike-driven
+            executor does the same operations, counted on the integer model offline).
         keep_frames: attach the ``(P, H, W)`` event-count frame to each record (for display).
         window_us / sensor_map: see :func:`live_contract`.
         transform_factory: ``contract -> transform``; default ``build_frame_transform``. The
@@ -124,6 +131,7 @@ class Predictor:
         top_k: int = 5,
         smoothing: float = 0.6,
         firing: bool = True,
+        energy_every: int = 10,
         keep_frames: bool = True,
         window_us: int | None = None,
         sensor_map: str | None = None,
@@ -150,15 +158,10 @@ class Predictor:
             model = model.to(memory_format=torch.channels_last)
         self.model = model
         self._forward: Callable = torch.compile(model) if compile else model
-        self._recorder_cls = None
-        if firing:
-            try:
-                from sdt3_event.spikes import FiringRecorder
-
-                self._recorder_cls = FiringRecorder
-            except ImportError:
-                log.warning("sdt3_event.spikes.FiringRecorder is unavailable; no firing statistics")
-        self._energy_fn = _energy_function() if firing else None
+        self.firing = bool(firing) and not compile
+        self.energy_every = 0 if (spike_driven or compile) else max(0, int(energy_every))
+        self._graph = None
+        self._calls = 0
         self._transform_factory = transform_factory
         self._transform: Callable | None = None
         self.live: DataContract | None = None
@@ -224,18 +227,26 @@ class Predictor:
         x = x.to(self.device, non_blocking=True)
         firing: dict[str, float] = {}
         energy = None
-        with torch.inference_mode():
+        measure_energy = self.energy_every > 0 and self._calls % self.energy_every == 0
+        self._calls += 1
+        with torch.inference_mode(), contextlib.ExitStack() as stack:
             self._reset_state()
-            if self._recorder_cls is not None:
-                with self._recorder_cls(self.model) as rec:
-                    logits = self._forward(x)
-                firing = {k: float(v) for k, v in rec.stage_rates().items()}
-                if self._energy_fn is not None:
-                    energy = self._energy_fn(rec)
-            else:
-                logits = self._forward(x)
+            rec = counter = None
+            if self.firing:
+                from sdt3_event.spikes import FiringRecorder
+
+                rec = stack.enter_context(FiringRecorder(self.model))
+            if measure_energy:
+                counter = stack.enter_context(self._op_counter(x))
+            logits = self._forward(x)
             probs = torch.softmax(logits.float(), dim=-1)[0].cpu().numpy()  # (classes,)
         done = time.perf_counter()
+        if rec is not None:
+            firing = {k: float(v) for k, v in rec.stage_rates().items()}
+        if counter is not None:
+            from sdt3_event.spikes.energy import energy_from_counts
+
+            energy = energy_from_counts(counter.layers.values(), 1).energy_pj * 1e-6  # pJ -> µJ
         if self._ema is None or self._ema.shape != probs.shape or self.smoothing == 0:
             self._ema = probs.copy()
         else:
@@ -263,6 +274,14 @@ class Predictor:
             return LabeledPrediction(**fields, true_label=true_label)
         return Prediction(**fields)
 
+    def _op_counter(self, x: torch.Tensor):
+        from sdt3_event.spikes import OpCounter, trace_spike_graph
+
+        if self._graph is None:
+            self._graph = trace_spike_graph(self.model, x)
+            self._reset_state()
+        return OpCounter(self.model, self._graph)
+
     def _name(self, i: int) -> str:
         return self.class_names[i] if i < len(self.class_names) else str(i)
 
@@ -285,23 +304,3 @@ def _spike_driven(model: nn.Module, contract: DataContract, device: torch.device
     gen = torch.Generator().manual_seed(0)
     example = torch.randint(0, 3, (1, *contract.frame_shape), generator=gen).float()  # (1,T,P,H,W)
     return to_spike_driven(model, example.to(device)).eval()
-
-
-def _energy_function() -> Callable[[Any], float | None] | None:
-    """``recorder -> energy in µJ`` from :mod:`sdt3_event.spikes`, when it offers one."""
-    try:
-        import sdt3_event.spikes as spikes
-    except ImportError:
-        return None
-    fn = getattr(spikes, "energy_from_recorder", None)
-    if fn is None:
-        return None
-
-    def energy(rec: Any) -> float | None:
-        try:
-            return float(fn(rec))
-        except Exception as exc:  # energy is a display extra; never stop the stream for it
-            log.debug("energy estimate failed: %s", exc)
-            return None
-
-    return energy

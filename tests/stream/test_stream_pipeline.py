@@ -111,10 +111,12 @@ class FloodSource(BaseEventSource):
         rng = np.random.default_rng(0)
         n = 200_000
         xy = rng.integers(0, 64, (2, n))
+        base = make_events(np.sort(rng.integers(0, 1000, n)), xy[0], xy[1], xy[1] & 1)
         while not self.closed:
-            t = self.chunks * 1000 + np.sort(rng.integers(0, 1000, n))
+            chunk = base.copy()
+            chunk["t"] += self.chunks * 1000
             self.chunks += 1
-            yield make_events(t, xy[0], xy[1], xy[1] & 1)
+            yield chunk
 
 
 @pytest.mark.parametrize("window_us", [2_000, 10_000])
@@ -123,7 +125,7 @@ def test_memory_stays_bounded_under_a_flood(window_us):
     peak = {"buffer": 0, "queue": 0, "records": 0}
     p = LivePipeline(
         src,
-        SlowPredictor(0.02),
+        SlowPredictor(0.1),
         window_us=window_us,
         max_window_events=1_000_000,
         max_records=8,
@@ -162,10 +164,11 @@ class DyingSource(BaseEventSource):
 
 
 def test_a_dying_source_ends_in_an_error_status_not_an_exception():
-    p = LivePipeline(DyingSource(), SlowPredictor(0.0), window_us=10_000)
+    p = LivePipeline(DyingSource(), SlowPredictor(0.0), window_us=10_000, drop_policy="block")
     with p:
         preds, statuses = _collect(p)
-    assert len(preds) >= 3
+    # the four windows completed before the failure; the open fifth one is not emitted
+    assert [r.window_start_us for r in preds] == [0, 10_000, 20_000, 30_000]
     assert statuses[-1].state == "error"
     assert "peer went away" in statuses[-1].message
     assert p.error and "ConnectionResetError" in p.error
@@ -260,7 +263,10 @@ def _window(start=0, end=20_000, n=500, sensor=(48, 40), seed=0):
 
 def test_predictor_produces_a_complete_record(tiny):
     model, contract = tiny
-    pr = Predictor(model, contract, model_name="sdt3_micro", device="cpu", top_k=3, smoothing=0.5)
+    pr = Predictor(
+        model, contract, model_name="sdt3_micro", device="cpu", top_k=3, smoothing=0.5,
+        energy_every=2,
+    )  # fmt: skip
     pr.bind((48, 40, 2))
     pr.warmup()
     r1 = pr(_window(seed=1))
@@ -271,11 +277,20 @@ def test_predictor_produces_a_complete_record(tiny):
     assert r1.event_rate_mev_s == pytest.approx(500 / 20_000)
     assert r1.frame.shape == (2, 32, 32) and r1.frame.sum() > 0
     json.loads(r1.to_json())
+    # firing statistics every window, energy on every 2nd window
+    assert r1.firing and all(0 <= v <= 4 for v in r1.firing.values())
+    assert r1.energy_uj is not None and r1.energy_uj > 0
     # EMA smoothing: the smoothed score is between the two windows' probabilities of that class
     r2 = pr(_window(seed=2), true_label="c1")
     assert isinstance(r2, LabeledPrediction) and r2.true_label == "c1"
     assert json.loads(r2.to_json())["true_label"] == "c1"
     assert 0 < r2.smoothed_score <= 1
+    assert r2.energy_uj is None and r2.firing
+    p1 = dict(zip(r1.labels, r1.scores, strict=True))
+    p2 = dict(zip(r2.labels, r2.scores, strict=True))
+    top = r2.smoothed_label
+    if top in p1 and top in p2:
+        assert r2.smoothed_score == pytest.approx(0.5 * p1[top] + 0.5 * p2[top], rel=1e-5)
 
 
 def test_predictor_matches_a_direct_forward_pass(tiny):
@@ -296,6 +311,7 @@ def test_predictor_matches_a_direct_forward_pass(tiny):
     assert r.scores[0] == pytest.approx(float(probs[best]), rel=1e-5)
 
 
+@pytest.mark.slow
 def test_spike_driven_executor_predicts_like_the_integer_model(tiny):
     model, contract = tiny
     win = _window(seed=4)
