@@ -276,11 +276,13 @@ def test_too_small_terminal_shows_a_message(tmp_path):
 
 
 def test_an_ended_stream_is_not_polled_in_a_busy_loop(tmp_path):
+    import time
+
     class EndedPipeline(FakePipeline):
-        calls = 0
+        calls: list[float] = []
 
         def get(self, timeout=None):
-            EndedPipeline.calls += 1
+            EndedPipeline.calls.append(time.monotonic())
             return None  # an ended LivePipeline answers at once
 
     async def main():
@@ -289,7 +291,10 @@ def test_an_ended_stream_is_not_polled_in_a_busy_loop(tmp_path):
             await pilot.pause(0.5)
 
     asyncio.run(main())
-    assert 0 < EndedPipeline.calls < 500
+    calls = EndedPipeline.calls
+    span = calls[-1] - calls[0]
+    # A busy loop would make tens of thousands of calls; waiting allows one per 10 ms.
+    assert len(calls) >= 2 and len(calls) <= span / 0.01 + 10
 
 
 def test_log_lines_become_notifications_not_screen_garbage(tmp_path):
