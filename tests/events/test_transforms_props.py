@@ -204,3 +204,26 @@ def test_frame_transform_rejects_impossible_spatial_modes():
         build_frame_transform(DataContract((40, 30, 2), (16, 16), 2, spatial="pad"))
     with pytest.raises(ValueError, match="exceeds"):
         build_frame_transform(DataContract((40, 30, 2), (64, 64), 2, spatial="center_crop"))
+
+
+class _Draws:
+    """Each item is one draw from the transforms' generator (in whichever process loads it)."""
+
+    def __len__(self):
+        return 8
+
+    def __getitem__(self, i):
+        from sdt3_event.events.transforms import generator
+
+        return int(generator().integers(1 << 40))
+
+
+def test_loader_workers_draw_different_random_streams():
+    from torch.utils.data import DataLoader
+
+    torch.manual_seed(0)
+    draws = list(DataLoader(_Draws(), batch_size=None, num_workers=2))
+    assert len(set(draws)) == 8  # worker 0 and worker 1 do not repeat each other
+    torch.manual_seed(0)
+    again = list(DataLoader(_Draws(), batch_size=None, num_workers=2))
+    assert draws == again  # and the streams follow torch's seed
