@@ -57,6 +57,8 @@ class LoadReport:
         filled: ``num_batches_tracked`` keys absent from the checkpoint (kept from the model).
         missing: model keys absent from the checkpoint (non-empty only with ``strict=False``).
         unexpected: checkpoint keys the model lacks (non-empty only with ``strict=False``).
+        dropped: checkpoint keys the model's ``checkpoint_filter_fn`` removed on purpose (e.g. the
+            MAE decoder when an MAE checkpoint initialises a classifier).
     """
 
     source: str
@@ -68,17 +70,20 @@ class LoadReport:
     filled: list[str] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
     unexpected: list[str] = field(default_factory=list)
+    dropped: list[str] = field(default_factory=list)
 
     @property
     def exact(self) -> bool:
         """True when every tensor was loaded unchanged and nothing was missing or unexpected."""
-        return not (self.adapted or self.reinitialized or self.missing or self.unexpected)
+        return not (
+            self.adapted or self.reinitialized or self.missing or self.unexpected or self.dropped
+        )
 
     def __str__(self) -> str:
         parts = [f"loaded {self.loaded} tensors from {self.source}"]
         if self.container:
             parts.append(f"container {self.container!r}")
-        for name in ("adapted", "reinitialized", "filled", "missing", "unexpected"):
+        for name in ("adapted", "reinitialized", "filled", "missing", "unexpected", "dropped"):
             value = getattr(self, name)
             if isinstance(value, dict):
                 value = [f"{k} ({v})" for k, v in value.items()]
@@ -218,6 +223,9 @@ def load_pretrained(
 ) -> LoadReport:
     """Load a checkpoint into ``model`` and report exactly what was done.
 
+    A model may define ``checkpoint_filter_fn(state_dict) -> state_dict`` (timm style) to drop keys
+    it deliberately does not use; they are listed in ``LoadReport.dropped``.
+
     Args:
         model: the target model (built with the intended ``in_chans`` / ``num_classes`` / ``D``).
         path_or_state_dict: a file in any official container layout, or an in-memory checkpoint.
@@ -243,6 +251,11 @@ def load_pretrained(
     _check_D(model, source, raw)
     sd, container, stripped = extract_state_dict(raw, use_ema=use_ema)
     report = LoadReport(source=source, container=container, stripped_prefixes=stripped)
+    filter_fn = getattr(model, "checkpoint_filter_fn", None)
+    if filter_fn is not None:
+        kept = filter_fn(sd)
+        report.dropped = sorted(set(sd) - set(kept))
+        sd = kept
 
     target = model.state_dict()
     stem = _stem_key(model)

@@ -354,6 +354,17 @@ class SpikFormerLarge(SpikingModelMixin, nn.Module):
                 nn.init.trunc_normal_(lin.weight, std=0.02)
                 nn.init.zeros_(lin.bias)
 
+    @staticmethod
+    def checkpoint_filter_fn(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Drop the MAE-only keys (decoder, mask token, position tables, encoder ``norm``) so an MAE
+        pre-training checkpoint initialises the classifier's encoder; other checkpoints pass
+        unchanged. The layer scales and heads then stay initialised: load with ``strict=False``
+        (the report lists them as missing)."""
+        if "decoder_embed.weight" not in state_dict:
+            return state_dict
+        mae_only = ("decoder_", "mask_token", "pos_embed", "norm.")
+        return {k: v for k, v in state_dict.items() if not k.startswith(mae_only)}
+
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Shape: input as :meth:`forward` -> ``(T, B, C2, N)`` tokens (N = H/16 · W/16)."""
         return _large_encoder_forward(self, self.to_time_major(x))

@@ -229,3 +229,18 @@ def test_mae_pretrained_listing_loads_strict(sdt_keys_dir):
     model = create_model("spikmae_12_512")
     report = load_pretrained(model, {"model": sd, "args": official_args()})
     assert report.exact and report.loaded == len(sd)
+
+
+def test_mae_checkpoint_initialises_classifier_encoder():
+    small = dict(embed_dim=(16, 32, 64), depth=1, num_heads=4)
+    mae = create_model("sdt3_mae_83m", **small, decoder_dim=32, decoder_depth=1, img_size=32)
+    clf = create_model("sdt3_83m", **small, num_classes=5)
+    with pytest.raises(CheckpointMismatchError, match="layer_scale1"):
+        load_pretrained(clf, {"model": mae.state_dict()})
+    report = load_pretrained(clf, {"model": mae.state_dict()}, strict=False)
+    assert "decoder_embed.weight" in report.dropped and "norm.weight" in report.dropped
+    assert sorted(report.missing) == sorted(
+        ["block3.0.layer_scale1", "block3.0.layer_scale2", "head.weight", "head.bias"]
+    )
+    assert report.unexpected == []
+    assert torch.equal(clf.block3[0].attn.q_conv[1].weight, mae.block3[0].attn.q_conv[1].weight)
