@@ -129,6 +129,7 @@ class TrainingMonitorApp(SizeGuard, App[int]):
         self.clock = clock
         self.title = f"sdt3-event monitor · {self.run_dir.name or self.run_dir}"
         self.log_capture = LogCapture(self)
+        self._drawn: tuple[TrainingProgress, int] | None = None
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -167,7 +168,7 @@ class TrainingMonitorApp(SizeGuard, App[int]):
 
     # ----------------------------------------------------------------------------- data
     def poll(self) -> None:
-        """Read what was appended to ``metrics.jsonl`` and redraw if anything changed."""
+        """Read what was appended to ``metrics.jsonl`` and redraw (curves only when it grew)."""
         generation = self.follower.generation
         try:
             records = self.follower.poll()
@@ -190,6 +191,10 @@ class TrainingMonitorApp(SizeGuard, App[int]):
         pr = self.progress
         now = self.clock()
         self._draw_progress(pr, now)
+        self._draw_status(pr, now)
+        if self._drawn is not None and self._drawn[0] is pr and self._drawn[1] == pr.n_records:
+            return  # nothing new: only the time-based text moved
+        self._drawn = (pr, pr.n_records)
         # With a planned length, the curves fill the plot as the run progresses.
         x_range = (0.0, float(pr.total_steps)) if pr.total_steps else None
         self.query_one("#loss-plot", LinePlot).set_series(
@@ -215,7 +220,6 @@ class TrainingMonitorApp(SizeGuard, App[int]):
             f"{format_count(sps) if sps is not None else '--'} samples/s"
             f"  {format_num(rate, '{:.2f}')} steps/s"
         )
-        self._draw_status(pr, now)
 
     def _draw_progress(self, pr: TrainingProgress, now: float) -> None:
         epoch = (
