@@ -192,6 +192,12 @@ def adapt_stem_weight(weight: torch.Tensor, in_chans: int) -> torch.Tensor:
     return (mean * (c_in / in_chans)).expand(-1, in_chans, *weight.shape[2:]).to(weight.dtype)
 
 
+def d_from_checkpoint_name(path: str | Path) -> int | None:
+    """D encoded in an official Large checkpoint name (``83M_1x8.pth`` -> 8), else None."""
+    m = re.search(r"(?:^|[^0-9])1x([0-9]+)(?:[^0-9]|$)", Path(path).name)
+    return int(m.group(1)) if m else None
+
+
 def _check_D(model: nn.Module, source: str, raw: Any) -> None:
     D_model = (getattr(model, "model_config", None) or {}).get("D")
     if D_model is None:
@@ -203,9 +209,8 @@ def _check_D(model: nn.Module, source: str, raw: Any) -> None:
         if isinstance(conf, Mapping) and "D" in conf:
             D_ckpt, how = int(conf["D"]), "its model_config"
     if D_ckpt is None and source != "<state_dict>":
-        m = re.search(r"(?:^|[^0-9])1x([0-9]+)(?:[^0-9]|$)", Path(source).name)
-        if m:
-            D_ckpt, how = int(m.group(1)), "its file name (1xD)"
+        D_ckpt = d_from_checkpoint_name(source)
+        how = "its file name (official 1xD naming: T=1 time step x D levels)"
     if D_ckpt is not None and D_ckpt != D_model:
         raise CheckpointMismatchError(
             f"{source} was trained with D={D_ckpt} (from {how}) but the model has D={D_model}; "

@@ -832,19 +832,10 @@ for _name, _official, _dims, _rep in (
     )
 
 
-def infer_d_from_name(name: str) -> int | None:
-    """D encoded in an official Large checkpoint name (``83M_1x8.pth`` -> 8), else None."""
-    import re
-
-    m = re.search(r"(?:^|[^0-9])1x([0-9]+)(?:[^0-9]|$)", name)
-    return int(m.group(1)) if m else None
-
-
 __all__ = [
     "EfficientSpikeFormer",
     "SpikFormerLarge",
     "SpikMAE",
     "SpikingModelMixin",
-    "infer_d_from_name",
     "sincos_pos_embed_2d",
 ]
