@@ -57,6 +57,16 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="never drop windows: the source waits for the model (for file replay)",
     )
     parser.add_argument(
+        "--no-firing", action="store_true", help="skip firing statistics (faster inference)"
+    )
+    parser.add_argument(
+        "--energy-every",
+        type=int,
+        default=10,
+        metavar="N",
+        help="estimate energy per inference on every N-th window (0 = never; default 10)",
+    )
+    parser.add_argument(
         "--json", action="store_true", help="JSON lines on stdout even on a terminal"
     )
     parser.add_argument(
@@ -113,6 +123,8 @@ def run(args: argparse.Namespace) -> int:
             source_options=options,
             keep_frames=monitor is not None,
             drop_policy="block" if args.lossless else "drop_oldest",
+            firing=not args.no_firing,
+            energy_every=0 if args.no_firing else max(0, args.energy_every),
         )
     except (FileNotFoundError, ValueError, EventFormatError, CheckpointError) as exc:
         return _error(str(exc))
