@@ -365,3 +365,24 @@ def test_mae_full_visibility_equals_dense_encoder():
     torch.testing.assert_close(dense, visible)
     assert not torch.allclose(dense, masked)
     assert mae.patch_mask.active is None  # the mask never outlives the call
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("neuron", ["quant", "temporal_if"])
+def test_cuda_amp_forward_backward(neuron):
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA device")
+    torch.manual_seed(0)
+    backend = "auto" if neuron == "temporal_if" else "torch"
+    model = create_model("sdt3_micro", neuron=neuron, backend=backend).cuda().train()
+    ref = create_model("sdt3_micro", neuron=neuron).cuda().train()
+    ref.load_state_dict(model.state_dict())
+    x = torch.rand(4, 4, 2, 64, 64, device="cuda")
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        y = model(x)
+    assert y.shape == (4, 11) and torch.isfinite(y).all()
+    y.float().sum().backward()
+    assert all(p.grad is not None for p in model.parameters())
+    # fp32: the accelerated neuron backend gives the torch backend's logits
+    with torch.no_grad():
+        torch.testing.assert_close(model.eval()(x), ref.eval()(x), rtol=1e-4, atol=1e-4)
