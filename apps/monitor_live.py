@@ -82,10 +82,12 @@ class EventView(Widget):
         self._rows: list[list[Segment]] = []
         self._key: tuple | None = None
         self._pad = (0, 0)
+        self.placeholder = "waiting for events…"
 
-    def set_frame(self, frame: np.ndarray | None) -> None:
-        """Show ``frame`` (``(P, H, W)`` counts)."""
+    def set_frame(self, frame: np.ndarray | None, placeholder: str = "waiting for events…") -> None:
+        """Show ``frame`` (``(P, H, W)`` counts), or ``placeholder`` when there is none."""
         self.frame = frame
+        self.placeholder = placeholder
         self._key = None
         self.refresh()
 
@@ -111,7 +113,7 @@ class EventView(Widget):
         width = self.size.width
         if not self._rows:
             if y == self.size.height // 2:
-                msg = "waiting for events…" if self.frame is None else "no frame"
+                msg = self.placeholder if self.frame is None else "cannot draw this frame"
                 return Strip([Segment(msg.center(width)[:width], self.rich_style)], width)
             return Strip.blank(width, self.rich_style)
         left, top = self._pad
@@ -306,8 +308,13 @@ class LiveMonitorApp(SizeGuard, App[int]):
         if self.view == "events":
             view = self.query_one(EventView)
             frame = last.frame if last is not None else None
-            if frame is not view.frame:
-                view.set_frame(frame)
+            placeholder = (
+                "waiting for events…"
+                if last is None
+                else "the predictions carry no event frame (the pipeline keeps none)"
+            )
+            if frame is not view.frame or placeholder != view.placeholder:
+                view.set_frame(frame, placeholder)
         else:
             self._refresh_spikes()
         self.query_one("#predictions", Static).update(self._predictions_text())

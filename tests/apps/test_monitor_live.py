@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import queue
 import sys
 
 import numpy as np
 import pytest
 from rich.text import Text
+from sdt3_event.apps._tui_render import fit_cells
 from sdt3_event.apps.monitor_live import EventView, LiveMonitorApp
 
 from sdt3_event.stream.records import Prediction, StreamStatus
@@ -134,8 +136,13 @@ def test_widgets_show_the_records_fed_in(tmp_path):
             counters = text_of(app, "#counters")
             assert "dropped 3 windows (15.0%)" in counters and "2.0k of 40.0k events" in counters
             assert view.frame is app.stats.last.frame and view.frame[1, 4, 4] == 3
-            drawn = "".join(s.text for y in range(view.size.height) for s in view.render_line(y))
-            assert "▀" in drawn
+            rows = ["".join(s.text for s in view.render_line(y)) for y in range(view.size.height)]
+            # The 32x48 frame fills the view at its own aspect (two pixels per cell), centred.
+            out_h, out_w = fit_cells((32, 48), (view.size.width, view.size.height))
+            drawn = [r for r in rows if "▀" in r]
+            assert len(drawn) == out_h // 2 and {r.count("▀") for r in drawn} == {out_w}
+            assert out_w == view.size.width or out_h // 2 == view.size.height
+            assert abs(out_w / (out_h) - 48 / 32) < 0.1
             # The fake clock drives the time-based text.
             clock.now += 3.0
             await until(pilot, lambda: "last 3.0 s ago" in text_of(app, "#counters"))
@@ -350,5 +357,20 @@ def test_repeated_log_lines_do_not_pile_up(tmp_path):
             logs = [n for n in app._notifications if n.title == "log"]
             assert len(logs) == 1 and logs[0].message.endswith("retry 5 [Errno 111]")
         assert len(app.log_capture.records) == 5
+
+    asyncio.run(main())
+
+
+def test_predictions_without_frames_say_so(tmp_path):
+    pipe = FakePipeline()
+    pipe.queue.put(dataclasses.replace(prediction(0), frame=None))
+
+    async def main():
+        app = make_app(pipe, tmp_path)
+        async with app.run_test(size=(100, 30)) as pilot:
+            await until(pilot, lambda: app.stats.n_predictions == 1)
+            view = app.query_one(EventView)
+            middle = "".join(s.text for s in view.render_line(view.size.height // 2))
+            assert "carry no event frame" in middle
 
     asyncio.run(main())
