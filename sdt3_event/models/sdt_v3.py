@@ -16,8 +16,29 @@ Deviations from the official code (spec §7), all without effect on checkpoints:
 computed as ``Q·(Kᵀ·V)`` (:class:`~sdt3_event.layers.attention.SpikeMatMulAttention`); the DVS
 ``Q_IFNode`` is the stateless quantiser it reduces to; the Large block takes its shape from the input
 (the official 83M forward raises NameError); D and norm are constructor arguments recorded in
-``model_config``; drop-path (built but never applied officially) is left out. Kept for parity: the
-Large main ``head`` sees the non-spiked pooled features while ``head_kd`` sees the spiked ones.
+``model_config``; drop-path (built but never applied officially) is left out; the MAE decoder does
+not scramble its tokens (spec §7.13). Kept for parity: the Large main ``head`` sees the non-spiked
+pooled features while ``head_kd`` sees the spiked ones.
+
+Registered names (official factory names are aliases):
+
+==================  ======================================================  ============  ========
+name                official                                                params        D / norm
+==================  ======================================================  ============  ========
+sdt3_2m             Efficient_Spiking_Transformer_t                         2,702,048     4 / 4
+sdt3_5m             Efficient_Spiking_Transformer_s                         5,105,608     4 / 4
+sdt3_10m            Efficient_Spiking_Transformer_m                         10,023,112    4 / 4
+sdt3_19m            Efficient_Spiking_Transformer_l                         18,987,504    4 / 4
+sdt3_19m_hardvs     Efficient_Spiking_Transformer_scaling_8_19M             18,740,004    4 / 1
+sdt3_5m_gesture     Efficient_Spiking_Transformer_scaling_2_8M_gesture      5,604,315     4 / 8
+sdt3_83m(_kd)       spikformer12_512 (kd=False / True)                      82.5M / 83.0M 4 / 4
+sdt3_171m(_kd)      spikformer12_768 (kd=False / True)                      171.0M/171.7M 4 / 4
+sdt3_mae_83m        spikmae_12_512                                          85,614,656    4 / 4
+sdt3_mae_171m       spikmae_12_768                                          173,776,608   4 / 4
+sdt3_micro          (demo/test size of the DVS layout, 11 classes)          574,803       4 / 1
+==================  ======================================================  ============  ========
+
+The Large ``1x8`` checkpoints need ``D=8`` (``create_model("sdt3_83m", D=8)``).
 """
 
 from __future__ import annotations
