@@ -39,7 +39,6 @@ from sdt3_event.events.schema import EventFormatError, SensorSize
 logger = logging.getLogger(__name__)
 
 _EVT2_CD_OFF, _EVT2_CD_ON, _EVT2_TIME_HIGH = 0, 1, 8
-_EVT2_KNOWN = (0, 1, 8, 10, 14, 15)
 _EVT2_TH_PERIOD = 1 << 28
 _DAT_RECORD = np.dtype([("t", "<u4"), ("data", "<u4")])
 _DAT_CD_TYPES = (0, 12)  # Event2d (N-CARS, ATIS era) and EventCD
@@ -112,16 +111,16 @@ def decode_evt2(data: bytes, source: str, allow_truncated: bool) -> DecodedEvent
     n_extra = (len(data) - start) % 4
     truncated = check_truncation(n_extra, source, "32-bit word", allow_truncated)
     words = np.frombuffer(data, "<u4", count=(len(data) - start) // 4, offset=start)
-    kind = words >> 28
-    known = np.isin(kind, _EVT2_KNOWN)
-    if not known.all():
-        j = int(np.argmin(known))
+    kind = (words >> 28).astype(np.uint8)
+    # reserved types: 2-7, 9, 11-13 (known: 0, 1 CD; 8 time high; 10 trigger; 14, 15)
+    bad = ((kind >= 2) & (kind <= 7)) | (kind == 9) | ((kind >= 11) & (kind <= 13))
+    if bad.any():
+        j = int(np.argmax(bad))
         raise EventFormatError(
             f"{source}: corrupt EVT 2.0 stream: word {j} (byte {start + 4 * j}) has the reserved "
             f"type {int(kind[j])}"
         )
     is_th = kind == _EVT2_TIME_HIGH
-    is_cd = kind <= _EVT2_CD_ON
     th = (words[is_th] & 0x0FFFFFFF).astype(np.int64)
     if len(th) > 1:
         step = np.diff(th)
@@ -135,23 +134,24 @@ def decode_evt2(data: bytes, source: str, allow_truncated: bool) -> DecodedEvent
                     f"({int(th[k]) << 6} -> {int(th[k + 1]) << 6} us at time-high word {k + 1})"
                 )
             th[1:] += np.cumsum(wrap) * _EVT2_TH_PERIOD
-    # index of the latest EVT_TIME_HIGH before every word (-1 = none yet)
-    th_index = np.cumsum(is_th) - 1
-    cd_th = th_index[is_cd]
-    cd = words[is_cd]
-    based = cd_th >= 0
-    if not based.all():
-        n_orphan = int(len(based) - np.count_nonzero(based))
+    th <<= 6
+    cd_pos = np.flatnonzero(kind <= _EVT2_CD_ON)
+    # the latest EVT_TIME_HIGH before every CD word (-1 = none yet)
+    cd_th = np.searchsorted(np.flatnonzero(is_th), cd_pos) - 1
+    cd = words[cd_pos]
+    if len(cd_th) and cd_th[0] < 0:
+        n_orphan = int(np.searchsorted(cd_th, 0))
         logger.warning(
             "%s: dropped %d CD events that precede the first EVT_TIME_HIGH (no time base)",
             source,
             n_orphan,
         )
-        cd, cd_th = cd[based], cd_th[based]
-    t = (th[cd_th] << 6) | ((cd >> 22) & 0x3F).astype(np.int64)
-    x = (cd >> 11) & 0x7FF
-    y = cd & 0x7FF
-    p = (cd >> 28) == _EVT2_CD_ON
+        cd, cd_th = cd[n_orphan:], cd_th[n_orphan:]
+    t = th[cd_th]
+    t |= (cd >> 22) & 0x3F
+    x = ((cd >> 11) & 0x7FF).astype(np.uint16)
+    y = (cd & 0x7FF).astype(np.uint16)
+    p = (cd >> 28).astype(np.bool_)
     return DecodedEvents(
         t, x, y, p, sensor_size=header_geometry(lines), ordered=False, truncated_bytes=truncated
     )
@@ -202,14 +202,13 @@ def encode_evt2(events: np.ndarray, sensor_size: SensorSize | None = None) -> by
 # ------------------------------------------------------------------------------------- EVT 3.0
 _E3_ADDR_Y, _E3_ADDR_Y_EM, _E3_ADDR_X, _E3_VECT_BASE_X = 0x0, 0x1, 0x2, 0x3
 _E3_VECT_12, _E3_VECT_8, _E3_TIME_LOW, _E3_TIME_HIGH = 0x4, 0x5, 0x6, 0x8
-_E3_RESERVED = (0x9, 0xB, 0xC)
 _E3_HIGH_LOOP = 1 << 12  # EVT_TIME_HIGH is 12 bits (timestamp bits 23-12)
 _BIT_INDEX = np.arange(12, dtype=np.uint16)
 
 
 def _last_index(mask: np.ndarray) -> np.ndarray:
     """For every position, the index of the latest ``True`` at or before it (-1: none yet)."""
-    out = np.where(mask, np.arange(len(mask), dtype=np.int64), -1)
+    out = np.where(mask, np.arange(len(mask), dtype=np.int32), np.int32(-1))
     np.maximum.accumulate(out, out=out)
     return out
 
@@ -245,10 +244,10 @@ def decode_evt3(data: bytes, source: str, allow_truncated: bool) -> DecodedEvent
     truncated = check_truncation(n_extra, source, "16-bit word", allow_truncated)
     words = np.frombuffer(data, "<u2", count=(len(data) - start) // 2, offset=start)
     sensor = header_geometry(lines)
-    kind = words >> 12
-    reserved = np.isin(kind, _E3_RESERVED)
-    if reserved.any():
-        j = int(np.argmax(reserved))
+    kind = (words >> 12).astype(np.uint8)
+    bad = (kind == 0x9) | (kind == 0xB) | (kind == 0xC)  # reserved types
+    if bad.any():
+        j = int(np.argmax(bad))
         raise EventFormatError(
             f"{source}: corrupt EVT 3.0 stream: word {j} (byte {start + 2 * j}) has the reserved "
             f"type {int(kind[j])}"
@@ -256,8 +255,8 @@ def decode_evt3(data: bytes, source: str, allow_truncated: bool) -> DecodedEvent
     is_th = kind == _E3_TIME_HIGH
     empty = DecodedEvents(
         np.zeros(0, np.int64),
-        np.zeros(0, np.int64),
-        np.zeros(0, np.int64),
+        np.zeros(0, np.uint16),
+        np.zeros(0, np.uint16),
         np.zeros(0, bool),
         sensor_size=sensor,
         ordered=False,
@@ -269,10 +268,10 @@ def decode_evt3(data: bytes, source: str, allow_truncated: bool) -> DecodedEvent
     if first:
         logger.debug("%s: skipped %d EVT 3.0 words before the first time base", source, first)
         words, kind, is_th = words[first:], kind[first:], is_th[first:]
-    content = (words & 0x0FFF).astype(np.int64)
 
-    # --- time base: EVT_TIME_HIGH with its 24-bit loop, EVT_TIME_LOW reset on a high change
-    high = content[is_th]
+    # --- time base: EVT_TIME_HIGH with its 24-bit loop
+    th_pos = np.flatnonzero(is_th)
+    high = (words[th_pos] & 0x0FFF).astype(np.int64)
     prev = np.concatenate([high[:1], high[:-1]])
     loop = prev >= high + (_E3_HIGH_LOOP // 2)
     back = (high < prev) & ~loop
@@ -285,55 +284,76 @@ def decode_evt3(data: bytes, source: str, allow_truncated: bool) -> DecodedEvent
     high_full = (np.cumsum(loop) * _E3_HIGH_LOOP + high) << 12
     changed = high != prev
     changed[0] = True
-    th_pos = np.flatnonzero(is_th)
-    change_mark = np.zeros(len(words), bool)
-    change_mark[th_pos[changed]] = True
-    last_change = _last_index(change_mark)
-    last_low = _last_index(kind == _E3_TIME_LOW)
-    low = np.where(last_low > last_change, content[np.maximum(last_low, 0)], 0)
-    t_word = high_full[np.cumsum(is_th) - 1] + low
+    change_pos = th_pos[changed]
 
-    # --- row and CD/EM state
-    last_y = _last_index(kind == _E3_ADDR_Y)
-    last_any_y = _last_index((kind == _E3_ADDR_Y) | (kind == _E3_ADDR_Y_EM))
-    has_row = (last_y >= 0) & (last_y == last_any_y)
-    y_word = content[np.maximum(last_y, 0)] & 0x7FF
-
-    # --- single events
-    single = np.flatnonzero((kind == _E3_ADDR_X) & has_row)
-
-    # --- vector events
+    # --- decoder state, evaluated only at the words that carry events
     is_vec = (kind == _E3_VECT_12) | (kind == _E3_VECT_8)
-    last_base = _last_index(kind == _E3_VECT_BASE_X)
-    width = np.where(kind == _E3_VECT_12, 12, np.where(kind == _E3_VECT_8, 8, 0))
-    consumed = np.cumsum(width)
-    vec = np.flatnonzero(is_vec & has_row & (last_base >= 0))
-    vbase = last_base[vec]
-    base_word = content[vbase]
-    offset = consumed[vec] - width[vec] - consumed[vbase]
-    mask = (content[vec] & np.where(kind[vec] == _E3_VECT_12, 0xFFF, 0xFF)).astype(np.uint16)
+    has_vec = bool(is_vec.any())
+    ev_mask = (kind == _E3_ADDR_X) | is_vec if has_vec else kind == _E3_ADDR_X
+    ev_pos = np.flatnonzero(ev_mask)
+    row = _last_index(kind <= _E3_ADDR_Y_EM)[ev_pos]  # latest EVT_ADDR_Y (CD) or EM row word
+    keep = row >= 0
+    keep &= kind[np.maximum(row, 0)] == _E3_ADDR_Y
+    if not keep.all():
+        ev_pos, row = ev_pos[keep], row[keep]
+    y_ev = words[row] & 0x7FF
+    low_pos = np.flatnonzero(kind == _E3_TIME_LOW)
+    last_low = np.searchsorted(low_pos, ev_pos, side="right") - 1
+    last_low = np.where(last_low >= 0, low_pos[np.maximum(last_low, 0)], -1)
+    last_change = change_pos[np.searchsorted(change_pos, ev_pos, side="right") - 1]
+    t_ev = high_full[np.searchsorted(th_pos, ev_pos, side="right") - 1]
+    t_ev += np.where(last_low > last_change, words[np.maximum(last_low, 0)] & 0x0FFF, 0)
+    content = words[ev_pos]
+
+    if not has_vec:  # the common case on sparse scenes: single events only
+        return DecodedEvents(
+            t_ev,
+            content & 0x7FF,
+            y_ev,
+            ((content >> 11) & 1).astype(np.bool_),
+            sensor_size=sensor,
+            ordered=False,
+            truncated_bytes=truncated,
+        )
+
+    # --- vectors: x = base + bits consumed since VECT_BASE_X + bit index
+    ev_kind = kind[ev_pos]
+    single = ev_kind == _E3_ADDR_X
+    base_idx = _last_index(kind == _E3_VECT_BASE_X)
+    width = np.zeros(len(words), np.int32)
+    width[kind == _E3_VECT_12] = 12
+    width[kind == _E3_VECT_8] = 8
+    consumed = np.cumsum(width, dtype=np.int64)
+    vec_sel = np.flatnonzero(~single)
+    vpos = ev_pos[vec_sel]
+    vbase = base_idx[vpos]
+    has_base = vbase >= 0
+    vec_sel, vpos, vbase = vec_sel[has_base], vpos[has_base], vbase[has_base]
+    base_word = words[vbase]
+    offset = consumed[vpos] - width[vpos] - consumed[vbase]
+    mask = content[vec_sel] & np.where(kind[vpos] == _E3_VECT_12, 0xFFF, 0xFF).astype(np.uint16)
     bits = ((mask[:, None] >> _BIT_INDEX) & 1).astype(bool)  # [n_vec, 12]
 
-    # --- merge singles and vector events in stream order
-    count = np.zeros(len(words), np.int64)
-    count[single] = 1
-    count[vec] = bits.sum(axis=1)
+    # merge single and vector events in stream order
+    count = single.astype(np.int64)
+    count[vec_sel] = bits.sum(axis=1)
     first_slot = np.cumsum(count) - count
     n = int(count.sum())
     t = np.empty(n, np.int64)
     x = np.empty(n, np.int64)
     y = np.empty(n, np.int64)
     p = np.empty(n, bool)
-    slot = first_slot[single]
-    t[slot], y[slot] = t_word[single], y_word[single]
-    x[slot] = content[single] & 0x7FF
-    p[slot] = (content[single] >> 11) & 1 == 1
+    s_sel = np.flatnonzero(single)
+    slot = first_slot[s_sel]
+    t[slot], y[slot] = t_ev[s_sel], y_ev[s_sel]
+    x[slot] = content[s_sel] & 0x7FF
+    p[slot] = (content[s_sel] >> 11) & 1 == 1
     rows, cols = np.nonzero(bits)
     rank = (np.cumsum(bits, axis=1) - 1)[rows, cols]
-    word = vec[rows]
-    slot = first_slot[word] + rank
-    t[slot], y[slot] = t_word[word], y_word[word]
-    x[slot] = (base_word[rows] & 0x7FF) + offset[rows] + cols
+    sel = vec_sel[rows]
+    slot = first_slot[sel] + rank
+    t[slot], y[slot] = t_ev[sel], y_ev[sel]
+    x[slot] = (base_word[rows] & 0x7FF).astype(np.int64) + offset[rows] + cols
     p[slot] = (base_word[rows] >> 11) & 1 == 1
     return DecodedEvents(t, x, y, p, sensor_size=sensor, ordered=False, truncated_bytes=truncated)
 
