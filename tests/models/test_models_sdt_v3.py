@@ -93,6 +93,11 @@ def test_exact_parameter_count(name):
     assert n_params(meta_model(name)) == V3_PARAMS[name]
 
 
+def test_micro_layout_is_stable():
+    # not an official model: the bundled demo checkpoint relies on this exact layout
+    assert n_params(meta_model("sdt3_micro")) == 574_803
+
+
 def test_parameter_counts_match_index(sdt_keys_dir):
     index = (sdt_keys_dir / "INDEX.md").read_text()
     for name, listing in LISTINGS.items():
