@@ -10,9 +10,10 @@ from __future__ import annotations
 import difflib
 import fnmatch
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch.nn as nn
+if TYPE_CHECKING:  # torch loads only when a model is built, so `sdt3-event --help` stays fast
+    import torch.nn as nn
 
 _MODELS: dict[str, Callable[..., nn.Module]] = {}
 _ALIASES: dict[str, str] = {}
