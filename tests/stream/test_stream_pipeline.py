@@ -438,3 +438,41 @@ def test_jsonl_file_sink(tmp_path):
 def test_events_dtype_contract():
     assert EVENT_DTYPE.names == ("t", "x", "y", "p")
     assert threading.active_count() >= 1
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("options", [{}, {"channels_last": True}, {"compile": True}])
+def test_predictor_on_cuda_matches_cpu(tiny, options):
+    model, contract = tiny
+    win = _window(seed=6)
+    cpu = Predictor(model, contract, device="cpu", smoothing=0.0)
+    cpu.bind((48, 40, 2))
+    gpu = Predictor(model, contract, device="cuda", smoothing=0.0, **options)
+    gpu.bind((48, 40, 2))
+    gpu.warmup()
+    a, b = cpu(win), gpu(win)
+    assert a.labels == b.labels
+    np.testing.assert_allclose(a.scores, b.scores, rtol=1e-3, atol=1e-4)
+    assert b.latency_ms > 0
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("spike_driven", [False, True])
+def test_demo_pipeline_on_cuda(spike_driven):
+    from sdt3_event.assets import DEMO_CHECKPOINT
+
+    p = build_pipeline(
+        "synthetic:?speed=0&max_gestures=8&seed=2",
+        DEMO_CHECKPOINT,
+        device="cuda",
+        spike_driven=spike_driven,
+        drop_policy="block",
+    )
+    assert p.device.startswith("cuda")
+    with p:
+        preds, statuses = _collect(p, timeout_s=120)
+    assert len(preds) >= 10 and statuses[-1].state == "finished"
+    right = sum(r.label == r.true_label for r in preds if r.window_start_us % p.window_us == 0)
+    assert right >= 4
