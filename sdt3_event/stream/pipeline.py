@@ -56,6 +56,7 @@ class PipelineStats:
     windows_paused: int = 0
     windows_done: int = 0
     records_dropped: int = 0
+    restarts: int = 0
     started: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
@@ -232,6 +233,8 @@ class LivePipeline:
                 extra.append(f"{s.windows_paused} windows skipped while paused")
             if s.events_invalid or s.events_late:
                 extra.append(f"{s.events_invalid} invalid / {s.events_late} late events")
+            if s.restarts:
+                extra.append(f"stream clock restarted {s.restarts}x")
             if s.records_dropped:
                 extra.append(f"{s.records_dropped} records unread")
             msg = message or src.message
@@ -261,19 +264,28 @@ class LivePipeline:
     # -- threads ---------------------------------------------------------------------------------
 
     def _read_loop(self) -> None:
+        bound_size = None
         try:
-            if not self.predictor.bound and self.source.sensor_size is not None:
-                self.predictor.bind(self.source.sensor_size)
+            if self.source.sensor_size is not None:
+                bound_size = tuple(self.source.sensor_size)
+                if not self.predictor.bound:
+                    self.predictor.bind(bound_size)
             for chunk in self.source:
                 if self._stop.is_set():
                     break
                 arrival = time.perf_counter()
-                if not self.predictor.bound:
-                    if self.source.sensor_size is None:
-                        raise RuntimeError(
-                            f"{self.source_uri} delivered events before its sensor size"
+                size = self.source.sensor_size
+                if size is None:
+                    raise RuntimeError(f"{self.source_uri} delivered events before its sensor size")
+                size = tuple(size)
+                if not self.predictor.bound or size != bound_size:
+                    # first chunk, or a reconnected network source that now has another sensor
+                    if bound_size is not None:
+                        log.warning(
+                            "%s: sensor changed %s -> %s", self.source_uri, bound_size, size
                         )
-                    self.predictor.bind(self.source.sensor_size)
+                    self.predictor.bind(size)
+                    bound_size = size
                 self._push(chunk, arrival)
             if not self._stop.is_set():
                 self._queue_windows(self._windower.flush())
@@ -297,10 +309,11 @@ class LivePipeline:
             if not inside.all():
                 chunk = chunk[inside]
         w = self._windower
-        late0, over_w0, over_e0 = (
+        late0, over_w0, over_e0, restarts0 = (
             w.stats.events_late,
             w.stats.windows_overflow,
             w.stats.events_overflow,
+            w.stats.restarts,
         )
         windows = w.push(chunk, arrival)
         with self._lock:
@@ -310,6 +323,7 @@ class LivePipeline:
             s.events_late += w.stats.events_late - late0
             s.windows_overflow += w.stats.windows_overflow - over_w0
             s.events_dropped += w.stats.events_overflow - over_e0
+            s.restarts += w.stats.restarts - restarts0
         self._queue_windows(windows)
 
     def _queue_windows(self, windows: list[EventWindow]) -> None:

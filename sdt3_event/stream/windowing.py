@@ -7,6 +7,9 @@ into it). Rules, all counted in :class:`WindowStats`:
 
 - windows that would hold no event (a quiet stream, a jump in time) are skipped, never emitted;
 - events older than the newest event already seen (a source that goes back in time) are dropped;
+  a jump back by more than ``restart_gap_us`` (a camera or server that restarted its clock, a
+  reconnection that replays from the start) starts the windows afresh instead (``restarts``; the
+  open, incomplete windows are discarded);
 - when the events buffered for the open window exceed ``max_window_events``, every window that
   overlaps them is dropped *whole* and the buffer is cleared: memory stays bounded at any input rate,
   and no window is ever emitted with events missing.
@@ -54,6 +57,7 @@ class WindowStats:
     windows_overflow: int = 0
     events_overflow: int = 0
     events_late: int = 0
+    restarts: int = 0
 
 
 class SlidingWindower:
@@ -64,13 +68,19 @@ class SlidingWindower:
         stride_us: distance between window starts (default ``window_us``: tumbling windows);
             ``stride_us > window_us`` leaves gaps whose events belong to no window.
         max_window_events: bound on buffered events (see the module docstring); ``None`` = no bound.
+        restart_gap_us: a jump back in time larger than this restarts the windowing (default
+            ``max(window_us, 1 s)``).
 
     Raises:
         ValueError: non-positive durations or bound.
     """
 
     def __init__(
-        self, window_us: int, stride_us: int | None = None, max_window_events: int | None = None
+        self,
+        window_us: int,
+        stride_us: int | None = None,
+        max_window_events: int | None = None,
+        restart_gap_us: int | None = None,
     ) -> None:
         stride_us = window_us if stride_us is None else stride_us
         if window_us <= 0 or stride_us <= 0:
@@ -80,6 +90,7 @@ class SlidingWindower:
         self.window_us = int(window_us)
         self.stride_us = int(stride_us)
         self.max_window_events = max_window_events
+        self.restart_gap_us = int(restart_gap_us or max(self.window_us, 1_000_000))
         self.stats = WindowStats()
         self._chunks: list[np.ndarray] = []
         self._arrivals: list[float] = []
@@ -115,6 +126,8 @@ class SlidingWindower:
         if len(chunk) > 1 and np.any(t[1:] < t[:-1]):
             chunk = chunk[np.argsort(t, kind="stable")]
             t = chunk["t"]
+        if self._last_t is not None and t[0] < self._last_t - self.restart_gap_us:
+            self._restart()
         if self._last_t is not None and t[0] < self._last_t:
             keep = int(np.searchsorted(t, self._last_t, side="left"))
             self.stats.events_late += keep
@@ -202,6 +215,13 @@ class SlidingWindower:
             cut = int(np.searchsorted(first["t"], t_min, side="left"))
             self._chunks[0] = first[cut:]
             self._buffered -= cut
+
+    def _restart(self) -> None:
+        """The stream's clock went back: forget the open windows and start a new grid."""
+        self.stats.restarts += 1
+        self._chunks, self._arrivals, self._buffered = [], [], 0
+        self._start = None
+        self._last_t = None
 
     def _overflow(self) -> None:
         """Too many events for the open window(s): drop every window overlapping the buffer."""

@@ -135,3 +135,14 @@ def test_rejects_bad_arguments():
         SlidingWindower(100, -1)
     with pytest.raises(TypeError):
         SlidingWindower(100).push(np.zeros(3))
+
+
+def test_a_clock_that_restarts_starts_the_windows_afresh():
+    w = SlidingWindower(100, restart_gap_us=1_000)
+    w.push(_events(np.arange(5_000, 10_000, 10)))
+    out = w.push(_events(np.arange(0, 300, 10)))  # the server replays from the start
+    assert w.stats.restarts == 1 and w.stats.events_late == 0
+    assert [o.start_us for o in out] == [0, 100]
+    assert all(o.n_events == 10 for o in out)
+    w.push(_events([250, 260]))  # a small step back is late, not a restart
+    assert w.stats.restarts == 1 and w.stats.events_late == 2
