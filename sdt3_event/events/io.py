@@ -35,6 +35,16 @@ from sdt3_event.events.schema import EventFormatError, SensorSize
 
 logger = logging.getLogger(__name__)
 
+__all__ = [
+    "FORMATS",
+    "EventFormat",
+    "EventReadReport",
+    "detect_format",
+    "read_events",
+    "read_events_with_report",
+    "write_events",
+]
+
 _HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 _ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06")
 _SNIFF_BYTES = 4096
