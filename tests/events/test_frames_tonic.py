@@ -71,6 +71,7 @@ def test_to_frames_equals_tonic(data, kw):
     assert ours.shape == ref.shape
     assert ours.dtype == ref.dtype
     np.testing.assert_array_equal(ours, ref)
+    np.testing.assert_array_equal(to_frames(events, sensor, clamp=2, **kw), np.minimum(ref, 2))
 
 
 def test_to_frames_does_not_modify_input_and_infers_sensor():
