@@ -205,12 +205,14 @@ class CachedDataset:
 
     # ------------------------------------------------------------------ reading
     def _file(self):
+        """``(frames dataset, targets array)`` through this process's own file handle."""
         import h5py
 
         if self._handle is None or self._handle_pid != os.getpid():
-            self._handle = h5py.File(self.path, "r")  # one handle per process
+            f = h5py.File(self.path, "r")  # one handle per process (h5py handles do not fork)
+            self._handle = (f, f["frames"], f["targets"][()])
             self._handle_pid = os.getpid()
-        return self._handle
+        return self._handle[1], self._handle[2]
 
     def __getstate__(self):
         state = dict(self.__dict__)
@@ -227,9 +229,9 @@ class CachedDataset:
         if not -len(self) <= index < len(self):
             raise IndexError(f"index {index} out of range for {len(self)} samples")
         index %= len(self)
-        f = self._file()
-        frames = torch.from_numpy(f["frames"][index].astype(self._frames_dtype, copy=False))
-        target = int(f["targets"][index])
+        frames_ds, targets = self._file()
+        frames = torch.from_numpy(frames_ds[index].astype(self._frames_dtype, copy=False))
+        target = int(targets[index])
         if self.augment is not None:
             frames = self.augment(frames)
         if self.target_transform is not None:
@@ -238,7 +240,7 @@ class CachedDataset:
 
     def close(self) -> None:
         if self._handle is not None:
-            self._handle.close()
+            self._handle[0].close()
             self._handle = None
 
     def __repr__(self) -> str:
