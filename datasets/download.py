@@ -129,9 +129,11 @@ DATASETS: dict[str, DatasetInfo] = {
                 "test_label.txt", _HARDVS_PAGE, "5b664af5843f9b476a9c22626f7f5a59", False, True
             ),
         ),
-        "HARDVS is distributed on Baidu Netdisk only (links on "
-        f"{_HARDVS_PAGE}: 'Compact Event file' for the .npz events, 'Event Images' for the PNG "
-        "rawframes). Download the files listed here into the folder, then run "
+        "HARDVS is distributed on Baidu Netdisk only (see "
+        f"{_HARDVS_PAGE}): the .npz events ('Compact Event file') at "
+        "https://pan.baidu.com/s/1iw214Aj5ugN-arhuxjmfOw?pwd=1234 and the PNG rawframes "
+        "('Event Images') at https://pan.baidu.com/s/1OhlhOBHY91W2SwE6oWjDwA?pwd=1234 "
+        "(extraction code 1234). Download the files listed here into the folder, then run "
         "`sdt3-event data download hardvs` again to verify and extract them.",
     ),
 }
