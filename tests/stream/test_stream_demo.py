@@ -8,6 +8,17 @@ from sdt3_event.stream.pipeline import build_pipeline
 from sdt3_event.stream.predictor import LabeledPrediction
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    """One intra-op thread: tiny models run faster without it on a shared 2-core machine."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def demo_checkpoint():
     try:
