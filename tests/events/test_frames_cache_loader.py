@@ -136,3 +136,21 @@ def test_loader_with_workers_and_distributed_sampler():
 def test_collate_rejects_mixed_shapes():
     with pytest.raises(ValueError, match="different shapes"):
         collate_frames([(np.zeros((2, 2, 4, 4)), 0), (np.zeros((3, 2, 4, 4)), 1)])
+
+
+@pytest.mark.gpu
+def test_loader_pins_memory_for_cuda():
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    ds = SyntheticGestures(
+        "val",
+        4,
+        seed=0,
+        sensor_size=(32, 32, 2),
+        duration_us=100_000,
+        transform=build_frame_transform(CONTRACT),
+    )
+    x, y = next(iter(make_loader(ds, 4, train=False, workers=1, pin_memory=True)))
+    assert x.is_pinned() and y.is_pinned()
+    x = x.cuda(non_blocking=True)
+    assert x.shape == (4, *CONTRACT.frame_shape) and x.device.type == "cuda"
