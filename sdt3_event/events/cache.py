@@ -95,8 +95,8 @@ class CachedDataset:
         compression: h5py filter for the frames (``"lzf"``, ``"gzip"`` or ``None``).
 
     Raises:
-        ValueError: ``transform`` is a training (random) frame transform, or samples of
-            different shapes.
+        ValueError: ``transform`` is a training (random) frame transform, has no stable ``repr``
+            (a lambda), or samples of different shapes.
         RuntimeError: the cache file holds a different description (a hash collision or a
             hand-edited cache); delete the file.
     """
@@ -123,6 +123,12 @@ class CachedDataset:
         self.target_transform = target_transform
         self.compression = compression
         self.description = describe(dataset, transform)
+        if " at 0x" in self.description:
+            raise ValueError(
+                "the transform or data set has no stable repr (it shows a memory address), so a "
+                "cache key cannot identify it; use frozen dataclasses such as "
+                "build_frame_transform(...) and data sets with a descriptive __repr__"
+            )
         self.key = hashlib.sha256(self.description.encode()).hexdigest()[:20]
         self.path = Path(cache_dir) / f"{self.key}.h5"
         self.built = False  # True when this object computed the cache

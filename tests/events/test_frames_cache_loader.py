@@ -69,6 +69,8 @@ class _Failing:
 def test_cache_build_is_atomic_and_checks_its_description(tmp_path):
     with pytest.raises(ValueError, match="deterministic"):
         CachedDataset(_data(), build_frame_transform(CONTRACT, train=True), tmp_path)
+    with pytest.raises(ValueError, match="stable repr"):
+        CachedDataset(_data(), lambda ev: ev, tmp_path)
     tf = build_frame_transform(CONTRACT)
     with pytest.raises(OSError, match="sample 3"):
         CachedDataset(_Failing(_data(), 3), tf, tmp_path)
