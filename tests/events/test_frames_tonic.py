@@ -202,3 +202,22 @@ def test_to_frames_many_small_slices_equal_tonic(kw):
     ours = to_frames(ev, (9, 5, 2), **kw)
     assert ours.shape[0] > 256
     np.testing.assert_array_equal(ours, tonic.transforms.ToFrame((9, 5, 2), **kw)(ev.copy()))
+
+
+@pytest.mark.parametrize(
+    "dtype",
+    [
+        [("x", "<i2"), ("y", "<i2"), ("p", "?"), ("t", "<i8")],  # Tonic's DVSGesture order
+        [("t", "<u8"), ("x", "<u2"), ("y", "<u2"), ("p", "?")],  # Tonic's CIFAR10DVS dtype
+        [("t", "<f8"), ("x", "<i8"), ("y", "<i8"), ("p", "<i1")],
+    ],
+)
+def test_to_frames_other_event_dtypes(dtype):
+    ref_ev = make_events([0, 3, 3, 9, 12], [1, 2, 2, 0, 4], [0, 1, 1, 2, 1], [1, 0, 0, 1, 1])
+    ev = np.zeros(len(ref_ev), dtype=dtype)
+    for k in "txyp":
+        ev[k] = ref_ev[k]
+    for kw in ({"n_time_bins": 3}, {"event_count": 2, "overlap": 1}, {"time_window": 4.0}):
+        np.testing.assert_array_equal(
+            to_frames(ev, (5, 3, 2), **kw), tonic.transforms.ToFrame((5, 3, 2), **kw)(ev.copy())
+        )
