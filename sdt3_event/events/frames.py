@@ -1,8 +1,9 @@
 """Event -> frame binning: per-polarity event counts in ``(T, P, H, W)``.
 
 :func:`to_frames` gives the same frames as ``tonic.transforms.ToFrame`` (same slicing rules, bin
-boundaries, overlap handling and dropped tail events) in one vectorised ``np.bincount`` pass instead
-of one ``np.add.at`` per slice. :func:`to_window_frames` bins a fixed time window ``[t_start, t_end)``
+boundaries, overlap handling and dropped tail events) without a per-slice ``np.add.at``: pixel
+indices are computed once for all events (vectorised) and scattered with one ``index_add_`` (a few
+per group of frames when there are many small slices, one per slice when slices overlap). :func:`to_window_frames` bins a fixed time window ``[t_start, t_end)``
 into ``T`` equal bins with exact integer boundaries; it is what the data contract transform uses,
 because live windows and training samples must bin identically whatever the first event's time.
 
