@@ -38,8 +38,16 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: best)")
     parser.add_argument("--compile", action="store_true", help="torch.compile the model")
     parser.add_argument("--channels-last", action="store_true", help="channels-last memory format")
-    parser.add_argument("--max-windows", type=int, default=None, metavar="N", help="stop after N")
-    parser.add_argument("--duration", type=float, default=None, metavar="S", help="stop after S s")
+    parser.add_argument(
+        "--max-windows",
+        type=int,
+        default=None,
+        metavar="N",
+        help="stop after N predictions (the monitor then shows the ended stream until q)",
+    )
+    parser.add_argument(
+        "--duration", type=float, default=None, metavar="S", help="stop after S seconds"
+    )
     parser.add_argument("--top-k", type=int, default=5, help="classes per prediction")
     parser.add_argument(
         "--sensor-map",
