@@ -384,6 +384,7 @@ class VideoSource(BaseEventSource):
         )
         self._clock = clock or time.monotonic
         self._sleep_fn = sleep
+        self._iterating = False
 
     def _pause(self, seconds: float) -> bool:
         if self._sleep_fn is None:
@@ -415,6 +416,7 @@ class VideoSource(BaseEventSource):
         )
         w, h = self.sensor_size[:2]
         wall0 = self._clock()
+        self._iterating = True
         try:
             for i, frame in enumerate(self._frames()):
                 if self.max_frames is not None and i >= self.max_frames:
@@ -433,4 +435,10 @@ class VideoSource(BaseEventSource):
                 if len(events):
                     yield events
         finally:
+            self._cap.release()
+
+    def close(self) -> None:
+        """Stop; the capture is released here unless a reading thread will release it."""
+        super().close()
+        if not self._iterating:
             self._cap.release()
