@@ -61,7 +61,7 @@ def synthetic(n: int, width: int, height: int, rate_mev_s: float = 1.0, seed: in
 
 def _same(ours: np.ndarray, ref) -> bool:
     try:
-        return len(ours) == len(ref) and all(
+        return len(ours) == len(ref["t"]) and all(
             np.array_equal(ours[f].astype(np.int64), np.asarray(ref[f]).astype(np.int64))
             for f in ("t", "x", "y", "p")
         )

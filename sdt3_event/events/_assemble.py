@@ -19,7 +19,6 @@ from sdt3_event.events.schema import EVENT_DTYPE, EventFormatError, SensorSize, 
 logger = logging.getLogger(__name__)
 
 _INT16_MAX = np.iinfo(np.int16).max
-_INT64_MAX = np.iinfo(np.int64).max
 
 
 @dataclass
@@ -113,10 +112,14 @@ def assemble(
         raise EventFormatError(
             f"{source}: t, x, y, p have different lengths ({n}, {len(x)}, {len(y)}, {len(p)})"
         )
-    if n and t.dtype.kind == "u" and t.dtype.itemsize >= 8 and int(t.max()) > _INT64_MAX:
-        raise EventFormatError(
-            f"{source}: timestamp {int(t.max())} us overflows int64; the file is corrupt"
-        )
+    if t.dtype == np.uint64:
+        # viewed as int64, a value above the int64 range turns negative: one reduction, no copy
+        t = t.view(np.int64)
+        if n and int(t.min()) < 0:
+            raise EventFormatError(
+                f"{source}: timestamp {int(t.view(np.uint64).max())} us overflows int64; the file "
+                "is corrupt"
+            )
     t = t.astype(np.int64, copy=False)
 
     # Coordinates: four reductions on the raw (wide) columns decide; the per-event mask is only
@@ -177,8 +180,9 @@ def assemble(
         events["y"] = y[order]
         events["p"] = p[order] if p.dtype == np.bool_ else p[order] != 0
 
-    # The schema's own validation (dtype, sign, sensor); order was checked above on the column.
-    events, _ = validate_events(events, sensor_size, source=source, require_sorted=False)
+    # The schema's own validation (dtype, shape, sign). Coordinates and order were checked above,
+    # once, on the wide contiguous columns (before narrowing to int16), so they are not repeated.
+    events, _ = validate_events(events, None, source=source, require_sorted=False)
     if n_dropped:
         logger.warning(
             "%s: dropped %d events outside the %dx%d sensor",

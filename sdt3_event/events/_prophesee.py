@@ -137,7 +137,8 @@ def decode_evt2(data: bytes, source: str, allow_truncated: bool) -> DecodedEvent
     th <<= 6
     cd_pos = np.flatnonzero(kind <= _EVT2_CD_ON)
     # the latest EVT_TIME_HIGH before every CD word (-1 = none yet)
-    cd_th = np.searchsorted(np.flatnonzero(is_th), cd_pos) - 1
+    cd_th = np.cumsum(is_th, dtype=np.int32)[cd_pos]
+    cd_th -= 1
     cd = words[cd_pos]
     if len(cd_th) and cd_th[0] < 0:
         n_orphan = int(np.searchsorted(cd_th, 0))
@@ -148,10 +149,15 @@ def decode_evt2(data: bytes, source: str, allow_truncated: bool) -> DecodedEvent
         )
         cd, cd_th = cd[n_orphan:], cd_th[n_orphan:]
     t = th[cd_th]
-    t |= (cd >> 22) & 0x3F
-    x = ((cd >> 11) & 0x7FF).astype(np.uint16)
-    y = (cd & 0x7FF).astype(np.uint16)
-    p = (cd >> 28).astype(np.bool_)
+    tmp = cd >> 22
+    tmp &= 0x3F
+    t |= tmp
+    np.right_shift(cd, 11, out=tmp)
+    tmp &= 0x7FF
+    x = tmp.astype(np.uint16)
+    np.bitwise_and(cd, 0x7FF, out=tmp)
+    y = tmp.astype(np.uint16)
+    p = cd >= (1 << 28)  # CD_ON (type 1); CD_OFF words are below
     return DecodedEvents(
         t, x, y, p, sensor_size=header_geometry(lines), ordered=False, truncated_bytes=truncated
     )
@@ -284,25 +290,32 @@ def decode_evt3(data: bytes, source: str, allow_truncated: bool) -> DecodedEvent
     high_full = (np.cumsum(loop) * _E3_HIGH_LOOP + high) << 12
     changed = high != prev
     changed[0] = True
-    change_pos = th_pos[changed]
+    # for every time-high word, the position of the latest one that changed the high part
+    last_change_of_th = th_pos[_last_index(changed)]
 
-    # --- decoder state, evaluated only at the words that carry events
+    # --- decoder state, evaluated only at the words that carry events ("the latest word of
+    # type k before position i" = positions_k[count of type-k words up to i - 1])
     is_vec = (kind == _E3_VECT_12) | (kind == _E3_VECT_8)
     has_vec = bool(is_vec.any())
     ev_mask = (kind == _E3_ADDR_X) | is_vec if has_vec else kind == _E3_ADDR_X
     ev_pos = np.flatnonzero(ev_mask)
-    row = _last_index(kind <= _E3_ADDR_Y_EM)[ev_pos]  # latest EVT_ADDR_Y (CD) or EM row word
-    keep = row >= 0
-    keep &= kind[np.maximum(row, 0)] == _E3_ADDR_Y
+    is_row = kind <= _E3_ADDR_Y_EM  # EVT_ADDR_Y (CD rows) or the EM row type
+    row_pos = np.flatnonzero(is_row)
+    row_k = np.cumsum(is_row, dtype=np.int32)[ev_pos]
+    keep = row_k > 0
+    row = row_pos[np.maximum(row_k - 1, 0)]
+    keep &= kind[row] == _E3_ADDR_Y
     if not keep.all():
         ev_pos, row = ev_pos[keep], row[keep]
     y_ev = words[row] & 0x7FF
-    low_pos = np.flatnonzero(kind == _E3_TIME_LOW)
-    last_low = np.searchsorted(low_pos, ev_pos, side="right") - 1
-    last_low = np.where(last_low >= 0, low_pos[np.maximum(last_low, 0)], -1)
-    last_change = change_pos[np.searchsorted(change_pos, ev_pos, side="right") - 1]
-    t_ev = high_full[np.searchsorted(th_pos, ev_pos, side="right") - 1]
-    t_ev += np.where(last_low > last_change, words[np.maximum(last_low, 0)] & 0x0FFF, 0)
+    th_k = np.cumsum(is_th, dtype=np.int32)[ev_pos]
+    th_k -= 1  # >= 0: the stream was trimmed to start at a time-high word
+    t_ev = high_full[th_k]
+    is_low = kind == _E3_TIME_LOW
+    low_pos = np.flatnonzero(is_low)
+    low_k = np.cumsum(is_low, dtype=np.int32)[ev_pos]
+    last_low = np.where(low_k > 0, low_pos[np.maximum(low_k - 1, 0)], -1)
+    t_ev += np.where(last_low > last_change_of_th[th_k], words[np.maximum(last_low, 0)] & 0x0FFF, 0)
     content = words[ev_pos]
 
     if not has_vec:  # the common case on sparse scenes: single events only
