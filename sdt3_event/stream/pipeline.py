@@ -316,6 +316,9 @@ class LivePipeline:
             w.stats.restarts,
         )
         windows = w.push(chunk, arrival)
+        watermark = getattr(self.source, "watermark_us", None)
+        if watermark is not None:
+            windows += w.advance(watermark)
         with self._lock:
             s = self.stats
             s.events_in += n_in

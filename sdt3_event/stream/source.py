@@ -63,6 +63,10 @@ class EventSource(Protocol):
         uri: the URI the source was opened with.
         sensor_size: ``(W, H, P)``, or ``None`` while unknown (a network stream before its header).
         status: the current :class:`SourceState`; polled by the pipeline from another thread.
+
+    A source may also offer ``watermark_us`` (``int | None``), read right after each chunk: every
+    event with ``t < watermark_us`` has been delivered. It lets the pipeline close a window without
+    waiting for the next event (lower latency); sources without it are windowed by event time only.
     """
 
     uri: str
@@ -91,6 +95,7 @@ class BaseEventSource:
         self._closed = threading.Event()
         self._lock = threading.Lock()
         self._state = SourceState("connecting")
+        self._watermark: int | None = None
 
     @property
     def sensor_size(self) -> SensorSize | None:
@@ -100,6 +105,11 @@ class BaseEventSource:
     def status(self) -> SourceState:
         with self._lock:
             return self._state
+
+    @property
+    def watermark_us(self) -> int | None:
+        """Every event with ``t`` below this was delivered (``None``: no such promise)."""
+        return self._watermark
 
     @property
     def closed(self) -> bool:

@@ -54,10 +54,11 @@ class _Pacer:
 
 
 def _split(
-    events: np.ndarray, t_origin: int, chunk_us: int, max_chunk: int
-) -> Iterator[np.ndarray]:
+    events: np.ndarray, t_origin: int, chunk_us: int, max_chunk: int, seg_end: int
+) -> Iterator[tuple[np.ndarray, int]]:
     """Split time-sorted events into chunks on a ``chunk_us`` grid from ``t_origin``, each at most
-    ``max_chunk`` events long."""
+    ``max_chunk`` events long, with the watermark after each: every event before it is in this
+    chunk or an earlier one (``seg_end`` bounds the segment: later events have ``t >= seg_end``)."""
     if len(events) == 0:
         return
     t = events["t"]
@@ -66,8 +67,15 @@ def _split(
     edges = t_origin + np.arange(k0 + 1, k1 + 1, dtype=np.int64) * chunk_us
     cuts = np.r_[0, np.searchsorted(t, edges, side="left"), len(events)]
     for a, b in zip(cuts[:-1], cuts[1:], strict=True):
-        for s in range(int(a), int(b), max_chunk):
-            yield events[s : min(int(b), s + max_chunk)]
+        a, b = int(a), int(b)
+        if b == a:
+            continue
+        cell_end = t_origin + ((int(t[a]) - t_origin) // chunk_us + 1) * chunk_us
+        for s in range(a, b, max_chunk):
+            e = min(b, s + max_chunk)
+            # the last piece of a cell closes the cell; a piece cut by max_chunk closes up to
+            # its last timestamp (events at that very time may follow in the next piece)
+            yield events[s:e], (min(cell_end, seg_end) if e == b else int(t[e - 1]))
 
 
 class _PacedSource(BaseEventSource):
@@ -101,22 +109,26 @@ class _PacedSource(BaseEventSource):
 
         self._pacer = _Pacer(self.speed, clock or time.monotonic, sleep_fn)
 
-    def _segments(self) -> Iterator[np.ndarray]:
+    def _segments(self) -> Iterator[tuple[np.ndarray, int]]:
+        """``(events, end_us)`` pieces of the stream; later pieces have ``t >= end_us``."""
         raise NotImplementedError
 
     def _chunks(self) -> Iterator[np.ndarray]:
         self._set_status("connected", self._describe())
         origin: int | None = None
-        for seg in self._segments():
+        for seg, seg_end in self._segments():
             if len(seg) == 0:
                 continue
             if origin is None:
                 origin = int(seg["t"][0])
                 self._pacer.start(origin)
-            for chunk in _split(seg, origin, self.chunk_us, self.max_chunk_events):
-                # a chunk is complete once the end of its grid cell (or its last event) is due
-                if not self._pacer.wait_until(int(chunk["t"][-1])):
+            for chunk, watermark in _split(
+                seg, origin, self.chunk_us, self.max_chunk_events, seg_end
+            ):
+                # a chunk is released when its grid cell is over, as a camera sends a packet
+                if not self._pacer.wait_until(watermark):
                     return
+                self._watermark = watermark
                 yield chunk
 
     def _describe(self) -> str:
@@ -206,15 +218,17 @@ class FileSource(_PacedSource):
     def duration_us(self) -> int:
         return int(self.events["t"][-1] - self.events["t"][0]) + 1
 
-    def _segments(self) -> Iterator[np.ndarray]:
+    def _segments(self) -> Iterator[tuple[np.ndarray, int]]:
         period = self.duration_us
+        end = int(self.events["t"][-1]) + 1
         while True:
-            if self.loops_done == 0:
-                yield self.events
+            shift = self.loops_done * period
+            if shift == 0:
+                yield self.events, end
             else:
                 seg = self.events.copy()
-                seg["t"] += self.loops_done * period
-                yield seg
+                seg["t"] += shift
+                yield seg, end + shift
             self.loops_done += 1
             if not self.loop or self.closed:
                 return
@@ -277,14 +291,14 @@ class SyntheticSource(_PacedSource):
         self.max_gestures = max_gestures
         self._timeline: deque[tuple[int, int, int]] = deque(maxlen=int(history))
 
-    def _segments(self) -> Iterator[np.ndarray]:
+    def _segments(self) -> Iterator[tuple[np.ndarray, int]]:
         kwargs = {} if self.gesture_us is None else {"duration_us": self.gesture_us}
         stream = self._gen.gesture_stream(self.seed, self.sensor_size, **kwargs)
         for i, seg in enumerate(stream):
             if self.closed or (self.max_gestures is not None and i >= self.max_gestures):
                 return
             self._timeline.append((seg.t_start_us, seg.t_end_us, seg.label))
-            yield seg.events
+            yield seg.events, seg.t_end_us
 
     def label_at(self, t_us: int) -> str | None:
         """The true class name at stream time ``t_us`` (``None`` if outside the kept history)."""

@@ -3,7 +3,9 @@
 Window ``k`` covers event times ``[start_k, start_k + window_us)`` with ``start_k = start_0 + k *
 stride_us``; ``start_0`` is the first event's time floored to the stride grid. A window is emitted as
 soon as an event at or after its end arrives (timestamps never decrease, so nothing can still fall
-into it). Rules, all counted in :class:`WindowStats`:
+into it), or as soon as the source's *watermark* passes its end (:meth:`SlidingWindower.advance`:
+the source promises that every event before that time has been delivered, so a paced replay closes
+a window without waiting for the next event). Rules, all counted in :class:`WindowStats`:
 
 - windows that would hold no event (a quiet stream, a jump in time) are skipped, never emitted;
 - events older than the newest event already seen (a source that goes back in time) are dropped;
@@ -98,6 +100,7 @@ class SlidingWindower:
         self._start: int | None = None
         self._index = 0
         self._last_t: int | None = None
+        self._horizon: int | None = None  # every event with t < horizon has been pushed
 
     @property
     def buffered_events(self) -> int:
@@ -128,8 +131,9 @@ class SlidingWindower:
             t = chunk["t"]
         if self._last_t is not None and t[0] < self._last_t - self.restart_gap_us:
             self._restart()
-        if self._last_t is not None and t[0] < self._last_t:
-            keep = int(np.searchsorted(t, self._last_t, side="left"))
+        floor = self._floor()
+        if floor is not None and t[0] < floor:
+            keep = int(np.searchsorted(t, floor, side="left"))
             self.stats.events_late += keep
             chunk = chunk[keep:]
             if len(chunk) == 0:
@@ -141,6 +145,18 @@ class SlidingWindower:
         self._chunks.append(chunk)
         self._arrivals.append(arrival)
         self._buffered += len(chunk)
+        out = self._emit_complete()
+        if self.max_window_events is not None and self._buffered > self.max_window_events:
+            self._overflow()
+        return out
+
+    def advance(self, watermark_us: int) -> list[EventWindow]:
+        """The source promises that every event with ``t < watermark_us`` was pushed: emit the
+        windows that end at or before it, oldest first."""
+        if self._horizon is None or watermark_us > self._horizon:
+            self._horizon = int(watermark_us)
+        if self._start is None:
+            return []
         out = self._emit_complete()
         if self.max_window_events is not None and self._buffered > self.max_window_events:
             self._overflow()
@@ -165,13 +181,23 @@ class SlidingWindower:
         while self._chunks:
             self._skip_empty()
             end = self._start + self.window_us
-            if self._last_t < end:
+            if self._reach() < end:
                 break
             w = self._take(end)
             if w is not None:
                 out.append(w)
             self._advance()
         return out
+
+    def _floor(self) -> int | None:
+        """Events older than this are late."""
+        if self._horizon is None:
+            return self._last_t
+        return self._horizon if self._last_t is None else max(self._last_t, self._horizon)
+
+    def _reach(self) -> int:
+        """Windows ending at or before this are complete."""
+        return self._last_t if self._horizon is None else max(self._last_t, self._horizon)
 
     def _skip_empty(self) -> None:
         """Move the window start forward over windows that would hold no event."""
@@ -222,10 +248,11 @@ class SlidingWindower:
         self._chunks, self._arrivals, self._buffered = [], [], 0
         self._start = None
         self._last_t = None
+        self._horizon = None
 
     def _overflow(self) -> None:
         """Too many events for the open window(s): drop every window overlapping the buffer."""
-        n_windows = (self._last_t - self._start) // self.stride_us + 1
+        n_windows = (self._reach() - self._start) // self.stride_us + 1
         self.stats.windows_overflow += n_windows
         self.stats.events_overflow += self._buffered
         self._start += n_windows * self.stride_us

@@ -41,24 +41,28 @@ def recording(tmp_path):
 def _replay(path, speed, **kw):
     fc = FakeClock()
     src = FileSource(path, speed=speed, clock=fc.clock, sleep=fc.sleep, **kw)
-    chunks, release = [], []
+    chunks, release, marks = [], [], []
     for chunk in src:
         chunks.append(chunk)
         release.append(fc.now - 100.0)
-    return src, fc, chunks, release
+        marks.append(src.watermark_us)
+    return src, fc, chunks, release, marks
 
 
 @pytest.mark.parametrize("speed", [1.0, 2.0, 0.5])
 def test_file_replay_follows_the_recorded_time_at_a_multiple(recording, speed):
     path, ev = recording
-    src, fc, chunks, release = _replay(path, speed)
+    src, fc, chunks, release, marks = _replay(path, speed)
     out = np.concatenate(chunks)
     np.testing.assert_array_equal(out, ev)
-    # each chunk is released when its last event is due, in real time / speed
-    for chunk, wall in zip(chunks, release, strict=True):
-        due = (int(chunk["t"][-1]) - int(ev["t"][0])) / 1e6 / speed
-        assert wall == pytest.approx(due, abs=1e-9)
-    assert fc.now - 100.0 == pytest.approx((ev["t"][-1] - ev["t"][0]) / 1e6 / speed)
+    # each chunk is released when its 10 ms grid cell is over (the recording's end for the last),
+    # in real time / speed, and the watermark says so
+    t0, end = int(ev["t"][0]), int(ev["t"][-1]) + 1
+    for chunk, wall, wm in zip(chunks, release, marks, strict=True):
+        cell_end = t0 + ((int(chunk["t"][0]) - t0) // 10_000 + 1) * 10_000
+        assert wm == min(cell_end, end) > chunk["t"][-1]
+        assert wall == pytest.approx((wm - t0) / 1e6 / speed, abs=1e-9)
+    assert fc.now - 100.0 == pytest.approx((end - t0) / 1e6 / speed)
     assert src.status.state == "finished"
     # 10 ms chunks by default
     assert all(int(c["t"][-1]) - int(c["t"][0]) < 10_000 for c in chunks)
@@ -66,9 +70,12 @@ def test_file_replay_follows_the_recorded_time_at_a_multiple(recording, speed):
 
 def test_file_replay_as_fast_as_possible_never_sleeps(recording):
     path, ev = recording
-    src, fc, chunks, _ = _replay(path, 0, max_chunk_events=1000)
+    src, fc, chunks, _, marks = _replay(path, 0, max_chunk_events=1000)
     assert sum(fc.sleeps) == 0
     assert max(len(c) for c in chunks) <= 1000
+    # a chunk cut short by the size limit only promises up to its last timestamp
+    for chunk, wm, nxt in zip(chunks, marks, chunks[1:], strict=False):
+        assert chunk["t"][-1] <= wm <= nxt["t"][0]
     assert sum(len(c) for c in chunks) == len(ev)
 
 

@@ -146,3 +146,18 @@ def test_a_clock_that_restarts_starts_the_windows_afresh():
     assert all(o.n_events == 10 for o in out)
     w.push(_events([250, 260]))  # a small step back is late, not a restart
     assert w.stats.restarts == 1 and w.stats.events_late == 2
+
+
+def test_a_watermark_closes_windows_without_waiting_for_the_next_event():
+    w = SlidingWindower(100, 50)
+    assert w.push(_events([0, 40, 99])) == []
+    out = w.advance(100)  # the source promises nothing before t=100 is still coming
+    assert [(o.start_us, o.n_events) for o in out] == [(0, 3)]
+    assert w.advance(120) == []  # [50, 150) is still open
+    out = w.advance(150)
+    assert [(o.start_us, o.n_events) for o in out] == [(50, 1)]
+    # an event the watermark already promised away is late
+    w.push(_events([130]))
+    assert w.stats.events_late == 1
+    # windows with nothing in them are still skipped
+    assert w.advance(10_000) == []
