@@ -192,11 +192,14 @@ class Predictor:
         return self._transform is not None
 
     def warmup(self) -> None:
-        """One forward pass on zeros (compiles the model when ``compile=True``)."""
+        """One forward pass on zeros (compiles the model when ``compile=True``); traces the spike
+        graph for the energy estimate now rather than on the first window."""
         shape = (1, *self.contract.frame_shape)
         with torch.inference_mode():
             self._reset_state()
             self._forward(torch.zeros(shape, device=self.device))
+            if self.energy_every > 0 and self._graph is None:
+                self._op_counter(_example(self.contract, self.device))
         self._sync()
 
     def reset(self) -> None:
@@ -301,6 +304,14 @@ def _spike_driven(model: nn.Module, contract: DataContract, device: torch.device
         from sdt3_event.spikes import to_spike_driven
     except ImportError:
         from sdt3_event.spikes.executor import to_spike_driven
+    return to_spike_driven(model, _example(contract, device)).eval()
+
+
+def _example(contract: DataContract, device: torch.device) -> torch.Tensor:
+    """A fixed random input of the contract's shape, for tracing.
+
+    Shape:
+        ``(1, T, P, H, W)``.
+    """
     gen = torch.Generator().manual_seed(0)
-    example = torch.randint(0, 3, (1, *contract.frame_shape), generator=gen).float()  # (1,T,P,H,W)
-    return to_spike_driven(model, example.to(device)).eval()
+    return torch.randint(0, 3, (1, *contract.frame_shape), generator=gen).float().to(device)
