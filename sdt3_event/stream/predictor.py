@@ -93,7 +93,9 @@ class Predictor:
     """Run one window of events through the model.
 
     Args:
-        model: a classifier taking ``(B, T, P, H, W)`` frames and returning logits ``(B, classes)``.
+        model: a classifier taking ``(B, T, P, H, W)`` frames and returning logits ``(B, classes)``;
+            the predictor takes it over (moves it to ``device``, sets eval mode and the memory
+            format), so pass a copy to keep using the original elsewhere.
         contract: the checkpoint's data contract.
         model_name: for the records.
         device: ``"cpu"``, ``"cuda"``, ... (default: CUDA when available).

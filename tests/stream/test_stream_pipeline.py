@@ -3,6 +3,7 @@ pause / reset, the predictor on a real (tiny) model, sinks."""
 
 from __future__ import annotations
 
+import copy
 import io
 import json
 import threading
@@ -459,7 +460,8 @@ def test_predictor_on_cuda_matches_cpu(tiny, options):
     win = _window(seed=6)
     cpu = Predictor(model, contract, device="cpu", smoothing=0.0)
     cpu.bind((48, 40, 2))
-    gpu = Predictor(model, contract, device="cuda", smoothing=0.0, **options)
+    # the predictor takes the module it is given (moves it, converts it): give it a copy
+    gpu = Predictor(copy.deepcopy(model), contract, device="cuda", smoothing=0.0, **options)
     gpu.bind((48, 40, 2))
     gpu.warmup()
     a, b = cpu(win), gpu(win)
