@@ -293,15 +293,17 @@ def decode_aedat31(data: bytes, source: str, allow_truncated: bool) -> DecodedEv
         logger.debug("%s: skipped %d non-polarity AEDAT 3.1 packets", source, n_other)
     if chunks:
         raw = np.concatenate(chunks)
-        counts = np.fromiter((len(c) for c in chunks), np.int64, len(chunks))
-        overflow = np.repeat(np.asarray(overflows, np.int64), counts)
-        valid = (raw["data"] & 1).astype(bool)
-        raw, overflow = raw[valid], overflow[valid]
+        data_u = np.ascontiguousarray(raw["data"])
         ts = raw["t"].astype(np.int64)
         if len(ts) and int(ts.min()) < 0:
             raise EventFormatError(f"{source}: negative 31-bit event timestamp in a packet")
-        t = (overflow << 31) | ts
-        data_u = raw["data"]
+        if any(overflows):
+            counts = np.fromiter((len(c) for c in chunks), np.int64, len(chunks))
+            ts |= np.repeat(np.asarray(overflows, np.int64) << 31, counts)
+        valid = (data_u & 1).astype(bool)
+        if not valid.all():
+            data_u, ts = data_u[valid], ts[valid]
+        t = ts
         x = (data_u >> 17) & 0x7FFF
         y = (data_u >> 2) & 0x7FFF
         p = ((data_u >> 1) & 1).astype(bool)

@@ -86,14 +86,15 @@ def _columns(fields: dict, source: str, sensor: SensorSize | None) -> DecodedEve
 
 
 # ------------------------------------------------------------------------------------------ npz
-def decode_npz(data: bytes, source: str) -> DecodedEvents:
+def decode_npz(data: bytes | Path, source: str) -> DecodedEvents:
     """Decode a ``.npz`` event file (see the module docstring for the layouts).
 
     Raises:
         EventFormatError: not a readable npz archive, missing keys, or fields of the wrong kind.
     """
     try:
-        with np.load(io.BytesIO(data), allow_pickle=False) as archive:
+        stream = data if isinstance(data, Path) else io.BytesIO(data)
+        with np.load(stream, allow_pickle=False) as archive:
             keys = list(archive.files)
             if set(_FIELDS) <= set(keys):
                 fields = {k: archive[k] for k in _FIELDS}

@@ -19,6 +19,12 @@ EVT 2.0
     time base and are dropped (counted in the log). The header holds no geometry on Gen3
     cameras, so the caller passes the sensor size.
 
+EVT 3.0
+    16-bit stateful words; see :func:`decode_evt3`.
+
+Neither RAW encoding promises time order across readout groups, so their events are sorted
+stably by ``t`` (the count is logged); DAT files are checked to be in order.
+
 DAT
     ``%`` header lines (``% Version 2`` files then hold two bytes: event type, event size), then
     ``event size``-byte records ``t:u32, data:u32`` with ``x = data & 0x3FFF``,

@@ -316,6 +316,8 @@ def _decode(path: Path, fmt: str, source: str, allow_truncated: bool) -> Decoded
         return _aedat.decode_aedat4(path, source, allow_truncated)
     if fmt == "hdf5":
         return _arrays.decode_hdf5(path, source)
+    if fmt == "npz":
+        return _arrays.decode_npz(path, source)
     data = path.read_bytes()
     if fmt == "aedat3":
         return _aedat.decode_aedat31(data, source, allow_truncated)
@@ -327,8 +329,6 @@ def _decode(path: Path, fmt: str, source: str, allow_truncated: bool) -> Decoded
         return _prophesee.decode_evt3(data, source, allow_truncated)
     if fmt == "dat":
         return _prophesee.decode_dat(data, source, allow_truncated)
-    if fmt == "npz":
-        return _arrays.decode_npz(data, source)
     if fmt == "nmnist":
         return _nmnist.decode_nmnist(data, source, allow_truncated)
     raise ValueError(f"unknown format {fmt!r}; choose one of {sorted(FORMATS)}")
