@@ -124,6 +124,9 @@ class TrainConfig:
         eval_every: evaluate every N epochs (and always after the last).
         log_every: write a ``step`` line to ``metrics.jsonl`` every N steps.
         max_steps_per_epoch: cap the steps per epoch (smoke runs); ``None`` runs full epochs.
+        stop_after_epochs: end this invocation once this many epochs of the ``epochs``-long
+            schedule are done (a time-boxed job; ``--resume`` continues it); ``None`` runs to the
+            end.
         compile: wrap the model in ``torch.compile``.
         deterministic: ``torch.use_deterministic_algorithms`` (warn-only) and no cuDNN benchmark.
     """
@@ -141,6 +144,7 @@ class TrainConfig:
     eval_every: int = 1
     log_every: int = 10
     max_steps_per_epoch: int | None = None
+    stop_after_epochs: int | None = None
     compile: bool = False
     deterministic: bool = True
 

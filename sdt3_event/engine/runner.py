@@ -177,6 +177,7 @@ def fit(
         # Continue with the stored config, allowing only more epochs or a new output location.
         stored.train.epochs = max(cfg.train.epochs, stored.train.epochs)
         stored.output_dir, stored.name = cfg.output_dir, cfg.name
+        stored.train.stop_after_epochs = cfg.train.stop_after_epochs
         cfg = stored
 
     probe_device = (
@@ -318,7 +319,10 @@ def _fit(
     last_metrics: dict[str, Any] = {}
     epoch = start_epoch
     try:
-        for epoch in range(start_epoch, cfg.train.epochs):
+        stop = cfg.train.epochs
+        if cfg.train.stop_after_epochs is not None:
+            stop = min(stop, cfg.train.stop_after_epochs)
+        for epoch in range(start_epoch, stop):
             train_sampler.set_epoch(epoch)
             train_stats = train_one_epoch(
                 train_model,
@@ -340,7 +344,7 @@ def _fit(
                 progress=progress if dist.is_main else None,
             )
             global_step = train_stats["step"]
-            last = epoch + 1 == cfg.train.epochs
+            last = epoch + 1 == stop
             metrics: dict[str, Any] = {"train_loss": train_stats["loss"]}
             is_best = False
             if last or (epoch + 1) % cfg.train.eval_every == 0:
@@ -404,11 +408,15 @@ def _fit(
                         best["model_ema"] = None  # load_model_from_checkpoint then uses the model
                     save_checkpoint(ckpt_dir / "best.pt", best)
         emit(
-            "end", best_acc1=best_acc1, status="finished", epoch=cfg.train.epochs, step=global_step
+            "end",
+            best_acc1=best_acc1,
+            status="finished" if stop == cfg.train.epochs else "stopped",
+            epoch=stop,
+            step=global_step,
         )
     finally:
         log.close()
-    return FitResult(run_dir, best_acc1, last_metrics, cfg.train.epochs, global_step)
+    return FitResult(run_dir, best_acc1, last_metrics, max(stop, start_epoch), global_step)
 
 
 def _payload(

@@ -125,3 +125,16 @@ def test_ddp_two_cpu_processes_match_single_process(tmp_path):
     assert a["metrics"]["acc1"] == pytest.approx(b["metrics"]["acc1"])
     start = _lines(tmp_path / "ddp")[0]
     assert start["world_size"] == 2 and start["steps_per_epoch"] == 6
+
+
+def test_stop_after_epochs_then_resume_matches_full_run(tmp_path):
+    full = tmp_path / "full"
+    fit(toy_config(full), datasets=toy_datasets())
+    part = tmp_path / "part"
+    res = fit(toy_config(part, train={"stop_after_epochs": 1}), datasets=toy_datasets())
+    assert res.epochs_done == 1 and _lines(part / "toy")[-1]["status"] == "stopped"
+    fit(toy_config(part), datasets=toy_datasets(), resume=True)
+    assert _lines(part / "toy")[-1]["status"] == "finished"
+    a = load_checkpoint(full / "toy" / "checkpoints" / "last.pt")["model"]
+    b = load_checkpoint(part / "toy" / "checkpoints" / "last.pt")["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
