@@ -19,7 +19,7 @@ def test_demo_checkpoint_is_small_and_self_describing():
     c = loaded.contract
     # what the live `synthetic:` source produces: 128x128x2 sensor, 500 ms gestures
     assert c.sensor_size == (128, 128, 2) and c.window_us == 500_000
-    assert c.class_names == SYNTHETIC_CLASSES and c.frame_shape == (4, 2, 64, 64)
+    assert c.class_names == SYNTHETIC_CLASSES and c.frame_shape == (8, 2, 64, 64)
     assert loaded.model.model_config["num_classes"] == len(SYNTHETIC_CLASSES)
     assert payload["config"]["seed"] == 42 and payload["config"]["model"]["name"] == "sdt3_micro"
 
