@@ -118,8 +118,8 @@ def test_official_names_are_aliases(alias):
 
 
 def test_kd_variant_alias_takes_kd_flag():
-    assert not create_model("spikformer12_512").kd
-    assert create_model("spikformer12_512", kd=True).kd
+    assert not meta_model("spikformer12_512").kd
+    assert meta_model("spikformer12_512", kd=True).kd
 
 
 @pytest.mark.parametrize("name", [n for n in CLASSIFIERS if n not in BIG])
