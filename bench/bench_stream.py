@@ -166,7 +166,7 @@ def latency(predictor, window_us, stride_us, rate_mev_s, seconds, limit_s):
     return p50, p99, dropped, len(preds)
 
 
-def overload_memory(predictor, window_us, stride_us, rate_mev_s, seconds):
+def overload_memory(predictor, window_us, stride_us, rate_mev_s, seconds, max_window_events):
     """Peak RSS while a paced source runs at ``rate_mev_s`` (10x the sustained rate)."""
     peak = [rss_mb()]
     before = peak[0]
@@ -181,14 +181,37 @@ def overload_memory(predictor, window_us, stride_us, rate_mev_s, seconds):
     sampler.start()
     src = RateSource(rate_mev_s, seconds, paced=True)
     p = LivePipeline(
-        src, predictor, window_us=window_us, stride_us=stride_us, max_window_events=4_000_000
+        src,
+        predictor,
+        window_us=window_us,
+        stride_us=stride_us,
+        max_window_events=max_window_events,
     )
     with p:
-        drain_all(p, seconds + 30)
+        preds = drain_all(p, seconds + 30)
     stop.set()
     sampler.join()
     s = p.stats
-    return before, peak[0], s.events_in / 1e6 / seconds, s.windows_dropped + s.windows_overflow
+    return before, peak[0], s.events_in / 1e6 / seconds, s, len(preds)
+
+
+def frame_and_forward_ms(predictor, window_us, rate_mev_s, repeats):
+    """Median time to bin one window of events at ``rate_mev_s`` and to run the model on it."""
+    from sdt3_event.stream.windowing import EventWindow
+
+    src = RateSource(rate_mev_s, window_us / 1e6, paced=False)
+    events = np.concatenate(list(src))
+    win = EventWindow(0, 0, window_us, events, time.perf_counter())
+    t_frames, t_total = [], []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        predictor.frames(win)
+        t1 = time.perf_counter()
+        predictor(win)
+        t2 = time.perf_counter()
+        t_frames.append(t1 - t0)
+        t_total.append(t2 - t1)
+    return statistics.median(t_frames) * 1e3, statistics.median(t_total) * 1e3
 
 
 def demo_model(device):
@@ -224,6 +247,12 @@ def main() -> int:
     ap.add_argument("--stride-us", type=int, default=50_000)
     ap.add_argument("--no-19m", action="store_true", help="skip the 19M model")
     ap.add_argument("--firing", action="store_true", help="record firing rates (slower)")
+    ap.add_argument(
+        "--max-window-events",
+        type=int,
+        default=4_000_000,
+        help="the pipeline's bound on events per window (default 4M, the live default)",
+    )
     args = ap.parse_args()
     torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))
     smoke = args.smoke
@@ -262,15 +291,15 @@ def main() -> int:
         )
         pr.bind(SENSOR)
         pr.warmup()
-        times = []
-        for _ in range(3 if smoke else 10):
-            t0 = time.perf_counter()
-            pr.warmup()
-            times.append(time.perf_counter() - t0)
-        fwd_ms = statistics.median(times) * 1e3
-        rate, n_pred, wall = sustained_rate(pr, win, stride, 20.0, seconds, 600)
         print(f"\n## {label}")
-        print(f"forward pass (median): {fwd_ms:.1f} ms ({contract.frame_shape} per window)")
+        for r in (1.0, 10.0):
+            f_ms, p_ms = frame_and_forward_ms(pr, win, r, 3 if smoke else 10)
+            print(
+                f"one window at {r:4.0f} Mev/s ({int(r * win):,} events, frames "
+                f"{contract.frame_shape}): binning {f_ms:.1f} ms, binning + forward "
+                f"{p_ms:.1f} ms (median)"
+            )
+        rate, n_pred, wall = sustained_rate(pr, win, stride, 20.0, seconds, 600)
         print(f"sustained, lossless: {rate:.2f} Mev/s ({n_pred} windows in {wall:.1f} s)")
         lat = {}
         for r in (1.0, 10.0):
@@ -281,10 +310,15 @@ def main() -> int:
                 f"windows dropped {dropped:6.1%}  ({n} predictions)"
             )
         over = 10 * rate
-        before, peak, got, dropped = overload_memory(pr, win, stride, over, seconds)
+        before, peak, got, st, n_over = overload_memory(
+            pr, win, stride, over, seconds, args.max_window_events
+        )
         print(
-            f"10x overload ({over:.1f} Mev/s offered, {got:.1f} Mev/s read): RSS {before:.0f} -> "
-            f"peak {peak:.0f} MiB, {dropped} windows dropped"
+            f"10x overload ({over:.1f} Mev/s offered, {got:.1f} Mev/s read, "
+            f"{over * win / 1e6:.1f}M events a window, bound {args.max_window_events / 1e6:g}M): "
+            f"RSS {before:.0f} -> peak {peak:.0f} MiB; {n_over} predictions, "
+            f"{st.windows_dropped} windows dropped behind the model, "
+            f"{st.windows_overflow} over the bound"
         )
         rows.append((label, rate, lat, before, peak))
     print(
