@@ -37,6 +37,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--jsonl", default=None, metavar="FILE", help="also write JSON lines here")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: best)")
     parser.add_argument("--compile", action="store_true", help="torch.compile the model")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="CPU inference threads (default: all cores but one, left to the reader)",
+    )
     parser.add_argument("--channels-last", action="store_true", help="channels-last memory format")
     parser.add_argument(
         "--max-windows",
@@ -103,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
     from sdt3_event.stream.pipeline import build_pipeline
     from sdt3_event.stream.sinks import JsonLinesSink, TeePipeline, drain
 
-    for name in ("max_windows", "window_us", "stride_us", "top_k"):
+    for name in ("max_windows", "window_us", "stride_us", "top_k", "threads"):
         value = getattr(args, name)
         if value is not None and value < 1:
             return _error(f"--{name.replace('_', '-')} must be >= 1")
@@ -112,6 +118,7 @@ def run(args: argparse.Namespace) -> int:
         options["speed"] = args.speed
     if args.loop:
         options["loop"] = True
+    _set_threads(args.threads)
     use_monitor = sys.stdout.isatty() and not args.json
     monitor = _monitor_entry() if use_monitor else None
     if use_monitor and monitor is None:
@@ -170,6 +177,20 @@ def run(args: argparse.Namespace) -> int:
         for sink in sinks:
             sink.close()
         _restore_sigterm(previous)
+
+
+def _set_threads(threads: int | None) -> None:
+    """CPU intra-op threads: the user's choice, else OMP_NUM_THREADS, else all cores but one (the
+    reader thread needs a core to keep up with the source while the model runs)."""
+    import os
+
+    import torch
+
+    if threads is None:
+        if os.environ.get("OMP_NUM_THREADS"):
+            return
+        threads = max(1, (os.cpu_count() or 1) - 1)
+    torch.set_num_threads(threads)
 
 
 def _install_sigterm():

@@ -248,13 +248,19 @@ def main() -> int:
     ap.add_argument("--no-19m", action="store_true", help="skip the 19M model")
     ap.add_argument("--firing", action="store_true", help="record firing rates (slower)")
     ap.add_argument(
+        "--threads",
+        type=int,
+        default=max(1, min(4, (os.cpu_count() or 1) - 1)),
+        help="torch intra-op threads (default: cores - 1, at most 4)",
+    )
+    ap.add_argument(
         "--max-window-events",
         type=int,
         default=4_000_000,
         help="the pipeline's bound on events per window (default 4M, the live default)",
     )
     args = ap.parse_args()
-    torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))
+    torch.set_num_threads(args.threads)
     smoke = args.smoke
     seconds = 1.0 if smoke else 4.0
     win, stride = args.window_us, args.stride_us
