@@ -120,9 +120,7 @@ class LivePipeline:
         self._done = threading.Event()
         self._threads: list[threading.Thread] = []
         self._paused = False
-        self._busy = False
         self._error: str | None = None
-        self._final_state = "finished"
         self.stats = PipelineStats()
         self._label_at: Callable[[int], str | None] | None = getattr(source, "label_at", None)
 
@@ -291,7 +289,6 @@ class LivePipeline:
                 self._queue_windows(self._windower.flush())
         except Exception as exc:
             self._error = f"{type(exc).__name__}: {exc}"
-            self._final_state = "error"
             log.error("%s: %s", self.source_uri, self._error)
         finally:
             self._reader_done.set()
@@ -364,26 +361,28 @@ class LivePipeline:
                         break
                     win = self._windows.popleft()
                     self._window_taken.notify_all()
-                    self._busy = True
-                truth = None
-                if self._label_at is not None:
-                    truth = self._label_at((win.start_us + win.end_us) // 2)
-                try:
-                    record = self.predictor(win, true_label=truth)
-                finally:
-                    with self._lock:
-                        self._busy = False
+                truth = self._truth(win)
+                record = self.predictor(win, true_label=truth)
                 with self._lock:
                     self.stats.windows_done += 1
                 self._put(record)
         except Exception as exc:
             self._error = f"inference failed: {type(exc).__name__}: {exc}"
-            self._final_state = "error"
             log.exception("inference failed")
             self._stop.set()
             self.source.close()
         finally:
             self._finish()
+
+    def _truth(self, win: EventWindow) -> str | None:
+        """The true class at the window's middle, for sources that know it."""
+        if self._label_at is None:
+            return None
+        try:
+            return self._label_at((win.start_us + win.end_us) // 2)
+        except Exception as exc:  # ground truth is an extra; never stop the stream for it
+            log.debug("label_at failed: %s", exc)
+            return None
 
     def _status_loop(self) -> None:
         last_state = None

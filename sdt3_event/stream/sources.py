@@ -297,12 +297,15 @@ class SyntheticSource(_PacedSource):
         for i, seg in enumerate(stream):
             if self.closed or (self.max_gestures is not None and i >= self.max_gestures):
                 return
-            self._timeline.append((seg.t_start_us, seg.t_end_us, seg.label))
+            with self._lock:
+                self._timeline.append((seg.t_start_us, seg.t_end_us, seg.label))
             yield seg.events, seg.t_end_us
 
     def label_at(self, t_us: int) -> str | None:
         """The true class name at stream time ``t_us`` (``None`` if outside the kept history)."""
-        for start, end, label in reversed(self._timeline):
+        with self._lock:  # the reader thread appends while the inference thread asks
+            timeline = list(self._timeline)
+        for start, end, label in reversed(timeline):
             if start <= t_us < end:
                 return self.class_names[label]
             if end <= t_us:
