@@ -107,6 +107,7 @@ def run(args: argparse.Namespace) -> int:
     from sdt3_event.engine.checkpoint import CheckpointError
     from sdt3_event.events.schema import EventFormatError
     from sdt3_event.stream.pipeline import build_pipeline
+    from sdt3_event.stream.records import StreamStatus
     from sdt3_event.stream.sinks import JsonLinesSink, TeePipeline, drain
 
     for name in ("max_windows", "window_us", "stride_us", "top_k", "threads"):
@@ -169,6 +170,14 @@ def run(args: argparse.Namespace) -> int:
         )
         if result.reason == "broken_pipe":
             _silence_stdout()
+            return 1 if result.failed else 0
+        if result.reason in ("max_windows", "duration"):
+            # stop, then pass on the closing status so readers see how the stream ended
+            pipeline.stop()
+            while (record := pipeline.get(timeout=1.0)) is not None:
+                if isinstance(record, StreamStatus):
+                    for sink in (stdout, *sinks):
+                        sink.write(record)
         return 1 if result.failed else 0
     except KeyboardInterrupt:
         return 130

@@ -103,6 +103,7 @@ def test_live_writes_json_lines_and_stops_after_max_windows(checkpoint, recordin
     assert len(preds) == 5
     assert all(p["labels"][0] in CLASSES and len(p["scores"]) == 3 for p in preds)
     assert recs[0]["type"] == "status" and recs[0]["model"] == "sdt3_micro"
+    assert recs[-1]["type"] == "status" and recs[-1]["state"] == "finished"
     assert _records(out.read_text()) == recs
 
 
