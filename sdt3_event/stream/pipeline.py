@@ -7,7 +7,9 @@
     status thread     source state changes + every ``status_interval_s`` -> output queue
 
 Drop policy (stated once, counted always): when inference falls behind, the window queue keeps the
-*newest* windows; the oldest queued window is dropped whole and its events count as dropped. Events
+*newest* windows (by default one: the model always gets the freshest complete window, so latency
+stays near one inference time); the oldest queued window is dropped whole and its events count as
+dropped. Events
 inside a window are never dropped. ``drop_policy="block"`` instead makes the reader wait for room
 (back-pressure): lossless for a file replayed as fast as possible, while a live source then backs up
 (its own buffers and drops take over). The windower bounds the events it buffers
@@ -89,7 +91,7 @@ class LivePipeline:
         *,
         window_us: int,
         stride_us: int | None = None,
-        max_queued_windows: int = 2,
+        max_queued_windows: int = 1,
         max_window_events: int | None = 4_000_000,
         max_records: int = 256,
         status_interval_s: float = 1.0,
@@ -446,7 +448,7 @@ def build_pipeline(
     energy_every: int = 10,
     keep_frames: bool = True,
     source_options: dict[str, Any] | None = None,
-    max_queued_windows: int = 2,
+    max_queued_windows: int = 1,
     max_window_events: int | None = 4_000_000,
     status_interval_s: float = 1.0,
     drop_policy: str = "drop_oldest",
