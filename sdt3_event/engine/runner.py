@@ -17,6 +17,7 @@ Run folder layout::
 from __future__ import annotations
 
 import logging
+import os
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -97,7 +98,7 @@ def run_dir_of(cfg: ExperimentConfig) -> Path:
 
 
 def build_model(
-    cfg: ExperimentConfig, num_classes: int, in_chans: int
+    cfg: ExperimentConfig, num_classes: int, in_chans: int, load_pretrained: bool = True
 ) -> tuple[str, nn.Module, dict]:
     """``create_model`` with ``num_classes``/``in_chans`` from the data unless set in ``kwargs``.
 
@@ -108,7 +109,8 @@ def build_model(
     from sdt3_event.registry import create_model, resolve_name
 
     kwargs = dict(cfg.model.kwargs)
-    if cfg.model.pretrained is not None and not Path(cfg.model.pretrained).is_file():
+    pretrained = cfg.model.pretrained if load_pretrained else None
+    if pretrained is not None and not Path(pretrained).is_file():
         raise FileNotFoundError(
             f"model.pretrained {cfg.model.pretrained!r} does not exist; download the checkpoint "
             f"or pass --set model.pretrained=/path/to/checkpoint.pth (null trains from scratch)"
@@ -116,7 +118,7 @@ def build_model(
     kwargs.setdefault("num_classes", num_classes)
     kwargs.setdefault("in_chans", in_chans)
     name = resolve_name(cfg.model.name)
-    model = create_model(name, pretrained=cfg.model.pretrained, **kwargs)
+    model = create_model(name, pretrained=pretrained, **kwargs)
     model_config = dict(getattr(model, "model_config", None) or kwargs)
     return name, model, model_config
 
@@ -205,6 +207,8 @@ def _fit(
     run_dir = run_dir_of(cfg)
     ckpt_dir = run_dir / "checkpoints"
     if cfg.train.deterministic:
+        if device.type == "cuda":
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # deterministic cuBLAS
         torch.backends.cudnn.benchmark = False
         torch.use_deterministic_algorithms(True, warn_only=True)
     else:
@@ -215,7 +219,10 @@ def _fit(
         datasets = build_datasets(cfg.data, seed=cfg.seed)
     train_ds, test_ds, contract = datasets
     num_classes = len(contract.class_names)
-    model_name, model, model_config = build_model(cfg, num_classes, contract.in_chans)
+    # a resumed run takes its weights from the checkpoint, not from model.pretrained
+    model_name, model, model_config = build_model(
+        cfg, num_classes, contract.in_chans, load_pretrained=resume_payload is None
+    )
     model.to(device)
     seed_everything(cfg.seed + dist.rank)  # per-rank augmentation streams; DDP syncs the weights
 
