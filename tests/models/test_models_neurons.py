@@ -176,6 +176,10 @@ def test_temporal_if_gpu_backends_match_torch(backend):
     proc = subprocess.run(
         [sys.executable, "-c", _GPU_CHECK, backend], capture_output=True, text=True, env=env
     )
+    if backend == "cuda" and "were not built" in proc.stderr:
+        # PyPI's spikingjelly wheel ships no compiled CUDA operators (only Triton); "auto" and
+        # "triton" still cover the accelerated path.
+        pytest.skip("spikingjelly's native CUDA operators are not built in this installation")
     assert proc.returncode == 0 and "ok" in proc.stdout, proc.stderr[-3000:]
 
 
