@@ -30,6 +30,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
         metavar="CKPT",
         help="continue the run's checkpoints/last.pt (or the given checkpoint) exactly",
     )
+    parser.add_argument(
+        "--overwrite", action="store_true", help="start afresh in a run folder that has a run"
+    )
     parser.add_argument("--name", help="run name (default: the config's name)")
     parser.add_argument("--output-dir", help="parent folder of run folders (default: runs)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -111,6 +114,7 @@ def run(args: argparse.Namespace) -> int:
             resume=args.resume,
             progress=_progress_factory(not args.no_progress and sys.stderr.isatty()),
             on_event=_print_event,
+            overwrite=args.overwrite,
         )
     except KeyboardInterrupt:
         sys.stderr.write(
@@ -118,7 +122,13 @@ def run(args: argparse.Namespace) -> int:
             f"continue with: sdt3-event train -c {args.config or '<config>'} --resume\n"
         )
         return 130
-    except (FileNotFoundError, CheckpointError, NonFiniteLossError, ConfigError) as exc:
+    except (
+        FileNotFoundError,
+        FileExistsError,
+        CheckpointError,
+        NonFiniteLossError,
+        ConfigError,
+    ) as exc:
         sys.stderr.write(f"error: {exc}\n")
         return 1
     _out(f"run folder: {result.run_dir}")

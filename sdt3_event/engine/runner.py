@@ -67,6 +67,15 @@ def resolve_device(name: str, dist: DistInfo) -> torch.device:
     return device
 
 
+def _canonical(name: str) -> str:
+    from sdt3_event.registry import resolve_name
+
+    try:
+        return resolve_name(name)
+    except KeyError:
+        return name
+
+
 def seed_everything(seed: int) -> None:
     """Seed Python, NumPy, torch and the event transforms of this process."""
     from sdt3_event.events.transforms import seed_transforms
@@ -141,6 +150,7 @@ def fit(
     progress: Progress | None = None,
     on_event: Callable[[dict[str, Any]], None] | None = None,
     datasets: tuple[Any, Any, DataContract] | None = None,
+    overwrite: bool = False,
 ) -> FitResult:
     """Train and evaluate as ``cfg`` says.
 
@@ -153,12 +163,16 @@ def fit(
         on_event: called with every ``metrics.jsonl`` record (rank 0 only), e.g. for console output.
         datasets: ``(train, test, contract)`` to use instead of building them from ``cfg.data``
             (programmatic use and tests); each yields ``(frames, label)``.
+        overwrite: start afresh in a run folder that already holds checkpoints (its
+            ``metrics.jsonl`` is restarted); without it such a folder raises.
 
     Returns:
         A :class:`FitResult`.
 
     Raises:
         FileNotFoundError: missing data or resume checkpoint.
+        FileExistsError: a fresh run into a folder with checkpoints (pass ``resume`` or
+            ``overwrite``, or choose another name).
         CheckpointError: the resume checkpoint holds another model.
         NonFiniteLossError: the loss became NaN/inf.
     """
@@ -172,7 +186,7 @@ def fit(
             )
         resume_payload = load_checkpoint(ckpt_path)
         stored = config_from_dict(resume_payload["config"])
-        if stored.model.name != cfg.model.name:
+        if _canonical(stored.model.name) != _canonical(cfg.model.name):
             raise CheckpointError(
                 f"{ckpt_path} is a run of model {stored.model.name!r}, not {cfg.model.name!r}"
             )
@@ -181,6 +195,15 @@ def fit(
         stored.output_dir, stored.name = cfg.output_dir, cfg.name
         stored.train.stop_after_epochs = cfg.train.stop_after_epochs
         cfg = stored
+    else:
+        existing = run_dir_of(cfg) / "checkpoints" / "last.pt"
+        if existing.is_file() and not overwrite:
+            raise FileExistsError(
+                f"{run_dir_of(cfg)} already holds a run ({existing}); continue it with --resume, "
+                f"start over with --overwrite, or pick another --name"
+            )
+        if overwrite and int(os.environ.get("RANK", "0")) == 0:
+            (run_dir_of(cfg) / "metrics.jsonl").unlink(missing_ok=True)
 
     probe_device = (
         "cuda"

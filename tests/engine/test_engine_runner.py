@@ -138,3 +138,12 @@ def test_stop_after_epochs_then_resume_matches_full_run(tmp_path):
     a = load_checkpoint(full / "toy" / "checkpoints" / "last.pt")["model"]
     b = load_checkpoint(part / "toy" / "checkpoints" / "last.pt")["model"]
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_fresh_run_into_existing_folder_is_refused(tmp_path):
+    cfg = toy_config(tmp_path, train={"epochs": 1})
+    fit(cfg, datasets=toy_datasets())
+    with pytest.raises(FileExistsError, match="--resume"):
+        fit(cfg, datasets=toy_datasets())
+    fit(cfg, datasets=toy_datasets(), overwrite=True)
+    assert [r["event"] for r in _lines(tmp_path / "toy")].count("start") == 1
