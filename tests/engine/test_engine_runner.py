@@ -184,3 +184,40 @@ def test_resume_exact_with_random_event_augmentations(tmp_path, workers):
         fit(toy_config(part, **sections), on_event=kill)
     fit(toy_config(part, **sections), resume=True)
     assert steps(part / "toy")[5:] == steps(full / "toy")[3:]
+
+
+def test_fit_and_evaluate_on_an_event_folder(tmp_path):
+    """The real-data path: EventFolder files on disk (root/<split>/<class>/*.npz), the contract
+    from the data set, evaluation of the checkpoint on the same folder."""
+    import numpy as np
+    from sdt3_event.datasets.synthetic import generate_gesture
+
+    from sdt3_event.engine.evaluation import evaluate_checkpoint
+    from sdt3_event.events.io import write_events
+
+    root = tmp_path / "recordings"
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 8), ("test", 4)):
+        for name in ("ring_expand", "swipe_right"):
+            (root / split / name).mkdir(parents=True)
+            for i in range(n):
+                ev = generate_gesture(name, rng, (32, 32, 2), 100_000)
+                write_events(root / split / name / f"{i}.npz", ev, (32, 32, 2))
+    sections = dict(
+        data={
+            "dataset": "folder",
+            "root": str(root),
+            "sensor_size": [32, 32, 2],
+            "input_size": [4, 4],
+            "n_time_bins": 2,
+            "batch_size": 4,
+        },
+        train={"epochs": 1, "warmup_epochs": 0},
+    )
+    fit(toy_config(tmp_path, **sections))
+    ckpt = tmp_path / "toy" / "checkpoints" / "last.pt"
+    payload = load_checkpoint(ckpt)
+    assert payload["data_contract"]["class_names"] == ["ring_expand", "swipe_right"]
+    metrics, loaded = evaluate_checkpoint(ckpt, root=str(root))
+    assert metrics["n"] == 8 and metrics["dataset"] == "folder"
+    assert loaded.contract.window_us is None
