@@ -105,6 +105,25 @@ def plot_confusion(confusion, class_names, path: Path, title: str) -> None:
     plt.close(fig)
 
 
+def _progress():
+    from tqdm import tqdm
+
+    def wrap(iterable, total, desc):
+        batch = getattr(iterable, "batch_size", None) or 1
+        return tqdm(
+            iterable,
+            total=total,
+            desc=desc,
+            unit="sample",
+            unit_scale=batch,
+            leave=False,
+            file=sys.stderr,
+            dynamic_ncols=True,
+        )
+
+    return wrap
+
+
 def _out(text: str = "") -> None:
     sys.stdout.write(text + "\n")
 
@@ -127,6 +146,7 @@ def run(args: argparse.Namespace) -> int:
             device=resolve_device(args.device),
             use_ema=not args.no_ema,
             spike_driven=args.spike_driven,
+            progress=_progress() if sys.stderr.isatty() else None,
         )
     except (FileNotFoundError, CheckpointError, ValueError) as exc:
         sys.stderr.write(f"error: {exc}\n")
