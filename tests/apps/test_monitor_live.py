@@ -370,7 +370,12 @@ def test_predictions_without_frames_say_so(tmp_path):
         async with app.run_test(size=(100, 30)) as pilot:
             await until(pilot, lambda: app.stats.n_predictions == 1)
             view = app.query_one(EventView)
-            middle = "".join(s.text for s in view.render_line(view.size.height // 2))
-            assert "carry no event frame" in middle
+
+            def middle() -> str:
+                return "".join(s.text for s in view.render_line(view.size.height // 2))
+
+            # the view redraws on its next refresh after the record arrives
+            await until(pilot, lambda: "carry no event frame" in middle())
+            assert "carry no event frame" in middle()
 
     asyncio.run(main())
