@@ -33,7 +33,7 @@ import torch
 
 from sdt3_event.events.contract import DataContract
 from sdt3_event.events.schema import EVENT_DTYPE
-from sdt3_event.stream.pipeline import LivePipeline
+from sdt3_event.stream.pipeline import DEFAULT_MAX_WINDOW_EVENTS, LivePipeline
 from sdt3_event.stream.predictor import Predictor
 from sdt3_event.stream.records import Prediction
 from sdt3_event.stream.source import BaseEventSource
@@ -256,8 +256,8 @@ def main() -> int:
     ap.add_argument(
         "--max-window-events",
         type=int,
-        default=4_000_000,
-        help="the pipeline's bound on events per window (default 4M, the live default)",
+        default=DEFAULT_MAX_WINDOW_EVENTS,
+        help="the pipeline's bound on events per window (default: the live default, 16M)",
     )
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
