@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import tonic
+from sdt3_event.datasets._common import apply_transforms
 from sdt3_event.datasets.download import download_dataset
 from tonic.dataset import Dataset as TonicDataset
 
@@ -141,13 +142,7 @@ class CIFAR10DVS(tonic.datasets.CIFAR10DVS):
 
         events, _ = read_events(self.data[index], self.sensor_size)
         target = self.targets[index]
-        if self.transform is not None:
-            events = self.transform(events)
-        if self.target_transform is not None:
-            target = self.target_transform(target)
-        if self.transforms is not None:
-            events, target = self.transforms(events, target)
-        return events, target
+        return apply_transforms(self, events, target)
 
     def __len__(self) -> int:
         return len(self.data)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import tonic
+from sdt3_event.datasets._common import apply_transforms
 from sdt3_event.datasets.download import download_dataset
 from tonic.dataset import Dataset as TonicDataset
 
@@ -131,13 +132,7 @@ class DVSGesture(tonic.datasets.DVSGesture):
     def __getitem__(self, index: int):
         events = self.read(index)
         target = self.targets[index]
-        if self.transform is not None:
-            events = self.transform(events)
-        if self.target_transform is not None:
-            target = self.target_transform(target)
-        if self.transforms is not None:
-            events, target = self.transforms(events, target)
-        return events, target
+        return apply_transforms(self, events, target)
 
     def __len__(self) -> int:
         return len(self.data)
@@ -234,11 +229,7 @@ class DVSGestureRaw:
         lo, hi = np.searchsorted(t, [start, end])
         events = events[lo:hi].copy()
         target = self.targets[index]
-        if self.transform is not None:
-            events = self.transform(events)
-        if self.target_transform is not None:
-            target = self.target_transform(target)
-        return events, target
+        return apply_transforms(self, events, target)
 
     def metadata(self, index: int) -> dict:
         path, start, end = self.samples[index]

@@ -6,6 +6,8 @@ import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from sdt3_event.datasets._common import apply_transforms
+
 from sdt3_event.events.schema import EVENT_DTYPE, SensorSize
 
 
@@ -118,11 +120,7 @@ class EventFolder:
     def __getitem__(self, index: int):
         events, _ = self.read(index)
         target = self.targets[index]
-        if self.transform is not None:
-            events = self.transform(events)
-        if self.target_transform is not None:
-            target = self.target_transform(target)
-        return events, target
+        return apply_transforms(self, events, target)
 
     def __len__(self) -> int:
         return len(self.data)

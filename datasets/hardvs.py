@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from sdt3_event.datasets._common import apply_transforms
 
 from sdt3_event.events.schema import EVENT_DTYPE, EventFormatError
 
@@ -151,11 +152,7 @@ class HARDVS:
 
         events, _ = read_events(self.data[index], self.sensor_size)
         target = self.targets[index]
-        if self.transform is not None:
-            events = self.transform(events)
-        if self.target_transform is not None:
-            target = self.target_transform(target)
-        return events, target
+        return apply_transforms(self, events, target)
 
     def __len__(self) -> int:
         return len(self.data)
@@ -326,11 +323,7 @@ class HARDVSFrames:
             frames[k] = threshold_frame(gray, cfg)
         out = torch.from_numpy(frames)
         target = self.targets[index]
-        if self.transform is not None:
-            out = self.transform(out)
-        if self.target_transform is not None:
-            target = self.target_transform(target)
-        return out, target
+        return apply_transforms(self, out, target)
 
     def __len__(self) -> int:
         return len(self.data)

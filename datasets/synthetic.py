@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from sdt3_event.datasets._common import apply_transforms
 
 from sdt3_event.events.schema import EVENT_DTYPE, SensorSize
 
@@ -411,11 +412,7 @@ class SyntheticGestures:
     def __getitem__(self, index: int):
         events = self.events(index)
         target = self.targets[index % self.n_samples]
-        if self.transform is not None:
-            events = self.transform(events)
-        if self.target_transform is not None:
-            target = self.target_transform(target)
-        return events, target
+        return apply_transforms(self, events, target)
 
     def __repr__(self) -> str:
         return (
