@@ -39,7 +39,7 @@ def _train_args(tmp_path, *extra):
     return [
         "train",
         "-c",
-        str(REPO / "configs" / "synthetic_demo.yaml"),
+        str(REPO / "configs" / "synthetic_demo_stage1.yaml"),  # stage 1 needs no checkpoint
         "--output-dir",
         str(tmp_path),
         "--name",
