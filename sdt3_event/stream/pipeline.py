@@ -23,6 +23,7 @@ it ends in a ``StreamStatus(state="error")`` record with the reason.
 
 from __future__ import annotations
 
+import bisect
 import logging
 import threading
 import time
@@ -351,9 +352,21 @@ class LivePipeline:
                 if len(self._windows) >= self._max_windows:
                     old = self._windows.popleft()  # keep the newest: drop the oldest, whole
                     s.windows_dropped += 1
-                    s.events_dropped += old.n_events
+                    s.events_dropped += self._first_seen_events(old)
                 self._windows.append(win)
             self._window_ready.notify()
+
+    def _first_seen_events(self, win: EventWindow) -> int:
+        """Events of ``win`` in its first stride, ``[start, start + stride)``.
+
+        With overlapping windows (stride < window) every event lies in several windows; each event
+        is in exactly one window's first stride (the latest window that holds it), so counting only
+        those keeps ``events_dropped <= events_in``.
+        """
+        if self.stride_us >= self.window_us:
+            return win.n_events
+        # bisect on the strided field: np.searchsorted would copy the whole column
+        return bisect.bisect_left(win.events["t"], win.start_us + self.stride_us)
 
     def _infer_loop(self) -> None:
         try:

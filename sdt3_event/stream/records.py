@@ -69,7 +69,8 @@ class StreamStatus:
         state: one of ``SOURCE_STATES``.
         message: human-readable detail (the error, the reconnect delay).
         source: the source URI; model / device: what runs the inference.
-        events_in: events read from the source; events_dropped: events that were in dropped windows.
+        events_in: events read from the source; events_dropped: events of dropped windows, each
+            counted once (in the latest window that holds it) when windows overlap.
         windows_in / windows_dropped: windows produced / dropped because inference fell behind.
     """
 
