@@ -12,6 +12,8 @@ import math
 import sys
 from pathlib import Path
 
+from sdt3_event.apps._progress import sample_progress
+
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("checkpoint", help="an sdt3-event checkpoint (.pt), or 'demo'")
@@ -105,25 +107,6 @@ def plot_confusion(confusion, class_names, path: Path, title: str) -> None:
     plt.close(fig)
 
 
-def _progress():
-    from tqdm import tqdm
-
-    def wrap(iterable, total, desc):
-        batch = getattr(iterable, "batch_size", None) or 1
-        return tqdm(
-            iterable,
-            total=total,
-            desc=desc,
-            unit="sample",
-            unit_scale=batch,
-            leave=False,
-            file=sys.stderr,
-            dynamic_ncols=True,
-        )
-
-    return wrap
-
-
 def _out(text: str = "") -> None:
     sys.stdout.write(text + "\n")
 
@@ -146,7 +129,7 @@ def run(args: argparse.Namespace) -> int:
             device=resolve_device(args.device),
             use_ema=not args.no_ema,
             spike_driven=args.spike_driven,
-            progress=_progress() if sys.stderr.isatty() else None,
+            progress=sample_progress() if sys.stderr.isatty() else None,
         )
     except (FileNotFoundError, CheckpointError, ValueError) as exc:
         sys.stderr.write(f"error: {exc}\n")

@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from sdt3_event.apps._progress import sample_progress
+
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
@@ -39,27 +41,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--print-config", action="store_true", help="print the resolved config and exit"
     )
-
-
-def _progress_factory(enabled: bool):
-    if not enabled:
-        return None
-    from tqdm import tqdm
-
-    def wrap(iterable, total, desc):
-        batch = getattr(iterable, "batch_size", None) or 1
-        return tqdm(
-            iterable,
-            total=total,
-            desc=desc,
-            unit="sample",
-            unit_scale=batch,  # throughput and ETA in samples
-            dynamic_ncols=True,
-            leave=False,
-            file=sys.stderr,
-        )
-
-    return wrap
 
 
 def _out(text: str) -> None:
@@ -112,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
         result = fit(
             cfg,
             resume=args.resume,
-            progress=_progress_factory(not args.no_progress and sys.stderr.isatty()),
+            progress=sample_progress() if not args.no_progress and sys.stderr.isatty() else None,
             on_event=_print_event,
             overwrite=args.overwrite,
         )
