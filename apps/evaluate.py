@@ -12,8 +12,6 @@ import math
 import sys
 from pathlib import Path
 
-from sdt3_event.apps._progress import sample_progress
-
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("checkpoint", help="an sdt3-event checkpoint (.pt), or 'demo'")
@@ -129,7 +127,7 @@ def run(args: argparse.Namespace) -> int:
             device=resolve_device(args.device),
             use_ema=not args.no_ema,
             spike_driven=args.spike_driven,
-            progress=sample_progress() if sys.stderr.isatty() else None,
+            progress=_sample_progress() if sys.stderr.isatty() else None,
         )
     except (FileNotFoundError, CheckpointError, ValueError) as exc:
         sys.stderr.write(f"error: {exc}\n")
@@ -168,3 +166,9 @@ def run(args: argparse.Namespace) -> int:
     )
     _out(f"\nwrote {out / 'eval.json'} and {out / 'confusion.png'}")
     return 0
+
+
+def _sample_progress():
+    from sdt3_event.apps._progress import sample_progress
+
+    return sample_progress()

@@ -9,8 +9,6 @@ from __future__ import annotations
 import argparse
 import sys
 
-from sdt3_event.apps._progress import sample_progress
-
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
@@ -93,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
         result = fit(
             cfg,
             resume=args.resume,
-            progress=sample_progress() if not args.no_progress and sys.stderr.isatty() else None,
+            progress=_sample_progress() if not args.no_progress and sys.stderr.isatty() else None,
             on_event=_print_event,
             overwrite=args.overwrite,
         )
@@ -114,3 +112,9 @@ def run(args: argparse.Namespace) -> int:
         return 1
     _out(f"run folder: {result.run_dir}")
     return 0
+
+
+def _sample_progress():
+    from sdt3_event.apps._progress import sample_progress
+
+    return sample_progress()
