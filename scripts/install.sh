@@ -2,7 +2,7 @@
 # Install sdt3-event and its dependencies without ever swapping the installed torch build.
 #
 #   bash scripts/install.sh cpu   # CPU machine: torch 2.13.0 CPU build, then the project (editable, [dev])
-#   bash scripts/install.sh gpu   # GPU machine: keep the CUDA torch you installed, add cupy ([dev,cuda])
+#   bash scripts/install.sh gpu   # GPU machine: keep the CUDA torch you installed ([dev])
 #
 # Why: spikingjelly 2.0 declares torchvision and torchaudio as hard requirements. No torchaudio release
 # matches torch 2.13, and PyPI's torchvision does not import beside a CPU torch, so resolving them would
@@ -23,7 +23,7 @@ case "$mode" in
       echo "install a CUDA build of torch first (see README), then rerun: bash scripts/install.sh gpu" >&2
       exit 1
     }
-    extras="dev,cuda" ;;
+    extras="dev" ;;  # GPU neuron kernels are spikingjelly 2.0's Triton ones; cupy is not needed
   *) echo "usage: bash scripts/install.sh [cpu|gpu]" >&2; exit 2 ;;
 esac
 pin=$(mktemp)
