@@ -11,6 +11,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from checkpoint_support import save_inference_checkpoint
 from testpaths import REPO
 
 pytestmark = pytest.mark.slow
@@ -30,7 +31,6 @@ def _checkpoint(tmp_path: Path) -> Path:
     from sdt3_event.datasets.synthetic import SYNTHETIC_CLASSES
 
     from sdt3_event import create_model
-    from sdt3_event.engine.checkpoint import save_checkpoint
     from sdt3_event.events.contract import DataContract
 
     torch.manual_seed(0)
@@ -44,15 +44,7 @@ def _checkpoint(tmp_path: Path) -> Path:
         class_names=SYNTHETIC_CLASSES,
     )
     path = tmp_path / "micro.pt"
-    save_checkpoint(
-        path,
-        {
-            "model_name": "sdt3_micro",
-            "model_config": model.model_config,
-            "model": model.state_dict(),
-            "data_contract": contract.to_dict(),
-        },
-    )
+    save_inference_checkpoint(path, model, contract)
     return path
 
 

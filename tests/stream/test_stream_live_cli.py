@@ -12,6 +12,7 @@ import time
 import numpy as np
 import pytest
 import torch
+from checkpoint_support import save_inference_checkpoint
 from testpaths import REPO
 
 from sdt3_event.events.contract import DataContract
@@ -47,21 +48,12 @@ def _live(*args, timeout=180, **kw):
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
     from sdt3_event import create_model
-    from sdt3_event.engine.checkpoint import save_checkpoint
 
     torch.manual_seed(0)
     model = create_model("sdt3_micro", num_classes=3, in_chans=2, T=2)
     contract = DataContract((40, 32, 2), (32, 32), 2, window_us=20_000, class_names=CLASSES)
     path = tmp_path_factory.mktemp("ckpt") / "tiny.pt"
-    save_checkpoint(
-        path,
-        {
-            "model_name": "sdt3_micro",
-            "model_config": model.model_config,
-            "model": model.state_dict(),
-            "data_contract": contract.to_dict(),
-        },
-    )
+    save_inference_checkpoint(path, model, contract)
     return path
 
 

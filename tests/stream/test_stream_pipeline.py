@@ -12,6 +12,7 @@ import time
 import numpy as np
 import pytest
 import torch
+from checkpoint_support import save_inference_checkpoint
 
 from sdt3_event.events.contract import DataContract
 from sdt3_event.events.schema import EVENT_DTYPE, make_events
@@ -362,19 +363,9 @@ def test_pipeline_reports_a_mismatched_source_as_an_error_status(tiny):
 
 @pytest.fixture(scope="module")
 def tiny_checkpoint(tiny, tmp_path_factory):
-    from sdt3_event.engine.checkpoint import save_checkpoint
-
     model, contract = tiny
     path = tmp_path_factory.mktemp("ckpt") / "tiny.pt"
-    save_checkpoint(
-        path,
-        {
-            "model_name": "sdt3_micro",
-            "model_config": model.model_config,
-            "model": model.state_dict(),
-            "data_contract": contract.to_dict(),
-        },
-    )
+    save_inference_checkpoint(path, model, contract)
     return path
 
 
