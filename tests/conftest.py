@@ -27,3 +27,12 @@ def sdt_keys_dir() -> Path:
             f"official key listings not found at {SDT_KEYS} (the ../shared folder is absent)"
         )
     return SDT_KEYS
+
+
+@pytest.fixture(scope="session")
+def demo_checkpoint() -> Path:
+    """The bundled demo checkpoint; it ships in the package, so its absence fails the test."""
+    from sdt3_event.assets import DEMO_CHECKPOINT
+
+    assert DEMO_CHECKPOINT.is_file(), f"the bundled demo checkpoint {DEMO_CHECKPOINT} is missing"
+    return DEMO_CHECKPOINT

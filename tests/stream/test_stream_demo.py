@@ -19,17 +19,6 @@ def _one_torch_thread():
     torch.set_num_threads(before)
 
 
-@pytest.fixture(scope="module")
-def demo_checkpoint():
-    try:
-        from sdt3_event.assets import DEMO_CHECKPOINT
-    except ImportError:
-        pytest.skip("the bundled demo checkpoint (sdt3_event.assets.DEMO_CHECKPOINT) is not there")
-    if not DEMO_CHECKPOINT.is_file():
-        pytest.skip(f"{DEMO_CHECKPOINT} is missing")
-    return DEMO_CHECKPOINT
-
-
 def test_synthetic_stream_is_mostly_classified_right_by_the_demo_model(demo_checkpoint):
     p = build_pipeline(
         "synthetic:?speed=0&max_gestures=16&seed=123",

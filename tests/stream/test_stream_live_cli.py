@@ -190,14 +190,3 @@ def test_live_with_no_arguments_streams_the_demo(demo_checkpoint):
     preds = [r for r in _records(res.stdout) if r["type"] == "prediction"]
     assert len(preds) == 5
     assert all("true_label" in p for p in preds)
-
-
-@pytest.fixture
-def demo_checkpoint():
-    try:
-        from sdt3_event.assets import DEMO_CHECKPOINT
-    except ImportError:
-        pytest.skip("the bundled demo checkpoint (sdt3_event.assets.DEMO_CHECKPOINT) is not there")
-    if not DEMO_CHECKPOINT.is_file():
-        pytest.skip(f"{DEMO_CHECKPOINT} is missing")
-    return DEMO_CHECKPOINT

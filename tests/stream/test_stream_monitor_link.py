@@ -27,15 +27,6 @@ def _one_torch_thread():
     torch.set_num_threads(before)
 
 
-@pytest.fixture(scope="module")
-def demo_checkpoint():
-    from sdt3_event.assets import DEMO_CHECKPOINT
-
-    if not DEMO_CHECKPOINT.is_file():
-        pytest.skip(f"{DEMO_CHECKPOINT} is missing")
-    return DEMO_CHECKPOINT
-
-
 async def _until(pilot, condition, timeout=30.0):
     for _ in range(int(timeout / 0.05)):
         if condition():
