@@ -67,6 +67,15 @@ def _print_event(rec: dict) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from sdt3_event.engine.distributed import exit_process, launched_distributed
+
+    code = _run(args)
+    if launched_distributed():
+        exit_process(code)  # see exit_process: gloo can abort a finished process at teardown
+    return code
+
+
+def _run(args: argparse.Namespace) -> int:
     import yaml
 
     from sdt3_event.engine.checkpoint import CheckpointError

@@ -5,8 +5,10 @@ from __future__ import annotations
 import logging
 import math
 import os
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import NoReturn
 
 import torch
 import torch.distributed as dist
@@ -53,9 +55,41 @@ def init_distributed(device_type: str) -> DistInfo:
     return DistInfo(rank=rank, world_size=world, local_rank=local_rank)
 
 
-def cleanup_distributed() -> None:
+def cleanup_distributed(synchronize: bool = True) -> None:
+    """Leave the process group.
+
+    With ``synchronize`` every rank first waits at a barrier, so no rank tears its connections
+    down while a peer is still finishing its last step or checkpoint (gloo aborts the peer's
+    process otherwise). Pass ``False`` when leaving on an error: the peers may never arrive.
+    """
     if dist.is_available() and dist.is_initialized():
+        if synchronize:
+            dist.barrier()
         dist.destroy_process_group()
+
+
+def launched_distributed() -> bool:
+    """Whether torchrun (or another launcher) started this process as one of several."""
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def exit_process(code: int) -> NoReturn:
+    """End a process that took part in a distributed run, skipping interpreter teardown.
+
+    PyTorch's gloo backend can abort a finished process (SIGABRT, "terminate called without an
+    active exception", so torchrun reports the whole run failed): DistributedDataParallel keeps
+    the process group alive past ``destroy_process_group``, and when a gloo worker thread
+    releases the last reference to a collective's tensor during interpreter shutdown it cannot
+    take the GIL (pytorch/pytorch#190489). Everything the run wrote is closed by then, so the
+    entry points flush the standard streams and logging and leave with ``os._exit``.
+    """
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    logging.shutdown()
+    os._exit(code)
 
 
 def all_reduce_sum(values: list[float], device: torch.device) -> list[float]:

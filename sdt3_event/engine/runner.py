@@ -212,10 +212,14 @@ def fit(
     )
     dist = init_distributed(probe_device)
     try:
-        return _fit(cfg, dist, resume_payload, progress, on_event, datasets)
-    finally:
+        result = _fit(cfg, dist, resume_payload, progress, on_event, datasets)
+    except BaseException:
         if dist.enabled:
-            cleanup_distributed()
+            cleanup_distributed(synchronize=False)
+        raise
+    if dist.enabled:
+        cleanup_distributed()
+    return result
 
 
 def _fit(

@@ -101,7 +101,7 @@ def test_mixup_cutmix_and_lamb_run(tmp_path):
 @pytest.mark.slow
 def test_ddp_two_cpu_processes_match_single_process(tmp_path):
     """torchrun, 2 processes on gloo, batch 4 each == 1 process with batch 8 (no BN in the toy)."""
-    env = dict(os.environ, OMP_NUM_THREADS="1")
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONFAULTHANDLER="1")
     cmd = [
         sys.executable,
         "-m",
