@@ -298,6 +298,8 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     if tp is str:
         if isinstance(value, str):
             return value
+        if key == "train.amp" and value is False:  # YAML 1.1 reads `amp: off` as false
+            return "off"
         raise ConfigError(f"{key} must be a string, got {value!r}")
     raise ConfigError(f"{key}: unsupported field type {_type_name(tp)}")
 

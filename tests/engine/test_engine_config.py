@@ -41,6 +41,16 @@ def test_yaml_and_overrides_coerce_types(tmp_path):
     assert cfg.model.kwargs == {"D": 4, "T": 2}
 
 
+def test_amp_off_unquoted_is_off_not_a_type_error(tmp_path):
+    """YAML 1.1 reads ``off`` as false; ``train.amp=off`` must still mean "off"."""
+    p = _write(tmp_path, "train: {amp: off}\n")
+    assert load_config(p).train.amp == "off"
+    assert load_config(p, ["train.amp=bf16"]).train.amp == "bf16"
+    assert load_config(p, ["train.amp=off"]).train.amp == "off"
+    with pytest.raises(ConfigError, match="train.amp"):
+        load_config(p, ["train.amp=true"])
+
+
 def test_unknown_key_names_key_and_valid_keys(tmp_path):
     with pytest.raises(ConfigError) as info:
         load_config(None, ["optim.lrr=0.1"])
