@@ -155,7 +155,11 @@ def run(args: argparse.Namespace) -> int:
         pipeline.stop()
         return _error(f"cannot write {args.jsonl}: {exc}")
 
-    previous = _install_sigterm()
+    # JSON lines: Ctrl-C / SIGTERM only set a flag that the drain loop polls. Raised as
+    # KeyboardInterrupt in the main thread, they could land inside the pipeline's locking code
+    # (get() waiting on the lock the worker threads share) and leave the lock corrupted.
+    stop_request = _StopRequest() if monitor is None else None
+    previous = _install_sigterm() if monitor is not None else stop_request.install()
     try:
         if monitor is not None:
             target = TeePipeline(
@@ -166,8 +170,14 @@ def run(args: argparse.Namespace) -> int:
         stdout = JsonLinesSink(sys.stdout, statuses=not args.predictions_only)
         pipeline.start()
         result = drain(
-            pipeline, [stdout, *sinks], max_windows=args.max_windows, duration_s=args.duration
+            pipeline,
+            [stdout, *sinks],
+            max_windows=args.max_windows,
+            duration_s=args.duration,
+            should_stop=stop_request.is_set,
         )
+        if result.reason == "stopped":
+            return 130
         if result.reason == "broken_pipe":
             _silence_stdout()
             return 1 if result.failed else 0
@@ -175,6 +185,8 @@ def run(args: argparse.Namespace) -> int:
             # stop, then pass on the closing status so readers see how the stream ended
             pipeline.stop()
             while (record := pipeline.get(timeout=1.0)) is not None:
+                if stop_request.is_set():
+                    return 130
                 if isinstance(record, StreamStatus):
                     for sink in (stdout, *sinks):
                         sink.write(record)
@@ -182,10 +194,16 @@ def run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         return 130
     finally:
-        pipeline.stop()
-        for sink in sinks:
-            sink.close()
-        _restore_sigterm(previous)
+        try:
+            pipeline.stop()
+            for sink in sinks:
+                sink.close()
+        finally:
+            # only now, with the pipeline threads stopped, may a signal raise again
+            if stop_request is not None:
+                stop_request.restore(previous)
+            else:
+                _restore_sigterm(previous)
 
 
 def _set_threads(threads: int | None) -> None:
@@ -200,6 +218,37 @@ def _set_threads(threads: int | None) -> None:
             return
         threads = max(1, (os.cpu_count() or 1) - 1)
     torch.set_num_threads(threads)
+
+
+class _StopRequest:
+    """SIGINT / SIGTERM handlers that ask the stream to stop instead of raising.
+
+    The first signal sets a flag (``is_set``); a second one raises KeyboardInterrupt, the way out
+    when stopping itself is stuck (stdout blocked by a reader that stopped reading).
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+
+    def is_set(self) -> bool:
+        return self.signum is not None
+
+    def install(self) -> dict | None:
+        """Install the handlers; returns the previous ones (``None`` off the main thread)."""
+        if threading.current_thread() is not threading.main_thread():
+            return None
+        return {sig: signal.signal(sig, self._handle) for sig in self.SIGNALS}
+
+    def restore(self, previous: dict | None) -> None:
+        for sig, handler in (previous or {}).items():
+            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
+
+    def _handle(self, signum, frame) -> None:
+        if self.signum is not None:
+            raise KeyboardInterrupt
+        self.signum = signum
 
 
 def _install_sigterm():

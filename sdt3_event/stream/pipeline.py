@@ -118,7 +118,10 @@ class LivePipeline:
         self._max_windows = int(max_queued_windows)
         self._records: deque[Record] = deque()
         self._max_records = int(max_records)
-        self._lock = threading.Lock()
+        # An RLock, not a Lock: a KeyboardInterrupt raised in a caller's get() while it waits to
+        # take the lock back (Condition.wait) cannot release it under a worker thread that holds
+        # it (an RLock checks its owner, and the wait re-acquires it without being interrupted).
+        self._lock = threading.RLock()
         self._window_ready = threading.Condition(self._lock)
         self._record_ready = threading.Condition(self._lock)
         self._window_taken = threading.Condition(self._lock)
@@ -349,6 +352,8 @@ class LivePipeline:
                     and not self._stop.is_set()
                 ):
                     self._window_taken.wait(0.25)
+                if self._stop.is_set() and self.drop_policy == "block":
+                    break  # stopping, not overloaded: what is left is not predicted, not dropped
                 if len(self._windows) >= self._max_windows:
                     old = self._windows.popleft()  # keep the newest: drop the oldest, whole
                     s.windows_dropped += 1

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -98,6 +98,7 @@ def drain(
     max_windows: int | None = None,
     duration_s: float | None = None,
     poll_s: float = 0.1,
+    should_stop: Callable[[], bool] | None = None,
 ) -> DrainResult:
     """Pass a started pipeline's records to sinks until the stream ends or a limit is hit.
 
@@ -106,15 +107,21 @@ def drain(
         sinks: objects with ``write(record)``.
         max_windows: stop after this many predictions.
         duration_s: stop after this many seconds.
+        poll_s: longest wait for a record before checking the limits and ``should_stop``.
+        should_stop: polled between records; ``True`` ends the drain (a signal handler's flag:
+            Ctrl-C then never raises inside the pipeline's locking code).
 
     Returns:
         the counts and the last status record; ``reason`` is ``"end"``, ``"max_windows"``,
-        ``"duration"`` or ``"broken_pipe"``. The caller stops the pipeline.
+        ``"duration"``, ``"broken_pipe"`` or ``"stopped"``. The caller stops the pipeline.
     """
     sinks = list(sinks)
     out = DrainResult()
     deadline = None if duration_s is None else time.monotonic() + duration_s
     while True:
+        if should_stop is not None and should_stop():
+            out.reason = "stopped"
+            return out
         if deadline is not None and time.monotonic() >= deadline:
             out.reason = "duration"
             return out

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import numpy as np
@@ -182,6 +183,57 @@ def test_ctrl_c_stops_cleanly(checkpoint):
     assert "Traceback" not in err
     for line in out.splitlines():  # every line written is complete JSON
         json.loads(line)
+
+
+class _InterruptedPipeline:
+    """Stands in for the live pipeline: the first ``get()`` gets a Ctrl-C while inside it."""
+
+    model_name, source_uri = "fake", "synthetic:"
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.interrupted_inside = False
+        self.stopped = False
+
+    def start(self):
+        return self
+
+    def get(self, timeout=None):
+        from sdt3_event.stream.records import StreamStatus
+
+        self.calls += 1
+        if self.calls == 1:
+            try:  # the handler runs here, inside the pipeline's code
+                signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
+                time.sleep(0.05)
+            except KeyboardInterrupt:
+                self.interrupted_inside = True
+                raise
+            return StreamStatus(state="connected", source=self.source_uri)
+        assert self.calls < 100, "Ctrl-C did not stop the stream"
+        return None
+
+    @property
+    def finished(self):
+        return False
+
+    def stop(self, timeout=5.0):
+        self.stopped = True
+
+
+def test_ctrl_c_is_never_raised_inside_the_pipeline(monkeypatch, capsys):
+    """Ctrl-C asks the stream to stop; a KeyboardInterrupt raised inside the pipeline's locking
+    code (the main thread waiting in get()) could corrupt the lock and hang the exit."""
+    from sdt3_event.stream import pipeline as pipeline_module
+
+    fake = _InterruptedPipeline()
+    monkeypatch.setattr(pipeline_module, "build_pipeline", lambda *a, **k: fake)
+    code, out, err = _live_here(capsys, "--model", "unused.pt")
+    assert code == 130 and "Traceback" not in err
+    assert not fake.interrupted_inside and fake.stopped
+    assert [r["state"] for r in _records(out)] == ["connected"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
 
 
 def test_live_with_no_arguments_streams_the_demo(demo_checkpoint):
