@@ -2,7 +2,7 @@
 
 ``DEMO_CHECKPOINT``: the bundled demo model, ``sdt3_micro`` with integrate-and-fire neurons trained
 on :class:`~sdt3_event.datasets.synthetic.SyntheticGestures` (128×128 sensor -> 64×64 input, T=8 over
-a 500 ms window) by the two-stage recipe in ``configs/synthetic_demo.yaml``. It is an ordinary
+a 500 ms window) from scratch by ``configs/synthetic_demo.yaml``. It is an ordinary
 sdt3-event checkpoint (optimizer state stripped); load it with
 :func:`sdt3_event.engine.checkpoint.load_model_from_checkpoint`. The live demo
 (``sdt3-event`` with no arguments) runs it on the synthetic event stream, so a fresh install needs

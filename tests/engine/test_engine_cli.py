@@ -39,7 +39,7 @@ def _train_args(tmp_path, *extra):
     return [
         "train",
         "-c",
-        str(REPO / "configs" / "synthetic_demo_stage1.yaml"),  # stage 1 needs no checkpoint
+        str(REPO / "configs" / "synthetic_demo.yaml"),  # needs no download or checkpoint
         "--output-dir",
         str(tmp_path),
         "--name",
@@ -193,3 +193,23 @@ def test_cli_modules_import_light(module):
         elif isinstance(node, ast.ImportFrom) and node.module:
             top.append(node.module.split(".")[0])
     assert not set(top) & {"torch", "matplotlib", "numpy", "textual", "yaml", "tqdm", "sdt3_event"}
+
+
+def test_train_under_torchrun_leaves_without_interpreter_teardown(monkeypatch, capsys):
+    """Under a launcher the command exits through exit_process (gloo can abort at teardown)."""
+    import sdt3_event.engine.distributed as distributed
+
+    codes = []
+
+    def fake_exit(code):
+        codes.append(code)
+        raise SystemExit(code)
+
+    monkeypatch.setattr(distributed.os, "_exit", fake_exit)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    args = ["train", "-c", str(REPO / "configs" / "synthetic_demo.yaml"), "--print-config"]
+    with pytest.raises(SystemExit):
+        main(args)
+    assert codes == [0] and "model:" in capsys.readouterr().out
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    assert main(args) == 0 and codes == [0]

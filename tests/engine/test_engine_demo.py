@@ -24,6 +24,20 @@ def test_demo_checkpoint_is_small_and_self_describing():
     assert payload["config"]["seed"] == 42 and payload["config"]["model"]["name"] == "sdt3_micro"
 
 
+def test_demo_checkpoint_was_trained_by_the_shipped_config():
+    """The recipe in configs/synthetic_demo.yaml is the one stored in the shipped checkpoint."""
+    from testpaths import REPO
+
+    from sdt3_event.engine.config import load_config
+
+    shipped = load_config(REPO / "configs" / "synthetic_demo.yaml").to_dict()
+    stored = load_checkpoint(DEMO_CHECKPOINT)["config"]
+    for section in ("model", "data", "optim", "train"):
+        for key in shipped[section].keys() - {"num_workers"}:  # loader workers do not change data
+            assert stored[section][key] == shipped[section][key], f"{section}.{key}"
+    assert stored["seed"] == shipped["seed"]
+
+
 @pytest.mark.slow
 def test_demo_checkpoint_accuracy_on_synthetic_test_split():
     from sdt3_event.engine.evaluation import evaluate_checkpoint
