@@ -58,9 +58,9 @@ def init_distributed(device_type: str) -> DistInfo:
 def cleanup_distributed(synchronize: bool = True) -> None:
     """Leave the process group.
 
-    With ``synchronize`` every rank first waits at a barrier, so no rank tears its connections
-    down while a peer is still finishing its last step or checkpoint (gloo aborts the peer's
-    process otherwise). Pass ``False`` when leaving on an error: the peers may never arrive.
+    With ``synchronize`` every rank first waits at a barrier, so all ranks leave together, after
+    rank 0 has written its last checkpoint and no collective is still in flight. Pass ``False``
+    when leaving on an error: the peers may never arrive.
     """
     if dist.is_available() and dist.is_initialized():
         if synchronize:
