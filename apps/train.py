@@ -7,6 +7,7 @@ Multi-GPU / multi-node: launch the same command through torchrun, e.g.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 
@@ -119,7 +120,8 @@ def _run(args: argparse.Namespace) -> int:
     ) as exc:
         sys.stderr.write(f"error: {exc}\n")
         return 1
-    _out(f"run folder: {result.run_dir}")
+    if os.environ.get("RANK", "0") == "0":  # once, not from every torchrun process
+        _out(f"run folder: {result.run_dir}")
     return 0
 
 
