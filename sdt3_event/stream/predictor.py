@@ -109,8 +109,9 @@ class Predictor:
         energy_every: estimate the energy per inference (SOPs and MACs by the papers'
             convention, :mod:`sdt3_event.spikes.energy`) on every ``energy_every``-th window
             (``0`` = never); the other records carry ``energy_uj=None``. Counting costs several
-            forward passes' time, hence not every window. Integer model only (the spike-driven
-            executor does the same operations, counted on the integer model offline).
+            forward passes' time, hence not every window. With ``spike_driven`` the count runs
+            on the integer model after the executor's pass (outside ``latency_ms``): the executor
+            does exactly those operations, one accumulate per spike. Off with ``compile``.
         keep_frames: attach the ``(P, H, W)`` event-count frame to each record (for display).
         window_us / sensor_map: see :func:`live_contract`.
         transform_factory: ``contract -> transform``; default ``build_frame_transform``. The
@@ -154,14 +155,19 @@ class Predictor:
         self.sensor_map = sensor_map
         self.spike_driven = spike_driven
         model = model.to(self.device).eval()
+        self.energy_every = 0 if compile else max(0, int(energy_every))
+        # the network whose spikes are counted for energy: the integer model, also when the
+        # spike-driven executor (a converted copy) runs the predictions
+        self._count_model = model if self.energy_every > 0 else None
         if spike_driven:
             model = _spike_driven(model, contract, self.device)
+        elif self._count_model is not None:
+            self._count_model = None  # counted on the predicting model itself
         if channels_last:
             model = model.to(memory_format=torch.channels_last)
         self.model = model
         self._forward: Callable = torch.compile(model) if compile else model
         self.firing = bool(firing) and not compile
-        self.energy_every = 0 if (spike_driven or compile) else max(0, int(energy_every))
         self._graph = None
         self._calls = 0
         self._transform_factory = transform_factory
@@ -241,11 +247,15 @@ class Predictor:
                 from sdt3_event.spikes import FiringRecorder
 
                 rec = stack.enter_context(FiringRecorder(self.model))
-            if measure_energy:
+            if measure_energy and self._count_model is None:
                 counter = stack.enter_context(self._op_counter(x))
             logits = self._forward(x)
             probs = torch.softmax(logits.float(), dim=-1)[0].cpu().numpy()  # (classes,)
         done = time.perf_counter()
+        if measure_energy and self._count_model is not None:
+            with torch.inference_mode(), self._op_counter(x) as counter:
+                self._reset_state(self._count_model)
+                self._count_model(x)
         if rec is not None:
             firing = {k: float(v) for k, v in rec.stage_rates().items()}
         if counter is not None:
@@ -282,16 +292,17 @@ class Predictor:
     def _op_counter(self, x: torch.Tensor):
         from sdt3_event.spikes import OpCounter, trace_spike_graph
 
+        model = self._count_model if self._count_model is not None else self.model
         if self._graph is None:
-            self._graph = trace_spike_graph(self.model, x)
-            self._reset_state()
-        return OpCounter(self.model, self._graph)
+            self._graph = trace_spike_graph(model, x)
+            self._reset_state(model)
+        return OpCounter(model, self._graph)
 
     def _name(self, i: int) -> str:
         return self.class_names[i] if i < len(self.class_names) else str(i)
 
-    def _reset_state(self) -> None:
-        reset = getattr(self.model, "reset_state", None)
+    def _reset_state(self, model: nn.Module | None = None) -> None:
+        reset = getattr(self.model if model is None else model, "reset_state", None)
         if callable(reset):
             reset()
 

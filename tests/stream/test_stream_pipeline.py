@@ -357,6 +357,23 @@ def test_predictor_produces_a_complete_record(tiny):
         assert r2.smoothed_score == pytest.approx(0.5 * p1[top] + 0.5 * p2[top], rel=1e-5)
 
 
+def test_spike_driven_predictor_reports_the_integer_models_energy(tiny):
+    """The executor does the integer model's operations as spikes: the same energy per window,
+    counted on the integer model, and the same scores."""
+    model, contract = tiny
+    kw = dict(device="cpu", smoothing=0.0, energy_every=1, keep_frames=False)
+    ref = Predictor(copy.deepcopy(model), contract, **kw)
+    spk = Predictor(copy.deepcopy(model), contract, spike_driven=True, **kw)
+    for pr in (ref, spk):
+        pr.bind((48, 40, 2))
+        pr.warmup()
+    for seed in (1, 2):
+        a, b = ref(_window(seed=seed)), spk(_window(seed=seed))
+        assert a.energy_uj is not None and a.energy_uj > 0
+        assert b.energy_uj == pytest.approx(a.energy_uj, rel=1e-9)
+        assert b.labels == a.labels and b.scores == pytest.approx(a.scores, abs=1e-4)
+
+
 def test_predictor_matches_a_direct_forward_pass(tiny):
     model, contract = tiny
     from sdt3_event.events.transforms import build_frame_transform
