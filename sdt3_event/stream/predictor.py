@@ -156,13 +156,11 @@ class Predictor:
         self.spike_driven = spike_driven
         model = model.to(self.device).eval()
         self.energy_every = 0 if compile else max(0, int(energy_every))
-        # the network whose spikes are counted for energy: the integer model, also when the
-        # spike-driven executor (a converted copy) runs the predictions
-        self._count_model = model if self.energy_every > 0 else None
+        # energy is counted on the integer model; a separate one only when the spike-driven
+        # executor (a converted copy) runs the predictions (None: count on the predicting model)
+        self._count_model = model if spike_driven and self.energy_every > 0 else None
         if spike_driven:
             model = _spike_driven(model, contract, self.device)
-        elif self._count_model is not None:
-            self._count_model = None  # counted on the predicting model itself
         if channels_last:
             model = model.to(memory_format=torch.channels_last)
         self.model = model
