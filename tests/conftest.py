@@ -36,3 +36,13 @@ def demo_checkpoint() -> Path:
 
     assert DEMO_CHECKPOINT.is_file(), f"the bundled demo checkpoint {DEMO_CHECKPOINT} is missing"
     return DEMO_CHECKPOINT
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One intra-op thread for a module's tests: tiny models run faster without thread hand-offs
+    on a shared 2-core machine. Restores the previous count afterwards."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

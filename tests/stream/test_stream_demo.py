@@ -7,16 +7,7 @@ import pytest
 from sdt3_event.stream.pipeline import build_pipeline
 from sdt3_event.stream.predictor import LabeledPrediction
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """One intra-op thread: tiny models run faster without it on a shared 2-core machine."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_synthetic_stream_is_mostly_classified_right_by_the_demo_model(demo_checkpoint):

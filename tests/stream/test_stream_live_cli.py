@@ -22,15 +22,7 @@ from sdt3_event.events.schema import make_events
 CLASSES = ("left", "right", "up")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """One intra-op thread: tiny models run faster without it on a shared 2-core machine."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _live(*args, timeout=180, **kw):

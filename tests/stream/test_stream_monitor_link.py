@@ -15,16 +15,7 @@ from sdt3_event.apps.monitor_live import LiveMonitorApp  # noqa: E402
 from sdt3_event.stream.pipeline import build_pipeline  # noqa: E402
 from sdt3_event.stream.sinks import JsonLinesSink, TeePipeline  # noqa: E402
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """One intra-op thread: tiny models run faster without it on a shared 2-core machine."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 async def _until(pilot, condition, timeout=30.0):

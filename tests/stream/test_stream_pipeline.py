@@ -31,16 +31,7 @@ from sdt3_event.stream.sinks import JsonLinesSink, TeePipeline, drain
 from sdt3_event.stream.source import BaseEventSource, open_source
 from sdt3_event.stream.windowing import EventWindow
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """One intra-op thread: tiny models run faster without it on a shared 2-core machine."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 class SlowPredictor:
