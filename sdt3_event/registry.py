@@ -70,26 +70,41 @@ def resolve_name(name: str) -> str:
     )
 
 
-def create_model(name: str, pretrained: str | None = None, **overrides: Any) -> nn.Module:
-    """Build a registered model, optionally loading a checkpoint.
+def split_name(name: str) -> tuple[str, str | None]:
+    """``"sdt3_10m.in1k"`` -> ``("sdt3_10m", "in1k")``; a name without a tag -> ``(name, None)``."""
+    arch, dot, tag = name.partition(".")
+    return (arch, tag) if dot else (name, None)
+
+
+def create_model(
+    name: str, pretrained: bool | str | None = None, **overrides: Any
+) -> nn.Module:
+    """Build a registered model, optionally with weights (timm style).
 
     Args:
-        name: a registered name (``sdt3_19m_hardvs``) or an official factory name.
-        pretrained: path of a checkpoint in any official container layout; loaded with
-            :func:`sdt3_event.models.pretrained.load_pretrained`, which adapts the stem and head when
-            ``in_chans`` / ``num_classes`` differ and reports every adapted key.
+        name: a registered name (``sdt3_19m_hardvs``), an official factory name, or either with a
+            pretrained tag (``sdt3_83m.in1k_1x8``): the tag's arguments (``D``, ``kd``, ``T``)
+            apply, and ``pretrained=True`` loads its weights.
+        pretrained: ``True`` (the name's tag, else the architecture's default tag), a tag
+            (``"in1k_1x8"`` or a full tag name), a checkpoint path in any official container
+            layout, an ``http(s)://`` URL or ``hf-hub:org/repo[/file]``. Tags and URLs download
+            once into ``$SDT3_EVENT_CACHE`` (:mod:`sdt3_event.models.zoo`). Weights load with
+            :func:`sdt3_event.models.pretrained.load_pretrained`, which adapts the stem and head
+            when ``in_chans`` / ``num_classes`` differ and reports every adapted key.
         **overrides: constructor arguments (``num_classes``, ``in_chans``, ``T``, ``D``, ...).
 
     Raises:
-        KeyError: unknown name (the message lists close matches).
+        KeyError: unknown name or tag (the message lists close matches).
+        FileNotFoundError: ``pretrained`` names nothing loadable.
+        sdt3_event.hub.DownloadError: the weights cannot be downloaded (one-line reason).
     """
-    canonical = resolve_name(name)
-    model = _MODELS[canonical](**overrides)
-    if pretrained is not None:
-        from sdt3_event.models.pretrained import load_pretrained
+    arch, tag = split_name(name)
+    canonical = resolve_name(arch)
+    if tag is None and (pretrained is None or pretrained is False):
+        return _MODELS[canonical](**overrides)
+    from sdt3_event.models.zoo import build_pretrained
 
-        load_pretrained(model, pretrained)
-    return model
+    return build_pretrained(_MODELS[canonical], canonical, tag, pretrained, overrides)
 
 
 def list_models(pattern: str = "*", include_aliases: bool = False) -> list[str]:

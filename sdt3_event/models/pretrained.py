@@ -225,6 +225,7 @@ def load_pretrained(
     use_ema: bool = False,
     adapt_stem: bool = True,
     reinit_head: bool = True,
+    source: str | None = None,
 ) -> LoadReport:
     """Load a checkpoint into ``model`` and report exactly what was done.
 
@@ -239,6 +240,8 @@ def load_pretrained(
         use_ema: prefer ``model_ema`` over ``model`` when both exist (DVS checkpoints).
         adapt_stem: allow the RGB -> P-channel stem adaptation.
         reinit_head: allow re-initialising a classifier whose class count differs.
+        source: the file an in-memory checkpoint was read from (named in the report and errors,
+            and its ``1xD`` name checked against the model's D).
 
     Returns:
         A :class:`LoadReport`.
@@ -252,7 +255,7 @@ def load_pretrained(
         source = str(path_or_state_dict)
         raw = read_checkpoint(path_or_state_dict)
     else:
-        source, raw = "<state_dict>", path_or_state_dict
+        source, raw = source or "<state_dict>", path_or_state_dict
     _check_D(model, source, raw)
     sd, container, stripped = extract_state_dict(raw, use_ema=use_ema)
     report = LoadReport(source=source, container=container, stripped_prefixes=stripped)
