@@ -1,8 +1,10 @@
-"""Progress bars for the engine's loops (the library itself never draws one)."""
+"""Progress bars for the engine's loops and for downloads (the library itself never draws one)."""
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 
 def sample_progress():
@@ -27,3 +29,28 @@ def sample_progress():
         )
 
     return wrap
+
+
+@contextmanager
+def byte_progress(desc: str) -> Iterator[Callable[[int, int | None], None] | None]:
+    """A ``progress(done, total)`` callback drawing a byte bar on stderr, or None off a terminal.
+
+    Used as ``with byte_progress(name) as progress: download(..., progress=progress)``; the bar is
+    closed when the block ends, whatever happened.
+    """
+    if not sys.stderr.isatty():
+        yield None
+        return
+    from tqdm import tqdm
+
+    bar = tqdm(total=None, unit="B", unit_scale=True, desc=desc, file=sys.stderr, leave=True)
+
+    def update(done: int, total: int | None) -> None:
+        if total is not None and bar.total != total:
+            bar.total = total
+        bar.update(done - bar.n)
+
+    try:
+        yield update
+    finally:
+        bar.close()

@@ -25,6 +25,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "monitor": ("monitor", "terminal dashboard for a live source or a training run folder"),
     "data": ("data", "download, verify and inspect data sets and recordings"),
     "models": ("models", "list the registered models and their parameter counts"),
+    "weights": ("weights", "list, download, locate and verify the official pretrained weights"),
 }
 
 

@@ -77,33 +77,23 @@ def _list() -> int:
 
 
 def _download(args) -> int:
+    from contextlib import ExitStack
+
+    from sdt3_event.apps._progress import byte_progress
     from sdt3_event.datasets.download import ChecksumError, download_dataset
-    from tqdm import tqdm
 
-    bars = []
-
-    def progress_factory(resource):
-        bar = tqdm(total=None, unit="B", unit_scale=True, desc=resource.filename, leave=True)
-        bars.append(bar)
-
-        def update(done: int, total: int | None) -> None:
-            if total is not None and bar.total != total:
-                bar.total = total
-            bar.update(done - bar.n)
-
-        return update
-
-    try:
-        folder = download_dataset(
-            args.name, args.root, progress_factory=progress_factory, extract=not args.no_extract
-        )
-    except (FileNotFoundError, ChecksumError, OSError) as exc:
-        for bar in bars:
-            bar.close()
-        sys.stderr.write(f"error: {exc}\n")
-        return 1
-    for bar in bars:
-        bar.close()
+    with ExitStack() as bars:
+        try:
+            folder = download_dataset(
+                args.name,
+                args.root,
+                progress_factory=lambda res: bars.enter_context(byte_progress(res.filename)),
+                extract=not args.no_extract,
+            )
+        except (FileNotFoundError, ChecksumError, OSError) as exc:
+            bars.close()
+            sys.stderr.write(f"error: {exc}\n")
+            return 1
     sys.stdout.write(f"{args.name}: ready in {folder}\n")
     return _verify(args.name, args.root)
 

@@ -7,8 +7,8 @@ The resources (URLs and checksums) are the ones Tonic and SpikingJelly use:
 - HARDVS: published only on Baidu Netdisk (no direct links), so it is downloaded by hand; the
   checksums of its label lists and event archive let :func:`verify` check what the user fetched.
 
-Downloads write ``<file>.part`` and rename after the checksum matches, so an interrupted or
-corrupt download never looks complete. Extraction refuses archive members that would escape the
+Downloads go through :func:`sdt3_event.hub.download_file`: a hidden part file renamed after the
+checksum matches, so an interrupted or corrupt download never looks complete. Extraction refuses archive members that would escape the
 target folder.
 """
 
@@ -19,16 +19,14 @@ import logging
 import os
 import shutil
 import tarfile
-import urllib.request
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-logger = logging.getLogger(__name__)
+from sdt3_event.hub import ProgressFn, download_file
 
-ProgressFn = Callable[[int, int | None], None]
-"""``progress(bytes_done, bytes_total_or_None)``."""
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -176,9 +174,8 @@ def download_url(
     *,
     progress: ProgressFn | None = None,
     timeout: float = 60.0,
-    chunk_size: int = 1 << 20,
 ) -> Path:
-    """Download ``url`` to ``dest`` (via ``dest.part``, renamed once complete and verified).
+    """Download ``url`` to ``dest`` with :func:`sdt3_event.hub.download_file` (atomic, resumed).
 
     Args:
         url: ``http(s)://`` or ``file://`` URL.
@@ -186,35 +183,16 @@ def download_url(
         md5: expected checksum; a mismatch deletes the download and raises.
         progress: called with ``(bytes_done, bytes_total or None)`` after every chunk.
         timeout: socket timeout in seconds.
-        chunk_size: read size.
 
     Returns:
         ``dest``.
 
     Raises:
         ChecksumError: the downloaded file has the wrong checksum.
-        OSError: network or file errors (``urllib.error.URLError`` included).
+        OSError: network or file errors (:class:`sdt3_event.hub.DownloadError`, one line).
     """
-    dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    part = dest.with_name(dest.name + ".part")
-    request = urllib.request.Request(url, headers={"User-Agent": "sdt3-event"})
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response, open(part, "wb") as out:
-            length = response.headers.get("Content-Length")
-            total = int(length) if length and length.isdigit() else None
-            done = 0
-            while chunk := response.read(chunk_size):
-                out.write(chunk)
-                done += len(chunk)
-                if progress is not None:
-                    progress(done, total)
-        if md5 is not None:
-            check_md5(part, md5)
-        os.replace(part, dest)
-    finally:
-        part.unlink(missing_ok=True)
-    return dest
+    verify = (lambda part: check_md5(part, md5)) if md5 is not None else None
+    return download_file(url, dest, verify=verify, progress=progress, timeout=timeout)
 
 
 def _safe_target(root: Path, name: str, archive: Path) -> Path:

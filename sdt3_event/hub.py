@@ -30,7 +30,6 @@ import http.cookiejar
 import logging
 import os
 import re
-import socket
 import time
 import urllib.error
 import urllib.parse
@@ -236,8 +235,11 @@ def _resolve_folder(client: _Client, url: str, folder_id: str, pattern: str, des
     return drive_download_url(files[0][1])
 
 
-def _open_body(client: _Client, url: str, dest: Path, looks_valid):
-    """Follow Drive's confirmation pages until a non-HTML body; return (response, head, final url)."""
+def _open_body(client: _Client, url: str, dest: Path, looks_valid, original: str):
+    """Follow Drive's confirmation pages until a non-HTML body; return (response, head, final url).
+
+    Messages name ``original`` (the URL the caller gave), not Drive's intermediate URLs.
+    """
     seen: set[str] = set()
     for _ in range(_MAX_HOPS):
         seen.add(url)
@@ -245,21 +247,21 @@ def _open_body(client: _Client, url: str, dest: Path, looks_valid):
             response = client.open(url)
         except urllib.error.HTTPError as exc:
             raise DownloadError(
-                f"{url} answered HTTP {exc.code} {exc.reason}; download it by hand and save it "
+                f"{original} answered HTTP {exc.code} {exc.reason}; download it by hand and save it "
                 f"as {dest}"
             ) from None
         except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
-            raise _offline(url, dest, exc) from None
+            raise _offline(original, dest, exc) from None
         try:
             head = response.read(512)
         except (OSError, http.client.HTTPException) as exc:
             response.close()
-            raise _offline(url, dest, exc) from None
+            raise _offline(original, dest, exc) from None
         if not _is_html(response, head):
             if looks_valid is not None and not looks_valid(head):
                 response.close()
                 raise DownloadError(
-                    f"{url} did not send a checkpoint (it starts with {quote_head(head)}); "
+                    f"{original} did not send a checkpoint (it starts with {quote_head(head)}); "
                     f"nothing was cached"
                 )
             return response, head, response.geturl()
@@ -271,14 +273,14 @@ def _open_body(client: _Client, url: str, dest: Path, looks_valid):
         if nxt is None or nxt in seen:
             said = " ".join(page.error.split()) or " ".join(page.title.split())
             raise DownloadError(
-                f"{url} sent an HTML page, not the file"
+                f"{original} sent an HTML page, not the file"
                 + (f" ({said})" if said else "")
                 + f": {quote_head(body)}; nothing was cached. Open the URL in a browser, save the "
                 f"file as {dest}"
             )
         logger.debug("Drive confirmation page -> %s", nxt)
         url = nxt
-    raise DownloadError(f"{url}: too many confirmation pages; download it by hand to {dest}")
+    raise DownloadError(f"{original}: too many confirmation pages; download it by hand to {dest}")
 
 
 def _content_total(response, offset: int) -> int | None:
@@ -339,7 +341,7 @@ def download_file(
             if folder_id
             else drive_download_url(url)
         )
-        response, head, final_url = _open_body(client, start, dest, looks_valid)
+        response, head, final_url = _open_body(client, start, dest, looks_valid, url)
         total = _content_total(response, 0)
         done = 0
         attempt = 0
@@ -357,7 +359,7 @@ def download_file(
                     if total is None or done >= total:
                         break
                     raise http.client.IncompleteRead(b"", total - done)
-                except (OSError, http.client.HTTPException, socket.timeout) as exc:
+                except (TimeoutError, OSError, http.client.HTTPException) as exc:
                     attempt += 1
                     if attempt > retries:
                         raise DownloadError(

@@ -35,7 +35,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sdt3_event.hub import DownloadError, ProgressFn, cache_dir, download_file, looks_like_checkpoint
+from sdt3_event.hub import (
+    DownloadError,
+    ProgressFn,
+    cache_dir,
+    download_file,
+    looks_like_checkpoint,
+)
 from sdt3_event.models.sdt_v1 import IMAGENET_MEAN, IMAGENET_STD
 
 logger = logging.getLogger(__name__)
