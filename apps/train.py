@@ -97,6 +97,12 @@ def _run(args: argparse.Namespace) -> int:
     if args.print_config:
         sys.stdout.write(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
         return 0
+    if cfg.model.pretrained and not args.resume:
+        from sdt3_event.apps.weights import fetch_for_training
+
+        if (problem := fetch_for_training(cfg.model.name, cfg.model.pretrained)) is not None:
+            sys.stderr.write(f"error: {problem}\n")
+            return 1
     try:
         result = fit(
             cfg,

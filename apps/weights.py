@@ -172,13 +172,13 @@ def fetch_for_training(architecture: str, pretrained: str) -> str | None:
 
     from sdt3_event.hub import DownloadError
     from sdt3_event.models.zoo import resolve_source
-    from sdt3_event.registry import resolve_name
+    from sdt3_event.registry import resolve_name, split_name
 
     if Path(pretrained).expanduser().is_file():
         return None
     try:
         with byte_progress(pretrained) as progress:
-            resolve_source(resolve_name(architecture), pretrained, progress=progress)
+            resolve_source(resolve_name(split_name(architecture)[0]), pretrained, progress=progress)
     except FileNotFoundError as exc:
         return f"model.pretrained: {exc}"
     except (DownloadError, KeyError, ValueError, ImportError) as exc:

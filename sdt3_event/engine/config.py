@@ -33,9 +33,12 @@ class ModelConfig:
     """Which network to build.
 
     Attributes:
-        name: a registered model name or official alias (``sdt3_event.list_models()``).
-        pretrained: an official or sdt3-event checkpoint to start from (fine-tuning); the stem and
-            head are adapted when ``in_chans``/``num_classes`` differ.
+        name: a registered model name or official alias (``sdt3_event.list_models()``), optionally
+            with a pretrained tag (``sdt3_83m.in1k_1x8``) whose arguments (``D``, ...) apply.
+        pretrained: what to start from (fine-tuning): a pretrained tag (``sdt3_10m.in1k``, see
+            ``sdt3-event weights list``; downloaded once into the cache), a checkpoint path, an
+            ``http(s)://`` URL or ``hf-hub:org/repo``. The stem and head are adapted when
+            ``in_chans``/``num_classes`` differ.
         kwargs: extra ``create_model`` arguments (``D``, ``T``, ...). ``num_classes`` and
             ``in_chans`` are taken from the data when absent.
     """

@@ -115,19 +115,22 @@ def build_model(
         The canonical model name, the model and the ``create_model`` kwargs to store in checkpoints (the model's own
         ``model_config`` when it has one).
     """
-    from sdt3_event.registry import create_model, resolve_name
+    from sdt3_event.models.zoo import is_pretrained_source
+    from sdt3_event.registry import create_model, resolve_name, split_name
 
     kwargs = dict(cfg.model.kwargs)
     pretrained = cfg.model.pretrained if load_pretrained else None
-    if pretrained is not None and not Path(pretrained).is_file():
+    arch, tag = split_name(cfg.model.name)
+    name = resolve_name(arch)
+    if pretrained is not None and not is_pretrained_source(name, pretrained):
         raise FileNotFoundError(
-            f"model.pretrained {cfg.model.pretrained!r} does not exist; download the checkpoint "
-            f"or pass --set model.pretrained=/path/to/checkpoint.pth (null trains from scratch)"
+            f"model.pretrained {cfg.model.pretrained!r} is neither a file nor a pretrained tag "
+            f"(`sdt3-event weights list`); pass --set model.pretrained=<tag or "
+            f"/path/to/checkpoint.pth> (null trains from scratch)"
         )
     kwargs.setdefault("num_classes", num_classes)
     kwargs.setdefault("in_chans", in_chans)
-    name = resolve_name(cfg.model.name)
-    model = create_model(name, pretrained=pretrained, **kwargs)
+    model = create_model(f"{name}.{tag}" if tag else name, pretrained=pretrained, **kwargs)
     model_config = dict(getattr(model, "model_config", None) or kwargs)
     return name, model, model_config
 
