@@ -9,4 +9,13 @@ from sdt3_event.registry import create_model, list_models, register_model
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "create_model", "list_models", "register_model"]
+__all__ = ["__version__", "create_model", "list_models", "list_pretrained", "register_model"]
+
+
+def __getattr__(name: str):
+    # list_pretrained lives with the tag table, which imports torch: load it on first use only
+    if name == "list_pretrained":
+        from sdt3_event.models.zoo import list_pretrained
+
+        return list_pretrained
+    raise AttributeError(f"module 'sdt3_event' has no attribute {name!r}")

@@ -176,3 +176,36 @@ class DriveServer:
     def __exit__(self, *exc) -> None:
         self.httpd.shutdown()
         self.httpd.server_close()
+
+
+def official_bytes(model) -> bytes:
+    """``model``'s weights in the official container layout (``{"model": ..., "args": ...}``)."""
+    import argparse
+    import io
+
+    import torch
+
+    buf = io.BytesIO()
+    torch.save({"model": model.state_dict(), "args": argparse.Namespace(lr=1e-3)}, buf)
+    return buf.getvalue()
+
+
+def tag_registrar(monkeypatch):
+    """``add(name, url, **fields)`` registering ``sdt3_micro`` test tags for one test only."""
+    from sdt3_event.models import zoo
+
+    monkeypatch.setattr(zoo, "_TAGS", dict(zoo._TAGS))
+    monkeypatch.setattr(zoo, "_DEFAULT", dict(zoo._DEFAULT))
+
+    def add(name: str, url: str, **kw):
+        kw = {"input_size": (2, 64, 64), "mean": None, "std": None, **kw}
+        return zoo.register_pretrained(zoo.PretrainedTag(name, url, "test", "micro", **kw))
+
+    return add
+
+
+def files_under(root) -> list[str]:
+    """Every file below ``root`` (relative, sorted); [] when ``root`` does not exist."""
+    if not root.exists():
+        return []
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())

@@ -122,6 +122,25 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
+def _refuse_pretrained_tag(name: str) -> None:
+    """Say why a pretrained tag (``sdt3_10m.in1k``) is not an event classifier checkpoint."""
+    if "." not in name or "/" in name:
+        return
+    from sdt3_event.models.zoo import get_pretrained
+
+    try:
+        tag = get_pretrained(name)
+    except KeyError:
+        return
+    C, H, W = tag.input_size
+    raise CheckpointError(
+        f"{tag.name} is an ImageNet classifier (1000 classes, {C}x{H}x{W} images), not an event "
+        f"classifier: its head does not fit event classes and it carries no data contract. "
+        f"Fine-tune it first (sdt3-event train -c configs/finetune_gesture_sdt3_10m.yaml) and "
+        f"pass the run's checkpoints/best.pt."
+    )
+
+
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
     """Read an sdt3-event checkpoint with ``torch.load(weights_only=True)``.
 
@@ -132,6 +151,7 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     """
     path = Path(path)
     if not path.is_file():
+        _refuse_pretrained_tag(str(path))
         raise FileNotFoundError(f"checkpoint not found: {path}")
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
