@@ -188,7 +188,9 @@ class _Client:
         self.timeout = timeout
 
     def open(self, url: str, headers: dict[str, str] | None = None):
-        request = urllib.request.Request(url, headers={"User-Agent": _USER_AGENT, **(headers or {})})
+        request = urllib.request.Request(
+            url, headers={"User-Agent": _USER_AGENT, **(headers or {})}
+        )
         return self.opener.open(request, timeout=self.timeout)
 
 

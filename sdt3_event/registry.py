@@ -76,9 +76,7 @@ def split_name(name: str) -> tuple[str, str | None]:
     return (arch, tag) if dot else (name, None)
 
 
-def create_model(
-    name: str, pretrained: bool | str | None = None, **overrides: Any
-) -> nn.Module:
+def create_model(name: str, pretrained: bool | str | None = None, **overrides: Any) -> nn.Module:
     """Build a registered model, optionally with weights (timm style).
 
     Args:

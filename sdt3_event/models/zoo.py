@@ -287,7 +287,9 @@ def _hf_file(spec: str) -> Path:
     rest = spec[len(HF_PREFIX) :]
     parts = rest.split("/")
     if len(parts) < 2 or not all(parts[:2]):
-        raise ValueError(f"pretrained={spec!r}: expected 'hf-hub:org/repo' or 'hf-hub:org/repo/file'")
+        raise ValueError(
+            f"pretrained={spec!r}: expected 'hf-hub:org/repo' or 'hf-hub:org/repo/file'"
+        )
     repo_id, filename = "/".join(parts[:2]), "/".join(parts[2:]) or None
     repo_id, _, revision = repo_id.partition("@")
     try:
@@ -300,9 +302,7 @@ def _hf_file(spec: str) -> Path:
                     f"({', '.join(found) or 'none'}); name one: hf-hub:{repo_id}/<file>"
                 )
             filename = found[0]
-        return Path(
-            huggingface_hub.hf_hub_download(repo_id, filename, revision=revision or None)
-        )
+        return Path(huggingface_hub.hf_hub_download(repo_id, filename, revision=revision or None))
     except ValueError:
         raise
     except Exception as exc:
