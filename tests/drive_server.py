@@ -3,7 +3,8 @@
 * ``/uc?export=download&id=ID`` redirects (303) to ``/download?id=ID&export=download``, as Drive
   now does. For a "large" file that answers with the virus-scan page: a ``download_warning`` cookie
   and a ``download-form`` whose hidden ``confirm`` token and ``uuid`` must come back, with the
-  cookie, before the file is sent.
+  cookie, before the file is sent (``variant="link"``: the older ``confirm=`` link instead of the
+  form; ``variant="cookie"``: only the cookie carries the token).
 * ``/embeddedfolderview?id=FOLDER`` lists a folder as Drive's embedded view does.
 * Per-file behaviours: ``cut`` sends a full Content-Length, half the body, then drops the
   connection, and answers the next ``Range`` request with 206; ``html`` answers with a Drive
@@ -31,6 +32,7 @@ class DriveFile:
     cut: bool = False
     html: bool = False
     norange: bool = False
+    variant: str = "form"  # the confirmation page: "form" (today), "link" or "cookie" (older)
     served_cut: bool = False
 
 
@@ -106,10 +108,15 @@ def _handler(drive: FakeDrive):
             cookie = self.headers.get("Cookie", "")
             confirmed = (
                 query.get("confirm") == TOKEN
-                and query.get("uuid") == UUID
+                and (query.get("uuid") == UUID or f.variant != "form")
                 and f"download_warning_13058876669334088843_{query['id']}={TOKEN}" in cookie
             )
             if f.large and not confirmed:
+                offer = {
+                    "link": f'<a id="uc-download-link" href="/download?export=download&amp;'
+                    f'confirm={TOKEN}&amp;id={query["id"]}">Download anyway</a>',
+                    "cookie": "<p>Download anyway.</p>",
+                }
                 page = (
                     "<!DOCTYPE html><html><head><title>Google Drive - Virus scan warning</title>"
                     "</head><body><p>Google Drive can't scan this file for viruses.</p>"
@@ -120,6 +127,8 @@ def _handler(drive: FakeDrive):
                     f'<input type="hidden" name="confirm" value="{TOKEN}">'
                     f'<input type="hidden" name="uuid" value="{UUID}"></form></body></html>'
                 ).encode()
+                if f.variant in offer:
+                    page = f"<html><body>{offer[f.variant]}</body></html>".encode()
                 cookie_header = (
                     f"download_warning_13058876669334088843_{query['id']}={TOKEN}; Path=/"
                 )

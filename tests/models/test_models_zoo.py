@@ -118,6 +118,14 @@ def test_confirmation_page_then_file_then_cache_hit(drive, cache, register, micr
     assert len(drive.requests) == n, "a cached tag must not touch the network"
 
 
+@pytest.mark.parametrize("variant", ["link", "cookie"])
+def test_older_confirmation_pages(drive, tmp_path, micro_bytes, variant):
+    drive.files[FILE_ID] = DriveFile(micro_bytes, variant=variant)
+    dest = download_file(drive.view_url(FILE_ID), tmp_path / "x.pth")
+    assert dest.read_bytes() == micro_bytes
+    assert [p for p, _ in drive.requests] == ["/uc", "/download", "/download"]
+
+
 def test_broken_connection_resumes_with_range(drive, tmp_path, micro_bytes):
     drive.files[FILE_ID] = DriveFile(micro_bytes, cut=True)
     dest = tmp_path / "c" / "x.pth"
