@@ -17,7 +17,8 @@ Every download goes to a hidden ``.<name>.<pid>.part`` file next to the destinat
 connection resumes with an HTTP ``Range`` request (a server that ignores it restarts the body). The
 first bytes are checked before anything is kept (``looks_valid``); the recorded sha256 or size and
 a caller's ``verify`` hook run on the finished part file; only then is it renamed over the final
-name. Any failure deletes the part file, so nothing partial ever sits in the cache, and raises
+name. Any failure deletes the part file (and a later download removes those of killed
+processes), so nothing partial ever sits in the cache, and raises
 :class:`DownloadError` with a one-line message (offline: the URL and where to put a manually
 downloaded file).
 """
@@ -141,6 +142,8 @@ def drive_download_url(url: str) -> str:
     are returned unchanged.
     """
     parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("http", "https"):
+        return url
     m = re.match(r"^(?:/u/\d+)?/file/(?:u/\d+/)?d/([-\w]+)(?:/[\w-]*)?$", parts.path)
     file_id = m.group(1) if m else None
     if file_id is None and parts.path in ("/open", "/uc"):
@@ -153,6 +156,8 @@ def drive_download_url(url: str) -> str:
 
 
 def _drive_folder_id(url: str) -> str | None:
+    if not url.startswith(("http://", "https://")):
+        return None
     m = re.match(r"^(?:/drive(?:/u/\d+)?)?/folders/([-\w]+)/?$", urllib.parse.urlsplit(url).path)
     return m.group(1) if m else None
 
@@ -334,6 +339,7 @@ def download_file(
     """
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_parts(dest)
     part = dest.with_name(f".{dest.name}.{os.getpid()}.part")
     client = _Client(timeout)
     try:
@@ -387,6 +393,21 @@ def download_file(
         part.unlink(missing_ok=True)
     logger.info("downloaded %s -> %s", url, dest)
     return dest
+
+
+def _remove_stale_parts(dest: Path) -> None:
+    """Delete part files of ``dest`` left by processes that no longer run (killed downloads)."""
+    for part in dest.parent.glob(f".{dest.name}.*.part"):
+        pid = part.name[len(dest.name) + 2 : -len(".part")]
+        if not pid.isdigit():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            logger.info("removing %s (its download was killed)", part)
+            part.unlink(missing_ok=True)
+        except OSError:  # alive, owned by someone else
+            continue
 
 
 def _resume(client: _Client, url: str, offset: int, original: str, dest: Path):

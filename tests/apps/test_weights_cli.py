@@ -132,3 +132,17 @@ def test_eval_and_live_say_an_imagenet_tag_is_not_an_event_classifier(command, c
     err = capsys.readouterr().err
     assert "ImageNet classifier" in err and "not an event classifier" in err
     assert err.count("\n") == 1
+
+
+def test_byte_progress_draws_only_on_a_terminal(monkeypatch, capsys):
+    import sys
+
+    from sdt3_event.apps._progress import byte_progress
+
+    with byte_progress("x") as progress:
+        assert progress is None  # pytest's stderr is not a terminal
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    with byte_progress("x.pth") as progress:
+        progress(512, 1024)
+        progress(1024, 1024)
+    assert "x.pth" in capsys.readouterr().err

@@ -180,7 +180,7 @@ def test_report_on_model_without_neurons_is_clear(tmp_path):
         )
 
 
-@pytest.mark.parametrize("module", ["train", "evaluate", "report"])
+@pytest.mark.parametrize("module", ["train", "evaluate", "report", "weights"])
 def test_cli_modules_import_light(module):
     """No torch / matplotlib / numpy / yaml / tqdm import at module level (only inside run())."""
     import ast

@@ -136,6 +136,14 @@ def test_broken_connection_resumes_with_range(drive, tmp_path, micro_bytes):
     assert files_under(tmp_path / "c") == ["x.pth"]
 
 
+def test_part_files_of_killed_downloads_are_cleaned(drive, tmp_path, micro_bytes):
+    drive.files[FILE_ID] = DriveFile(micro_bytes, large=False)
+    stale = tmp_path / ".x.pth.999999999.part"  # no such process
+    stale.write_bytes(b"half")
+    download_file(drive.view_url(FILE_ID), tmp_path / "x.pth")
+    assert files_under(tmp_path) == ["x.pth"]
+
+
 def test_server_ignoring_range_restarts_the_body(drive, tmp_path, micro_bytes):
     drive.files[FILE_ID] = DriveFile(micro_bytes, cut=True, norange=True)
     dest = tmp_path / "x.pth"
