@@ -357,34 +357,34 @@ def download_file(
             out.write(head)
             done = len(head)
             while True:
-                try:
-                    with response:
-                        while chunk := response.read(_CHUNK):
-                            out.write(chunk)
-                            done += len(chunk)
-                            if progress is not None:
-                                progress(done, total)
-                    if total is None or done >= total:
-                        break
-                    raise http.client.IncompleteRead(b"", total - done)
-                except (TimeoutError, OSError, http.client.HTTPException) as exc:
-                    attempt += 1
-                    if attempt > retries:
-                        raise DownloadError(
-                            f"the transfer of {url} broke at {done} of {total or '?'} bytes "
-                            f"{retries} times ({type(exc).__name__}); try again later or save "
-                            f"the file by hand as {dest}"
-                        ) from None
-                    logger.info("connection broke at %d bytes; resuming (%d)", done, attempt)
-                    time.sleep(backoff_s * attempt)
-                    response = _resume(client, final_url, done, url, dest)
-                    if response.status == 200:  # the server ignored Range: start over
-                        out.seek(0)
-                        out.truncate()
-                        done = 0
-                        total = _content_total(response, 0)
-                    else:
-                        total = _content_total(response, done)
+                chunk, broke = _read_chunk(response)
+                if chunk:  # a write error (disk full) propagates as it is, not as a broken link
+                    out.write(chunk)
+                    done += len(chunk)
+                    if progress is not None:
+                        progress(done, total)
+                    continue
+                response.close()
+                if broke is None and (total is None or done >= total):
+                    break
+                attempt += 1
+                if attempt > retries:
+                    why = type(broke).__name__ if broke else "connection closed early"
+                    raise DownloadError(
+                        f"the transfer of {url} broke at {done} of {total or '?'} bytes "
+                        f"{retries} times ({why}); try again later or save the file by hand as "
+                        f"{dest}"
+                    )
+                logger.info("connection broke at %d bytes; resuming (%d)", done, attempt)
+                time.sleep(backoff_s * attempt)
+                response = _resume(client, final_url, done, url, dest)
+                if response.status == 200:  # the server ignored Range: start over
+                    out.seek(0)
+                    out.truncate()
+                    done = 0
+                    total = _content_total(response, 0)
+                else:
+                    total = _content_total(response, done)
         _check_integrity(part, url, sha256, size if size is not None else total)
         if verify is not None:
             verify(part)
@@ -408,6 +408,14 @@ def _remove_stale_parts(dest: Path) -> None:
             part.unlink(missing_ok=True)
         except OSError:  # alive, owned by someone else
             continue
+
+
+def _read_chunk(response) -> tuple[bytes, BaseException | None]:
+    """The next chunk, or ``(b"", error)`` when the connection broke (``(b"", None)`` at its end)."""
+    try:
+        return response.read(_CHUNK), None
+    except (TimeoutError, OSError, http.client.HTTPException) as exc:
+        return b"", exc
 
 
 def _resume(client: _Client, url: str, offset: int, original: str, dest: Path):

@@ -30,6 +30,7 @@ class DriveFile:
     name: str = "checkpoint.pth"
     large: bool = True
     cut: bool = False
+    cut_always: bool = False  # every response, ranged or not, stops halfway
     html: bool = False
     norange: bool = False
     variant: str = "form"  # the confirmation page: "form" (today), "link" or "cookie" (older)
@@ -151,9 +152,11 @@ def _handler(drive: FakeDrive):
                 self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
                 self.send_header("Content-Length", str(len(body) - start))
                 self.end_headers()
-                self.wfile.write(body[start:])
+                rest = body[start:]
+                self.wfile.write(rest[: len(rest) // 2] if f.cut_always else rest)
+                self.close_connection = f.cut_always
                 return
-            if f.cut and not f.served_cut:
+            if f.cut_always or (f.cut and not f.served_cut):
                 f.served_cut = True
                 self.send_response(200)
                 for k, v in headers:

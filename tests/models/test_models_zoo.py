@@ -144,6 +144,15 @@ def test_part_files_of_killed_downloads_are_cleaned(drive, tmp_path, micro_bytes
     assert files_under(tmp_path) == ["x.pth"]
 
 
+def test_a_transfer_that_keeps_breaking_gives_up_in_one_line(drive, tmp_path, micro_bytes):
+    drive.files[FILE_ID] = DriveFile(micro_bytes, cut_always=True)
+    with pytest.raises(DownloadError, match="broke at .* 2 times") as info:
+        download_file(drive.view_url(FILE_ID), tmp_path / "x.pth", retries=2, backoff_s=0)
+    one_line(info.value)
+    assert len([r for _, r in drive.requests if r]) == 2
+    assert files_under(tmp_path) == []
+
+
 def test_server_ignoring_range_restarts_the_body(drive, tmp_path, micro_bytes):
     drive.files[FILE_ID] = DriveFile(micro_bytes, cut=True, norange=True)
     dest = tmp_path / "x.pth"
