@@ -221,3 +221,10 @@ def files_under(root) -> list[str]:
     if not root.exists():
         return []
     return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+
+
+def one_line(exc: BaseException) -> str:
+    """``str(exc)``, asserting it is a single line (the project's rule for user-facing errors)."""
+    text = str(exc)
+    assert "\n" not in text, text
+    return text

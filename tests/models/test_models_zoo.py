@@ -12,9 +12,16 @@ import sys
 
 import pytest
 import torch
-from drive_server import DriveFile, DriveServer, files_under, official_bytes, tag_registrar
+from drive_server import (
+    DriveFile,
+    DriveServer,
+    files_under,
+    official_bytes,
+    one_line,
+    tag_registrar,
+)
 
-from sdt3_event.hub import CACHE_ENV, DownloadError, download_file
+from sdt3_event.hub import CACHE_ENV, DownloadError
 from sdt3_event.models import zoo
 from sdt3_event.models.zoo import download_pretrained, verify_pretrained
 from sdt3_event.registry import create_model, list_models
@@ -49,12 +56,6 @@ def drive():
 @pytest.fixture
 def register(monkeypatch):
     return tag_registrar(monkeypatch)
-
-
-def one_line(exc: BaseException) -> str:
-    text = str(exc)
-    assert "\n" not in text, text
-    return text
 
 
 # --- the official table ---------------------------------------------------------------------------
@@ -116,48 +117,6 @@ def test_confirmation_page_then_file_then_cache_hit(drive, cache, register, micr
     assert create_model("sdt3_micro", pretrained="test") is not None  # bare tag of the arch
     assert download_pretrained("sdt3_micro.test") == cache / "weights" / "sdt3_micro.test.pth"
     assert len(drive.requests) == n, "a cached tag must not touch the network"
-
-
-@pytest.mark.parametrize("variant", ["link", "cookie"])
-def test_older_confirmation_pages(drive, tmp_path, micro_bytes, variant):
-    drive.files[FILE_ID] = DriveFile(micro_bytes, variant=variant)
-    dest = download_file(drive.view_url(FILE_ID), tmp_path / "x.pth")
-    assert dest.read_bytes() == micro_bytes
-    assert [p for p, _ in drive.requests] == ["/uc", "/download", "/download"]
-
-
-def test_broken_connection_resumes_with_range(drive, tmp_path, micro_bytes):
-    drive.files[FILE_ID] = DriveFile(micro_bytes, cut=True)
-    dest = tmp_path / "c" / "x.pth"
-    download_file(drive.view_url(FILE_ID), dest, backoff_s=0)
-    assert hashlib.sha256(dest.read_bytes()).digest() == hashlib.sha256(micro_bytes).digest()
-    ranges = [r for _, r in drive.requests if r]
-    assert ranges == [f"bytes={len(micro_bytes) // 2}-"]
-    assert files_under(tmp_path / "c") == ["x.pth"]
-
-
-def test_part_files_of_killed_downloads_are_cleaned(drive, tmp_path, micro_bytes):
-    drive.files[FILE_ID] = DriveFile(micro_bytes, large=False)
-    stale = tmp_path / ".x.pth.999999999.part"  # no such process
-    stale.write_bytes(b"half")
-    download_file(drive.view_url(FILE_ID), tmp_path / "x.pth")
-    assert files_under(tmp_path) == ["x.pth"]
-
-
-def test_a_transfer_that_keeps_breaking_gives_up_in_one_line(drive, tmp_path, micro_bytes):
-    drive.files[FILE_ID] = DriveFile(micro_bytes, cut_always=True)
-    with pytest.raises(DownloadError, match="broke at .* 2 times") as info:
-        download_file(drive.view_url(FILE_ID), tmp_path / "x.pth", retries=2, backoff_s=0)
-    one_line(info.value)
-    assert len([r for _, r in drive.requests if r]) == 2
-    assert files_under(tmp_path) == []
-
-
-def test_server_ignoring_range_restarts_the_body(drive, tmp_path, micro_bytes):
-    drive.files[FILE_ID] = DriveFile(micro_bytes, cut=True, norange=True)
-    dest = tmp_path / "x.pth"
-    download_file(drive.view_url(FILE_ID), dest, backoff_s=0)
-    assert dest.read_bytes() == micro_bytes
 
 
 def test_html_error_page_is_refused_in_one_line(drive, cache, register):
