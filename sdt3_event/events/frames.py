@@ -20,12 +20,22 @@ from __future__ import annotations
 
 import bisect
 import functools
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from sdt3_event.events.schema import SensorSize
 
-__all__ = ["to_frames", "to_window_frames", "to_window_frames_torch", "slice_indices"]
+__all__ = [
+    "to_frames",
+    "to_window_frames",
+    "to_window_frames_torch",
+    "slice_indices",
+    "SensorMap",
+    "window_bin_edges",
+    "count_window_mapped",
+    "count_window_mapped_torch",
+]
 
 
 def _infer_sensor_size(events: np.ndarray) -> SensorSize:
@@ -568,3 +578,233 @@ def to_window_frames_torch(
     if clamp is not None:
         out.clamp_(max=clamp)
     return out.reshape(n_time_bins, n_pol, h, w)  # (T, P, H, W)
+
+
+# ------------------------------------------------------------------------ fused window binning
+# The data contract's transform (window -> sensor map -> T bins -> polarity -> clamp) in one pass
+# over the events, without the intermediate arrays of the step-by-step path: a numba kernel on the
+# CPU and its torch twin for events already on a device. Both take the sensor map as lookup
+# tables, so any representation that needs a (bin, polarity, y, x) index per event can reuse it.
+
+
+def window_bin_edges(t_start: int, t_end: int, n_time_bins: int) -> np.ndarray:
+    """``[T + 1]`` int64 edges: bin ``k`` holds ``edges[k] <= t < edges[k + 1]``.
+
+    ``edges[k] = t_start + ceil(k * L / T)`` with ``L = t_end - t_start``, so an integer ``t`` lies
+    in bin ``(t - t_start) * T // L`` exactly, the rule of :func:`to_window_frames`.
+    """
+    length = int(t_end) - int(t_start)
+    k = np.arange(n_time_bins + 1, dtype=np.int64)
+    return int(t_start) + (k * length + n_time_bins - 1) // n_time_bins
+
+
+@functools.cache
+def _window_kernel():
+    """The numba kernel behind :func:`count_window_mapped`, or ``None`` without numba."""
+    try:
+        import numba
+    except ImportError:
+        return None
+
+    @numba.njit(cache=True, nogil=True)
+    def count_window(t, x, y, p, edges, x_off, y_off, n_pol, p_valid, cap, strict, out):
+        # x_off[x]: input column of sensor column x; y_off[y]: input row * W'; negative: cropped.
+        # out: (T, P, H', W') zeros. Returns 0, or 1 for an event outside the sensor, 2 for a
+        # polarity outside 0..P-1, 3 for an event outside the window when ``strict``: the caller
+        # then takes the step-by-step path, which handles or reports them.
+        n_bins = edges.shape[0] - 1
+        t_lo, t_hi = edges[0], edges[n_bins]
+        w, h = np.uint64(x_off.shape[0]), np.uint64(y_off.shape[0])
+        flat = out.reshape(-1)
+        plane = out.shape[2] * out.shape[3]
+        has_cap = cap < np.inf
+        k, lo, hi, base = 0, edges[0], edges[1], 0
+        for i in range(t.shape[0]):
+            ti = np.int64(t[i])
+            if ti < lo or ti >= hi:  # another bin (events are usually time ordered)
+                if ti < t_lo or ti >= t_hi:
+                    if strict:
+                        return 3
+                    continue
+                while ti >= edges[k + 1]:
+                    k += 1
+                while ti < edges[k]:
+                    k -= 1
+                lo, hi, base = edges[k], edges[k + 1], k * n_pol * plane
+            xi, yi = np.uint64(np.int64(x[i])), np.uint64(np.int64(y[i]))
+            if xi >= w or yi >= h:  # negative coordinates wrap around to huge values
+                return 1
+            j = np.int64(x_off[xi]) + np.int64(y_off[yi])
+            if j < 0:
+                continue  # cropped away
+            j += base
+            if n_pol > 1:
+                pi = np.int64(p[i])
+                if not p_valid and (pi < 0 or pi >= n_pol):
+                    return 2
+                j += pi * plane
+            if has_cap:
+                if flat[j] < cap:  # saturate at the clamp
+                    flat[j] += 1
+            else:
+                flat[j] += 1
+        return 0
+
+    return count_window
+
+
+@dataclass(frozen=True, eq=False)
+class SensorMap:
+    """Where each sensor pixel lands on the model input (a spatial transform as lookup tables).
+
+    Attributes:
+        x_lut: ``[W]`` int32, the input column of each sensor column (``-1``: cropped away).
+        y_lut: ``[H]`` int32, the input row of each sensor row (``-1``: cropped away).
+        shift: ``(dx, dy)`` for crops and pads: coordinates outside the sensor move by it and count
+            when they land inside the input (as :class:`~sdt3_event.events.transforms.CropOrPad`
+            does); ``None`` (resize): a coordinate outside the sensor is an error.
+        out_size: ``(H', W')`` of the model input.
+    """
+
+    x_lut: np.ndarray
+    y_lut: np.ndarray
+    shift: tuple[int, int] | None
+    out_size: tuple[int, int]
+    _device_luts: dict = field(default_factory=dict, repr=False)
+
+    @functools.cached_property
+    def offsets(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(x_off, y_off)`` int64: the input column of each sensor column and the flat offset
+        (row * W') of each sensor row; cropped entries are negative enough that any sum is."""
+        gone = np.int64(-(1 << 40))
+        x, y = self.x_lut.astype(np.int64), self.y_lut.astype(np.int64)
+        return np.where(x >= 0, x, gone), np.where(y >= 0, y * self.out_size[1], gone)
+
+    def luts(self, device):
+        """``(x_lut, y_lut)`` as int64 tensors on ``device`` (made once per device)."""
+        import torch
+
+        key = str(device)
+        if key not in self._device_luts:
+            self._device_luts[key] = tuple(
+                torch.as_tensor(a.astype(np.int64), device=device) for a in (self.x_lut, self.y_lut)
+            )
+        return self._device_luts[key]
+
+
+_KERNEL_MAX_EVENTS = 1 << 24  # float32 counts are exact up to 2**24
+
+
+def count_window_mapped(
+    events: np.ndarray,
+    sensor_map: SensorMap,
+    n_time_bins: int,
+    n_pol: int,
+    t_start: int,
+    t_end: int,
+    *,
+    clamp: int | None = None,
+    check_all: bool = False,
+) -> np.ndarray | None:
+    """Window, sensor map, ``T`` bins, polarity and clamp in one compiled pass -> float32 frames.
+
+    Equal to filtering ``[t_start, t_end)``, mapping coordinates with ``sensor_map``, merging the
+    polarities when ``n_pol == 1`` and calling :func:`to_window_frames`.
+
+    Args:
+        events: structured array with integer ``t``, ``x``, ``y`` and bool / integer ``p``.
+        sensor_map: the spatial mapping (see :class:`SensorMap`).
+        n_time_bins / t_start / t_end / clamp: as in :func:`to_window_frames`.
+        check_all: the events were not cut to the window (a whole clip): one outside it sends
+            the call to the step-by-step path, which checks it too.
+
+    Returns:
+        Frames ``(T, P, H', W')`` float32, or ``None`` when the compiled path does not apply (no
+        numba, other dtypes, more than 2**24 events, events outside the sensor or the window):
+        the step-by-step path then gives the result or the detailed error.
+    """
+    kernel = _window_kernel()
+    names = events.dtype.names or ()
+    if kernel is None or not all(f in names for f in "txyp") or len(events) > _KERNEL_MAX_EVENTS:
+        return None
+    dt = [events.dtype[f] for f in "txyp"]
+    if not all(d.kind == "i" or (d.kind == "u" and d.itemsize < 8) for d in dt[:3]):
+        return None
+    if not (dt[3].kind in "iu" or dt[3] == np.bool_) or t_end <= t_start or n_time_bins < 1:
+        return None
+    out = np.zeros((n_time_bins, n_pol, *sensor_map.out_size), np.float32)  # (T, P, H, W)
+    x_off, y_off = sensor_map.offsets
+    p = events["p"]
+    status = kernel(
+        events["t"],
+        events["x"],
+        events["y"],
+        p.view(np.uint8) if dt[3] == np.bool_ else p,
+        window_bin_edges(t_start, t_end, n_time_bins),
+        x_off,
+        y_off,
+        n_pol,
+        dt[3] == np.bool_,  # 0 / 1 index any sensor with P >= 2
+        np.float32(np.inf if clamp is None else clamp),
+        check_all,
+        out,
+    )
+    return out if status == 0 else None
+
+
+def count_window_mapped_torch(
+    t,
+    x,
+    y,
+    p,
+    sensor_map: SensorMap,
+    n_time_bins: int,
+    n_pol: int,
+    t_start: int,
+    t_end: int,
+    *,
+    clamp: int | None = None,
+):
+    """:func:`count_window_mapped` on torch tensors, on any device: a scatter-add into the frames.
+
+    Args:
+        t / x / y / p: the events' fields ``[N]`` (integer; ``p`` bool or integer), on one device.
+        sensor_map, n_time_bins, n_pol, t_start, t_end, clamp: as in :func:`count_window_mapped`.
+
+    Returns:
+        Frames ``(T, P, H', W')`` float32 on the events' device.
+
+    Raises:
+        ValueError: a coordinate outside the sensor that the map cannot place (resize), or a
+            polarity that indexes no channel.
+    """
+    import torch
+
+    device = t.device
+    h_out, w_out = sensor_map.out_size
+    out = torch.zeros(n_time_bins * n_pol * h_out * w_out, dtype=torch.float32, device=device)
+    inside = (t >= t_start) & (t < t_end)
+    t, x, y = t[inside].long(), x[inside].long(), y[inside].long()
+    x_lut, y_lut = sensor_map.luts(device)
+    w, h = len(sensor_map.x_lut), len(sensor_map.y_lut)
+    x_in, y_in = (x >= 0) & (x < w), (y >= 0) & (y < h)
+    if sensor_map.shift is None:
+        if not bool((x_in & y_in).all()):
+            raise ValueError(f"events lie outside the {w}x{h} sensor; drop them first")
+        xo, yo = x_lut[x], y_lut[y]
+    else:
+        dx, dy = sensor_map.shift
+        xo = torch.where(x_in, x_lut[x.clamp(0, w - 1)], x + dx)
+        yo = torch.where(y_in, y_lut[y.clamp(0, h - 1)], y + dy)
+    keep = (xo >= 0) & (xo < w_out) & (yo >= 0) & (yo < h_out)
+    flat = (t - int(t_start)) * n_time_bins // (int(t_end) - int(t_start))  # the time bin
+    if n_pol > 1:
+        pol = p[inside].long()
+        if bool((keep & ((pol < 0) | (pol >= n_pol))).any()):
+            raise ValueError(f"polarity values do not index the sensor's {n_pol} channels")
+        flat = flat * n_pol + pol
+    flat = ((flat * h_out + yo) * w_out + xo)[keep]
+    out.index_add_(0, flat, torch.ones(1, dtype=out.dtype, device=device).expand(len(flat)))
+    if clamp is not None:
+        out.clamp_(max=clamp)
+    return out.reshape(n_time_bins, n_pol, h_out, w_out)  # (T, P, H, W)

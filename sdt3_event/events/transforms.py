@@ -19,6 +19,7 @@ worker's seed inside workers (so workers never repeat each other) and settable w
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 from dataclasses import dataclass, field
@@ -26,7 +27,12 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from sdt3_event.events.contract import DataContract
-from sdt3_event.events.frames import to_window_frames
+from sdt3_event.events.frames import (
+    SensorMap,
+    count_window_mapped,
+    count_window_mapped_torch,
+    to_window_frames,
+)
 
 __all__ = [
     "generator",
@@ -410,32 +416,107 @@ class FrameTransform:
             start = first + (span - c.window_us) // 2
         return start, start + c.window_us
 
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state.pop("sensor_map", None)  # a cache (it may hold device tensors): rebuilt on use
+        return state
+
+    @functools.cached_property
+    def sensor_map(self) -> SensorMap:
+        """The contract's spatial mapping as lookup tables (built once, on first use)."""
+        return _sensor_map(self.contract)
+
     def __call__(self, events: np.ndarray, t_start_us: int | None = None):
         import torch
 
         c = self.contract
-        w, h, n_pol = c.sensor_size
         if self.train:
             for aug in self.augmentations:
                 events = aug(events)
         start, end = self.window(events, t_start_us)
-        if len(events) and (t_start_us is not None or c.window_us is not None):
+        cut = bool(len(events)) and (t_start_us is not None or c.window_us is not None)
+        # one compiled pass (window, sensor map, bins, polarity, clamp); the step-by-step path
+        # below serves other dtypes and raises the detailed errors
+        frames = count_window_mapped(
+            events,
+            self.sensor_map,
+            c.n_time_bins,
+            c.in_chans,
+            start,
+            end,
+            clamp=self._clamp,
+            check_all=not cut,
+        )
+        if frames is None:
+            frames = self._frames_stepwise(events, start, end, cut)
+        return torch.from_numpy(frames)  # (T, P, H, W)
+
+    def frames_torch(self, t, x, y, p, t_start_us: int):
+        """The frames of the live window starting at ``t_start_us`` from event fields that are
+        torch tensors on any device (a scatter-add there); equal to ``self(events, t_start_us)``.
+
+        Args:
+            t / x / y / p: the events' fields ``[N]`` on one device.
+            t_start_us: the window start.
+
+        Shape:
+            returns ``(T, P, H, W)`` float32 on the events' device.
+
+        Raises:
+            ValueError: a training transform (its augmentations work on numpy events), or events
+                outside the sensor.
+        """
+        if self.train:
+            raise ValueError("frames_torch serves inference; build the transform with train=False")
+        c = self.contract
+        start, end = self.window(np.zeros(0, [("t", "<i8")]), t_start_us)
+        return count_window_mapped_torch(
+            t, x, y, p, self.sensor_map, c.n_time_bins, c.in_chans, start, end, clamp=self._clamp
+        )
+
+    @property
+    def _clamp(self) -> int | None:
+        c = self.contract
+        return 1 if c.representation == "binary" else c.clamp
+
+    def _frames_stepwise(self, events: np.ndarray, start: int, end: int, cut: bool) -> np.ndarray:
+        """Window cut, spatial transform, polarity merge, then :func:`to_window_frames`."""
+        c = self.contract
+        n_pol = c.in_chans
+        if cut:
             t = events["t"]
             events = events[(t >= start) & (t < end)]
         if len(events):
             events = _spatial(c)(events)
             if n_pol == 1:  # a single-channel contract merges the polarities
                 events["p"] = 0
-        frames = to_window_frames(
+        return to_window_frames(
             events,
             (c.input_size[1], c.input_size[0], n_pol),
             c.n_time_bins,
             start,
             end,
-            clamp=1 if c.representation == "binary" else c.clamp,
+            clamp=self._clamp,
             dtype=np.float32,
         )  # (T, P, H, W)
-        return torch.from_numpy(frames)
+
+
+def _sensor_map(contract: DataContract) -> SensorMap:
+    """:func:`_spatial` as lookup tables over the sensor's columns and rows."""
+    w, h = _wh(contract.sensor_size)
+    out_h, out_w = contract.input_size
+    transform = _spatial(contract)
+    if isinstance(transform, SpatialResize):
+        x_lut = np.arange(w, dtype=np.int64) * out_w // w
+        y_lut = np.arange(h, dtype=np.int64) * out_h // h
+        shift = None
+    else:
+        dx, dy = (out_w - w) // 2, (out_h - h) // 2  # as CropOrPad
+        x_lut, y_lut = np.arange(w, dtype=np.int64) + dx, np.arange(h, dtype=np.int64) + dy
+        x_lut[(x_lut < 0) | (x_lut >= out_w)] = -1
+        y_lut[(y_lut < 0) | (y_lut >= out_h)] = -1
+        shift = (dx, dy)
+    return SensorMap(x_lut.astype(np.int32), y_lut.astype(np.int32), shift, (out_h, out_w))
 
 
 def _spatial(contract: DataContract):
