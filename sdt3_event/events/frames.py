@@ -705,6 +705,7 @@ def count_window_mapped(
     *,
     clamp: int | None = None,
     check_all: bool = False,
+    out: np.ndarray | None = None,
 ) -> np.ndarray | None:
     """Window, sensor map, ``T`` bins, polarity and clamp in one compiled pass -> float32 frames.
 
@@ -717,6 +718,9 @@ def count_window_mapped(
         n_time_bins / t_start / t_end / clamp: as in :func:`to_window_frames`.
         check_all: the events were not cut to the window (a whole clip): one outside it sends
             the call to the step-by-step path, which checks it too.
+        out: ``(T, P, H', W')`` float32 counts to add to (streaming: one chunk after another
+            gives the counts of all of them, clamp included); default fresh zeros. Left partly
+            updated when the call returns ``None``.
 
     Returns:
         Frames ``(T, P, H', W')`` float32, or ``None`` when the compiled path does not apply (no
@@ -732,7 +736,8 @@ def count_window_mapped(
         return None
     if not (dt[3].kind in "iu" or dt[3] == np.bool_) or t_end <= t_start or n_time_bins < 1:
         return None
-    out = np.zeros((n_time_bins, n_pol, *sensor_map.out_size), np.float32)  # (T, P, H, W)
+    if out is None:
+        out = np.zeros((n_time_bins, n_pol, *sensor_map.out_size), np.float32)  # (T, P, H, W)
     x_off, y_off = sensor_map.offsets
     p = events["p"]
     status = kernel(

@@ -475,6 +475,45 @@ class FrameTransform:
         )
 
     @property
+    def streams(self) -> bool:
+        """Whether :meth:`add_events` can bin a stream chunk by chunk (count and binary
+        representations with the compiled kernel; others bin whole windows)."""
+        from sdt3_event.events.frames import _window_kernel
+
+        return self.contract.representation in ("count", "binary") and _window_kernel() is not None
+
+    def add_events(
+        self, events: np.ndarray, t_start_us: int, t_end_us: int, out: np.ndarray
+    ) -> None:
+        """Add the events of ``[t_start_us, t_end_us)`` to one time bin's counts ``out``.
+
+        Streaming: bins of a live window filled chunk by chunk as events arrive equal the frames
+        of the whole window (:meth:`__call__`) when the bins' edges are the window's.
+
+        Args:
+            events: validated events of ``EVENT_DTYPE`` inside the source's sensor.
+            t_start_us / t_end_us: the time bin.
+            out: ``(1, P, H, W)`` float32 counts, updated in place.
+
+        Raises:
+            ValueError: events the kernel cannot place (outside the sensor, bad polarity).
+        """
+        frames = count_window_mapped(
+            events,
+            self.sensor_map,
+            1,
+            self.contract.in_chans,
+            t_start_us,
+            t_end_us,
+            clamp=self._clamp,
+            out=out,
+        )
+        if frames is None:
+            raise ValueError(
+                "events outside the sensor or the polarity channels reached the stream binner"
+            )
+
+    @property
     def _clamp(self) -> int | None:
         c = self.contract
         return 1 if c.representation == "binary" else c.clamp

@@ -44,6 +44,8 @@ log = logging.getLogger(__name__)
 # 16M events (208 MB) a window: 10x a DAVIS346's peak rate over a 1 s window, or 320 Mev/s
 # over the default 50 ms one. Windows above it are dropped whole and counted.
 DEFAULT_MAX_WINDOW_EVENTS = 16_000_000
+# Memory of the windows waiting for inference (events and frames), whatever their number.
+DEFAULT_MAX_QUEUED_MB = 64.0
 
 Record = Prediction | StreamStatus
 DROP_POLICIES = ("drop_oldest", "block")
@@ -80,7 +82,12 @@ class LivePipeline:
         window_us / stride_us: the sliding windows.
         max_queued_windows: windows waiting for inference before the oldest is dropped.
         max_window_events: bound on events buffered for one window (whole windows over it are
-            dropped).
+            dropped); only where windows keep their events (a predictor without
+            ``make_windower``, device binning): a predictor that bins events as they arrive holds
+            frames, whose size does not grow with the event rate.
+        max_queued_mb: bound on the memory of the queued windows (events and frames); the
+            oldest are dropped (or the reader waits, with ``"block"``) beyond it or beyond
+            ``max_queued_windows``.
         max_records: records waiting for :meth:`get` before the oldest is dropped.
         status_interval_s: period of the status records.
         drop_policy: ``"drop_oldest"`` (live default) or ``"block"`` (lossless back-pressure).
@@ -98,12 +105,15 @@ class LivePipeline:
         stride_us: int | None = None,
         max_queued_windows: int = 1,
         max_window_events: int | None = DEFAULT_MAX_WINDOW_EVENTS,
+        max_queued_mb: float = DEFAULT_MAX_QUEUED_MB,
         max_records: int = 256,
         status_interval_s: float = 1.0,
         drop_policy: str = "drop_oldest",
     ) -> None:
         if max_queued_windows < 1 or max_records < 1:
             raise ValueError("max_queued_windows and max_records must be >= 1")
+        if not max_queued_mb > 0:
+            raise ValueError(f"max_queued_mb must be > 0, got {max_queued_mb}")
         if drop_policy not in DROP_POLICIES:
             raise ValueError(f"drop_policy must be one of {DROP_POLICIES}, got {drop_policy!r}")
         self.drop_policy = drop_policy
@@ -116,6 +126,8 @@ class LivePipeline:
         self._windower = SlidingWindower(self.window_us, self.stride_us, max_window_events)
         self._windows: deque[EventWindow] = deque()
         self._max_windows = int(max_queued_windows)
+        self._max_queued_bytes = int(max_queued_mb * 2**20)
+        self._queued_bytes = 0
         self._records: deque[Record] = deque()
         self._max_records = int(max_records)
         # An RLock, not a Lock: a KeyboardInterrupt raised in a caller's get() while it waits to
@@ -271,13 +283,23 @@ class LivePipeline:
 
     # -- threads ---------------------------------------------------------------------------------
 
+    def _use_sensor(self, size: tuple, bind: bool) -> None:
+        """Bind the predictor to the source's sensor (when ``bind``) and choose the windower: one
+        that bins events as they arrive when the predictor offers it, else one that keeps them."""
+        if bind:
+            self.predictor.bind(size)
+        make = getattr(self.predictor, "make_windower", None)
+        windower = make(self.window_us, self.stride_us) if callable(make) else None
+        if windower is None:
+            windower = SlidingWindower(self.window_us, self.stride_us, self.max_window_events)
+        self._windower = windower
+
     def _read_loop(self) -> None:
         bound_size = None
         try:
             if self.source.sensor_size is not None:
                 bound_size = tuple(self.source.sensor_size)
-                if not self.predictor.bound:
-                    self.predictor.bind(bound_size)
+                self._use_sensor(bound_size, bind=not self.predictor.bound)
             for chunk in self.source:
                 if self._stop.is_set():
                     break
@@ -292,7 +314,7 @@ class LivePipeline:
                         log.warning(
                             "%s: sensor changed %s -> %s", self.source_uri, bound_size, size
                         )
-                    self.predictor.bind(size)
+                    self._use_sensor(size, bind=True)
                     bound_size = size
                 self._push(chunk, arrival)
             if not self._stop.is_set():
@@ -348,18 +370,29 @@ class LivePipeline:
                     continue
                 while (
                     self.drop_policy == "block"
-                    and len(self._windows) >= self._max_windows
+                    and self._queue_full(win)
                     and not self._stop.is_set()
                 ):
                     self._window_taken.wait(0.25)
                 if self._stop.is_set() and self.drop_policy == "block":
                     break  # stopping, not overloaded: what is left is not predicted, not dropped
-                if len(self._windows) >= self._max_windows:
+                while self._queue_full(win):
                     old = self._windows.popleft()  # keep the newest: drop the oldest, whole
+                    self._queued_bytes -= _window_bytes(old)
                     s.windows_dropped += 1
                     s.events_dropped += self._first_seen_events(old)
                 self._windows.append(win)
+                self._queued_bytes += _window_bytes(win)
             self._window_ready.notify()
+
+    def _queue_full(self, win: EventWindow) -> bool:
+        """No room for ``win``: the queue holds ``max_queued_windows`` windows, or ``win`` would
+        take the windows' memory over ``max_queued_mb`` (an empty queue always takes one)."""
+        if not self._windows:
+            return False
+        if len(self._windows) >= self._max_windows:
+            return True
+        return self._queued_bytes + _window_bytes(win) > self._max_queued_bytes
 
     def _first_seen_events(self, win: EventWindow) -> int:
         """Events of ``win`` in its first stride, ``[start, start + stride)``.
@@ -368,6 +401,8 @@ class LivePipeline:
         is in exactly one window's first stride (the latest window that holds it), so counting only
         those keeps ``events_dropped <= events_in``.
         """
+        if win.first_stride_events is not None:
+            return win.first_stride_events
         if self.stride_us >= self.window_us:
             return win.n_events
         # bisect on the strided field: np.searchsorted would copy the whole column
@@ -384,6 +419,7 @@ class LivePipeline:
                     if self._stop.is_set() or not self._windows:
                         break
                     win = self._windows.popleft()
+                    self._queued_bytes -= _window_bytes(win)
                     self._window_taken.notify_all()
                 truth = self._truth(win)
                 record = self.predictor(win, true_label=truth)
@@ -450,6 +486,11 @@ class LivePipeline:
 
     def _emit_status(self, state: str, message: str) -> None:
         self._put(self.status(state, message))
+
+
+def _window_bytes(win: EventWindow) -> int:
+    """Memory a queued window holds (its events and its frames)."""
+    return win.events.nbytes + (0 if win.frames is None else win.frames.nbytes)
 
 
 def build_pipeline(

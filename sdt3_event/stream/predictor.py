@@ -21,7 +21,7 @@ import torch
 import torch.nn as nn
 
 from sdt3_event.events.contract import SPATIAL_MODES, DataContract
-from sdt3_event.events.schema import SensorSize
+from sdt3_event.events.schema import EVENT_DTYPE, SensorSize
 from sdt3_event.stream.records import Prediction
 from sdt3_event.stream.windowing import EventWindow
 
@@ -116,6 +116,9 @@ class Predictor:
         window_us / sensor_map: see :func:`live_contract`.
         transform_factory: ``contract -> transform``; default ``build_frame_transform``. The
             transform is called as ``transform(events, t_start_us=window_start)``.
+        device_binning: bin each window on ``device`` (events go over in a pinned buffer, then a
+            scatter-add into the frames); default on for CUDA. Otherwise the pipeline bins on the
+            CPU as events arrive (:meth:`make_windower`) and only frames go over.
 
     Raises:
         ValueError: ``top_k < 1`` or ``smoothing`` outside ``[0, 1)``.
@@ -139,6 +142,7 @@ class Predictor:
         window_us: int | None = None,
         sensor_map: str | None = None,
         transform_factory: Callable[[DataContract], Callable] | None = None,
+        device_binning: bool | None = None,
     ) -> None:
         if top_k < 1:
             raise ValueError(f"top_k must be >= 1, got {top_k}")
@@ -172,6 +176,9 @@ class Predictor:
         self._transform: Callable | None = None
         self.live: DataContract | None = None
         self._ema: np.ndarray | None = None
+        cuda = self.device.type == "cuda"
+        self.device_binning = cuda if device_binning is None else bool(device_binning)
+        self._staging: dict[str, torch.Tensor] = {}  # reusable (pinned, on CUDA) host buffers
 
     # -- setup -----------------------------------------------------------------------------------
 
@@ -214,15 +221,74 @@ class Predictor:
 
     # -- inference -------------------------------------------------------------------------------
 
+    def make_windower(self, window_us: int, stride_us: int | None = None):
+        """A :class:`~sdt3_event.stream.windowing.FrameWindower` that bins events with this
+        predictor's transform as they arrive, or ``None`` where windows must keep their events:
+        device binning, a representation that does not stream, a stride that is not a whole
+        number of time bins, or a transform without ``add_events``.
+
+        Raises:
+            RuntimeError: called before :meth:`bind`.
+        """
+        from sdt3_event.stream.windowing import FrameWindower
+
+        if self._transform is None or self.live is None:
+            raise RuntimeError("call bind(sensor_size) before make_windower")
+        if self.device_binning or not getattr(self._transform, "streams", False):
+            return None
+        try:
+            return FrameWindower(
+                window_us, stride_us, self.live.frame_shape, self._transform.add_events
+            )
+        except ValueError as exc:
+            log.info("binning whole windows: %s", exc)
+            return None
+
     def frames(self, window: EventWindow) -> torch.Tensor:
-        """The window as model input frames.
+        """The window as model input frames (binned already when the window carries them).
 
         Shape:
             returns ``(T, P, H, W)`` float32 on the CPU.
         """
+        if window.frames is not None:
+            return torch.from_numpy(window.frames)
         if self._transform is None:
             raise RuntimeError("call bind(sensor_size) before predicting")
         return self._transform(window.events, t_start_us=window.start_us)
+
+    def device_frames(self, window: EventWindow) -> torch.Tensor:
+        """The window's frames on ``device``: with device binning the events go over (one pinned
+        buffer, one copy) and are binned there; otherwise the CPU frames go over.
+
+        Shape:
+            returns ``(T, P, H, W)`` float32 on ``device``.
+        """
+        if window.frames is not None or not self.device_binning:
+            return self._upload("frames", self.frames(window))
+        if self._transform is None:
+            raise RuntimeError("call bind(sensor_size) before predicting")
+        events = np.ascontiguousarray(window.events, dtype=EVENT_DTYPE)
+        raw = self._upload("events", torch.from_numpy(events.view(np.uint8)))
+        rec = raw.view(len(events), EVENT_DTYPE.itemsize)  # (N, 13) bytes: t, x, y, p
+        fields = [
+            rec[:, a:b].contiguous().view(dtype).view(-1)
+            for a, b, dtype in ((0, 8, torch.int64), (8, 10, torch.int16), (10, 12, torch.int16))
+        ]
+        return self._transform.frames_torch(*fields, rec[:, 12], t_start_us=window.start_us)
+
+    def _upload(self, key: str, host: torch.Tensor) -> torch.Tensor:
+        """``host`` on ``device``, through a reusable pinned buffer on CUDA."""
+        if self.device.type != "cuda":
+            return host.to(self.device)
+        flat = host.reshape(-1)
+        buf = self._staging.get(key)
+        if buf is None or buf.dtype != flat.dtype or buf.numel() < flat.numel():
+            size = max(flat.numel(), int(1.5 * (0 if buf is None else buf.numel())))
+            buf = self._staging[key] = torch.empty(size, dtype=flat.dtype, pin_memory=True)
+        staged = buf[: flat.numel()]
+        staged.copy_(flat)
+        # the buffer is reused only after the forward pass synchronised (probabilities to host)
+        return staged.to(self.device, non_blocking=True).view(host.shape)
 
     def __call__(self, window: EventWindow, true_label: str | None = None) -> Prediction:
         """Predict one window.
@@ -231,9 +297,8 @@ class Predictor:
             a :class:`Prediction` (a :class:`LabeledPrediction` when ``true_label`` is given);
             ``latency_ms`` counts from ``window.arrival`` to the end of the forward pass.
         """
-        frames = self.frames(window)  # (T, P, H, W)
-        x = torch.as_tensor(frames, dtype=torch.float32).unsqueeze(0)  # (1, T, P, H, W)
-        x = x.to(self.device, non_blocking=True)
+        frames = self.device_frames(window)  # (T, P, H, W) on the device
+        x = frames.unsqueeze(0)  # (1, T, P, H, W)
         firing: dict[str, float] = {}
         energy = None
         measure_energy = self.energy_every > 0 and self._calls % self.energy_every == 0
@@ -281,7 +346,7 @@ class Predictor:
             firing=firing,
             energy_uj=energy,
             wall_time=time.time(),
-            frame=frames.sum(0).numpy() if self.keep_frames else None,  # (P, H, W)
+            frame=frames.sum(0).cpu().numpy() if self.keep_frames else None,  # (P, H, W)
         )
         if true_label is not None:
             return LabeledPrediction(**fields, true_label=true_label)

@@ -43,10 +43,13 @@ class EventWindow:
     end_us: int
     events: np.ndarray = field(repr=False)
     arrival: float
+    frames: np.ndarray | None = field(default=None, repr=False)
+    event_count: int | None = None
+    first_stride_events: int | None = None
 
     @property
     def n_events(self) -> int:
-        return len(self.events)
+        return len(self.events) if self.event_count is None else self.event_count
 
 
 @dataclass
@@ -142,9 +145,7 @@ class SlidingWindower:
         self._last_t = int(t[-1])
         if self._start is None:
             self._start = (int(t[0]) // self.stride_us) * self.stride_us
-        self._chunks.append(chunk)
-        self._arrivals.append(arrival)
-        self._buffered += len(chunk)
+        self._store(chunk, arrival)
         out = self._emit_complete()
         if self.max_window_events is not None and self._buffered > self.max_window_events:
             self._overflow()
@@ -166,19 +167,25 @@ class SlidingWindower:
         """End of stream: emit the first pending window if it holds events (it may be cut short
         by the end of the stream, never by dropped events); then forget the buffer."""
         out: list[EventWindow] = []
-        if self._chunks:
+        if self._buffered:
             self._skip_empty()
             w = self._take(self._start + self.window_us)
             if w is not None:
                 out.append(w)
-        self._chunks, self._arrivals, self._buffered = [], [], 0
+        self._clear()
         return out
 
     # -- internals -------------------------------------------------------------------------------
 
+    def _store(self, chunk: np.ndarray, arrival: float) -> None:
+        """Keep a (sorted, not late) chunk for the open windows."""
+        self._chunks.append(chunk)
+        self._arrivals.append(arrival)
+        self._buffered += len(chunk)
+
     def _emit_complete(self) -> list[EventWindow]:
         out = []
-        while self._chunks:
+        while self._buffered:
             self._skip_empty()
             end = self._start + self.window_us
             if self._reach() < end:
@@ -199,9 +206,16 @@ class SlidingWindower:
         """Windows ending at or before this are complete."""
         return self._last_t if self._horizon is None else max(self._last_t, self._horizon)
 
+    def _clear(self) -> None:
+        """Forget every buffered event."""
+        self._chunks, self._arrivals, self._buffered = [], [], 0
+
+    def _first_buffered_t(self) -> int:
+        return int(self._chunks[0]["t"][0])
+
     def _skip_empty(self) -> None:
         """Move the window start forward over windows that would hold no event."""
-        t_first = int(self._chunks[0]["t"][0])
+        t_first = self._first_buffered_t()
         if t_first >= self._start + self.window_us:
             k = (t_first - self.window_us - self._start) // self.stride_us + 1
             self._start += k * self.stride_us
@@ -245,7 +259,7 @@ class SlidingWindower:
     def _restart(self) -> None:
         """The stream's clock went back: forget the open windows and start a new grid."""
         self.stats.restarts += 1
-        self._chunks, self._arrivals, self._buffered = [], [], 0
+        self._clear()
         self._start = None
         self._last_t = None
         self._horizon = None
@@ -257,4 +271,109 @@ class SlidingWindower:
         self.stats.events_overflow += self._buffered
         self._start += n_windows * self.stride_us
         self._index += n_windows
-        self._chunks, self._arrivals, self._buffered = [], [], 0
+        self._clear()
+
+
+class FrameWindower(SlidingWindower):
+    """A :class:`SlidingWindower` that bins events as they arrive instead of keeping them.
+
+    Same windows, same rules and counters; each emitted :class:`EventWindow` carries its frames
+    ``(T, P, H, W)`` (``frames``) and its event count, and no events. Memory is a few frames
+    whatever the event rate, the work is spread over the stream (a window's frames are ready
+    when its last event arrives), and with overlapping windows each event is binned once: the
+    time bins of all windows lie on one grid, which needs a stride of a whole number of bins
+    (``stride_us * T % window_us == 0``).
+
+    Args:
+        window_us / stride_us / restart_gap_us: see :class:`SlidingWindower`.
+        frame_shape: ``(T, P, H, W)`` of a window's frames.
+        add_events: ``(events, t_start_us, t_end_us, out)`` adds the events of one time bin to its
+            ``(1, P, H, W)`` float32 counts (:meth:`sdt3_event.events.transforms.FrameTransform.add_events`).
+
+    Raises:
+        ValueError: a stride that is not a whole number of time bins.
+    """
+
+    def __init__(
+        self,
+        window_us: int,
+        stride_us: int | None,
+        frame_shape: tuple[int, int, int, int],
+        add_events,
+        restart_gap_us: int | None = None,
+    ) -> None:
+        super().__init__(window_us, stride_us, None, restart_gap_us)
+        n_bins = int(frame_shape[0])
+        if (self.stride_us * n_bins) % self.window_us:
+            raise ValueError(
+                f"stride {self.stride_us} us is not a whole number of the {n_bins} time bins of a "
+                f"{self.window_us} us window"
+            )
+        self.frame_shape = tuple(int(v) for v in frame_shape)
+        self._bins_per_stride = self.stride_us * n_bins // self.window_us
+        self._add_events = add_events
+        self._origin: int | None = None
+        # global bin -> [counts (1, P, H, W), events, last arrival, first event time]
+        self._bins: dict[int, list] = {}
+
+    def _edge(self, g: int) -> int:
+        """Start of global time bin ``g``: ``origin + ceil(g * window / T)``."""
+        n_bins = self.frame_shape[0]
+        return self._origin + (g * self.window_us + n_bins - 1) // n_bins
+
+    def _bin_of(self, t: int) -> int:
+        return (t - self._origin) * self.frame_shape[0] // self.window_us
+
+    def _store(self, chunk: np.ndarray, arrival: float) -> None:
+        if self._origin is None:
+            self._origin = self._start
+        t = chunk["t"]
+        m, n_bins = self._bins_per_stride, self.frame_shape[0]
+        g0, g1 = self._bin_of(int(t[0])), self._bin_of(int(t[-1]))
+        a = 0
+        for g in range(g0, g1 + 1):
+            hi = self._edge(g + 1)
+            b = len(chunk) if g == g1 else int(np.searchsorted(t, hi, side="left"))
+            if b > a and g % m < n_bins:  # bins in the gaps between windows are never used
+                slot = self._bins.get(g)
+                if slot is None:
+                    counts = np.zeros((1, *self.frame_shape[1:]), np.float32)  # (1, P, H, W)
+                    slot = self._bins[g] = [counts, 0, arrival, int(t[a])]
+                self._add_events(chunk[a:b], self._edge(g), hi, slot[0])
+                slot[1] += b - a
+                slot[2] = arrival
+                self._buffered += b - a
+            a = b
+
+    def _first_buffered_t(self) -> int:
+        return self._bins[min(self._bins)][3]
+
+    def _take(self, end: int) -> EventWindow | None:
+        g_first = self._bin_of(self._start)
+        n_bins, m = self.frame_shape[0], self._bins_per_stride
+        slots = [self._bins.get(g) for g in range(g_first, g_first + n_bins)]
+        count = sum(s[1] for s in slots if s is not None)
+        if count == 0:
+            return None
+        frames = np.zeros(self.frame_shape, np.float32)  # (T, P, H, W)
+        for i, slot in enumerate(slots):
+            if slot is not None:
+                frames[i] = slot[0][0]
+        first = sum(s[1] for s in slots[:m] if s is not None)
+        arrival = max(s[2] for s in slots if s is not None)
+        self.stats.windows_out += 1
+        empty = np.zeros(0, EVENT_DTYPE)
+        return EventWindow(self._index, self._start, end, empty, arrival, frames, count, first)
+
+    def _trim(self, t_min: int) -> None:
+        g_min = self._bin_of(t_min)
+        for g in [g for g in self._bins if g < g_min]:
+            self._buffered -= self._bins.pop(g)[1]
+
+    def _clear(self) -> None:
+        self._bins = {}
+        self._buffered = 0
+
+    def _restart(self) -> None:
+        super()._restart()
+        self._origin = None
