@@ -334,8 +334,9 @@ class LivePipeline:
         size = self.source.sensor_size
         if size is not None and n_in:
             x, y = chunk["x"], chunk["y"]
-            inside = (x >= 0) & (x < size[0]) & (y >= 0) & (y < size[1])
-            if not inside.all():
+            # as unsigned, a negative coordinate is huge: one max per axis checks both bounds
+            if int(x.view(np.uint16).max()) >= size[0] or int(y.view(np.uint16).max()) >= size[1]:
+                inside = (x >= 0) & (x < size[0]) & (y >= 0) & (y < size[1])
                 chunk = chunk[inside]
         w = self._windower
         late0, over_w0, over_e0, restarts0 = (

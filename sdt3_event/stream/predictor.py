@@ -208,6 +208,9 @@ class Predictor:
         """One forward pass on zeros (compiles the model when ``compile=True``); traces the spike
         graph for the energy estimate now rather than on the first window."""
         shape = (1, *self.contract.frame_shape)
+        if self._transform is not None:  # load the binning kernel now, not on the first window
+            one = np.zeros(1, EVENT_DTYPE)
+            self._transform(one, t_start_us=0)
         with torch.inference_mode():
             self._reset_state()
             self._forward(torch.zeros(shape, device=self.device))
