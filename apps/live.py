@@ -38,6 +38,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: best)")
     parser.add_argument("--compile", action="store_true", help="torch.compile the model")
     parser.add_argument(
+        "--cuda-graph",
+        action="store_true",
+        help="on CUDA, replay the forward pass from a captured CUDA graph (no firing statistics)",
+    )
+    parser.add_argument(
         "--threads",
         type=int,
         default=None,
@@ -135,6 +140,7 @@ def run(args: argparse.Namespace) -> int:
             top_k=args.top_k,
             sensor_map=args.sensor_map,
             compile=args.compile,
+            cuda_graph=args.cuda_graph,
             channels_last=args.channels_last,
             source_options=options,
             keep_frames=monitor is not None,

@@ -506,6 +506,7 @@ def build_pipeline(
     top_k: int = 5,
     sensor_map: str | None = None,
     compile: bool = False,
+    cuda_graph: bool = False,
     channels_last: bool = False,
     smoothing: float = 0.6,
     firing: bool = True,
@@ -528,8 +529,8 @@ def build_pipeline(
         device: default CUDA when available, else CPU.
         window_us: live window; default the checkpoint's data contract window.
         stride_us: distance between windows; default half the window.
-        top_k, smoothing, firing, energy_every, keep_frames, compile, channels_last: see
-            :class:`~sdt3_event.stream.predictor.Predictor`.
+        top_k, smoothing, firing, energy_every, keep_frames, compile, cuda_graph,
+            channels_last: see :class:`~sdt3_event.stream.predictor.Predictor`.
         sensor_map: map a source sensor of another size onto the model input (one of
             ``SPATIAL_MODES``); without it a mismatch raises.
         source_options: extra options for the source (``speed``, ``loop``, ...).
@@ -581,6 +582,7 @@ def build_pipeline(
             device=device,
             spike_driven=spike_driven,
             compile=compile,
+            cuda_graph=cuda_graph,
             channels_last=channels_last,
             top_k=top_k,
             smoothing=smoothing,

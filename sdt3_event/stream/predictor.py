@@ -119,6 +119,9 @@ class Predictor:
         device_binning: bin each window on ``device`` (events go over in a pinned buffer, then a
             scatter-add into the frames); default on for CUDA. Otherwise the pipeline bins on the
             CPU as events arrive (:meth:`make_windower`) and only frames go over.
+        cuda_graph: on CUDA, capture the forward pass in a CUDA graph and replay it (one launch
+            instead of one per kernel); firing statistics and energy counting are then off, as
+            with ``compile``. A model that cannot be captured runs eagerly (logged once).
 
     Raises:
         ValueError: ``top_k < 1`` or ``smoothing`` outside ``[0, 1)``.
@@ -143,6 +146,7 @@ class Predictor:
         sensor_map: str | None = None,
         transform_factory: Callable[[DataContract], Callable] | None = None,
         device_binning: bool | None = None,
+        cuda_graph: bool = False,
     ) -> None:
         if top_k < 1:
             raise ValueError(f"top_k must be >= 1, got {top_k}")
@@ -169,7 +173,11 @@ class Predictor:
             model = model.to(memory_format=torch.channels_last)
         self.model = model
         self._forward: Callable = torch.compile(model) if compile else model
-        self.firing = bool(firing) and not compile
+        graphed = cuda_graph and self.device.type == "cuda"
+        if graphed:
+            self._forward = _GraphedForward(self._forward, self._reset_state)
+            self.energy_every = 0
+        self.firing = bool(firing) and not compile and not graphed
         self._graph = None
         self._calls = 0
         self._transform_factory = transform_factory
@@ -274,7 +282,7 @@ class Predictor:
         raw = self._upload("events", torch.from_numpy(events.view(np.uint8)))
         rec = raw.view(len(events), EVENT_DTYPE.itemsize)  # (N, 13) bytes: t, x, y, p
         fields = [
-            rec[:, a:b].contiguous().view(dtype).view(-1)
+            rec[:, a:b].reshape(-1).view(dtype)  # a contiguous copy of the column
             for a, b, dtype in ((0, 8, torch.int64), (8, 10, torch.int16), (10, 12, torch.int16))
         ]
         return self._transform.frames_torch(*fields, rec[:, 12], t_start_us=window.start_us)
@@ -375,6 +383,53 @@ class Predictor:
     def _sync(self) -> None:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
+
+
+class _GraphedForward:
+    """A forward pass captured once in a CUDA graph (per input shape) and replayed.
+
+    The model must start from rest on every call (the SDT models do: no state leaks between
+    calls) and must not synchronise with the host inside ``forward``; when capturing fails, the
+    model runs eagerly from then on.
+    """
+
+    def __init__(self, forward: Callable, reset: Callable[[], None]) -> None:
+        self.forward, self.reset = forward, reset
+        self.graph = None
+        self.failed = False
+        self.static_in: torch.Tensor | None = None
+        self.static_out: torch.Tensor | None = None
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if self.failed:
+            return self.forward(x)
+        if self.graph is None or self.static_in.shape != x.shape:
+            try:
+                self._capture(x)
+            except Exception as exc:  # an optional speed-up: never fail the stream for it
+                log.warning("CUDA graph capture failed (%s); running the model eagerly", exc)
+                self.failed, self.graph = True, None
+                torch.cuda.synchronize()
+                self.reset()
+                return self.forward(x)
+        self.static_in.copy_(x)
+        self.graph.replay()
+        return self.static_out
+
+    def _capture(self, x: torch.Tensor) -> None:
+        self.static_in = x.clone()
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):  # warm up (allocator, cuDNN plans) off the capture
+            for _ in range(3):
+                self.reset()
+                self.forward(self.static_in)
+        torch.cuda.current_stream().wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        self.reset()
+        with torch.cuda.graph(graph):
+            self.static_out = self.forward(self.static_in)
+        self.graph = graph
 
 
 def _spike_driven(model: nn.Module, contract: DataContract, device: torch.device) -> nn.Module:

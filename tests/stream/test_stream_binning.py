@@ -188,9 +188,10 @@ def test_device_frames_equal_the_transform_on_cpu_tensors(tiny):
     ev = _stream(9, n=3_000, span=50_000)
     pr = _predictor(tiny, device_binning=True)
     pr.bind(SENSOR)
-    win = EventWindow(0, 10_000, 30_000, ev, time.perf_counter())
-    expected = build_frame_transform(pr.live)(ev, t_start_us=10_000)
-    assert torch.equal(pr.device_frames(win), expected)
+    for events in (ev, ev[:1], ev[:0], ev[7:8]):
+        win = EventWindow(0, 10_000, 30_000, events, time.perf_counter())
+        expected = build_frame_transform(pr.live)(events, t_start_us=10_000)
+        assert torch.equal(pr.device_frames(win), expected)
 
 
 def _rss_mb():
