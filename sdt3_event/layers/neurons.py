@@ -68,6 +68,9 @@ def quantize(
     u: torch.Tensor, D: int, rounding: str = "half_even", inclusive: bool = True
 ) -> torch.Tensor:
     """Integer spike counts ``round(clamp(u, 0, D))`` with the STE gradient (not divided by norm)."""
+    if not (u.requires_grad and torch.is_grad_enabled()):  # inference: no autograd node needed
+        clamped = torch.clamp(u, 0, D)
+        return torch.floor(clamped + 0.5) if rounding == "half_up" else torch.round(clamped)
     return _QuantSTE.apply(u, float(D), rounding == "half_up", inclusive)
 
 

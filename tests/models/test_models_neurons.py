@@ -196,3 +196,17 @@ def test_set_temporal_backend_switches_model():
         set_temporal_backend(model, "cupy")
     assert model.model_config["backend"] == "auto"
     assert set_temporal_backend(create_model("sdt3_micro"), "auto") == 0
+
+
+@pytest.mark.parametrize("rounding", ["half_even", "half_up"])
+@pytest.mark.parametrize("D", [1, 4])
+def test_quantize_without_grad_equals_the_ste_path(D, rounding):
+    # inference skips the autograd node; the counts must not change
+    from sdt3_event.layers.neurons import _QuantSTE, quantize
+
+    u = torch.linspace(-2, D + 2, 4001)  # every rounding tie in [0, D] included
+    with torch.inference_mode():
+        fast = quantize(u, D, rounding)
+    ste = _QuantSTE.apply(u.clone().requires_grad_(), float(D), rounding == "half_up", True)
+    assert torch.equal(fast, ste.detach())
+    assert quantize(u.clone().requires_grad_(), D, rounding).grad_fn is not None
