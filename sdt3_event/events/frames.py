@@ -4,8 +4,10 @@
 boundaries, overlap handling and dropped tail events) without a per-slice ``np.add.at``: pixel
 indices are computed once for all events (vectorised) and scattered with one ``index_add_`` (a few
 per group of frames when there are many small slices, one per slice when slices overlap). :func:`to_window_frames` bins a fixed time window ``[t_start, t_end)``
-into ``T`` equal bins with exact integer boundaries; it is what the data contract transform uses,
-because live windows and training samples must bin identically whatever the first event's time.
+into ``T`` equal bins with exact integer boundaries; live windows and training samples must bin
+identically whatever the first event's time. :func:`count_window_mapped` does the data contract's
+whole transform (window, sensor map, bins, polarity, clamp) in one compiled pass with the same
+bins, and :func:`count_window_mapped_torch` does it on torch tensors on any device.
 
 Deviations from Tonic, on purpose:
 

@@ -12,9 +12,14 @@ stays near one inference time); the oldest queued window is dropped whole and it
 dropped. Events
 inside a window are never dropped. ``drop_policy="block"`` instead makes the reader wait for room
 (back-pressure): lossless for a file replayed as fast as possible, while a live source then backs up
-(its own buffers and drops take over). The windower bounds the events it buffers
-(``max_window_events``, see :mod:`sdt3_event.stream.windowing`), so memory stays bounded whatever
-the input rate. If nobody reads the records, the oldest records are dropped (counted as
+(its own buffers and drops take over).
+
+Memory stays bounded whatever the input rate. With the :class:`~sdt3_event.stream.predictor.
+Predictor` on the CPU, the reader bins events into the open windows' frames as they arrive
+(:class:`~sdt3_event.stream.windowing.FrameWindower`): nothing but frames is held, each event is
+binned once, and a window's frames are ready when its last event arrives. Where windows must keep
+their events (device binning, other predictors) the windower bounds them (``max_window_events``);
+in both cases the queued windows are bounded by number and by memory (``max_queued_mb``). If nobody reads the records, the oldest records are dropped (counted as
 ``records_dropped``). While ``paused``, windows are discarded before the queue (``windows_paused``).
 
 A failing source or a source whose sensor does not fit the model never raises out of the pipeline:

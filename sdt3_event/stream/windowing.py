@@ -15,6 +15,9 @@ a window without waiting for the next event). Rules, all counted in :class:`Wind
 - when the events buffered for the open window exceed ``max_window_events``, every window that
   overlaps them is dropped *whole* and the buffer is cleared: memory stays bounded at any input rate,
   and no window is ever emitted with events missing.
+
+:class:`FrameWindower` makes the same windows but bins events into their frames as they arrive
+(see there), for a predictor that only needs the frames.
 """
 
 from __future__ import annotations
