@@ -121,17 +121,12 @@ def rss_mb() -> float:
 
 
 def drain_all(p: LivePipeline, limit_s: float) -> list[Prediction]:
-    preds = []
-    deadline = time.monotonic() + limit_s
-    while time.monotonic() < deadline:
-        r = p.get(0.1)
-        if r is None:
-            if p.finished:
-                break
-            continue
-        if isinstance(r, Prediction):
-            preds.append(r)
-    return preds
+    """The predictions of a started pipeline until its stream ends (or ``limit_s``)."""
+    from sdt3_event.stream.sinks import drain
+
+    records: list = []
+    drain(p, [type("Sink", (), {"write": staticmethod(records.append)})()], duration_s=limit_s)
+    return [r for r in records if isinstance(r, Prediction)]
 
 
 def best_of(fn, repeat):

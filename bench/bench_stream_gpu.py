@@ -53,6 +53,13 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
+def quiet_predictor(model, contract, device, **kw) -> Predictor:
+    """A predictor without firing statistics, energy or display frames (pure inference)."""
+    return Predictor(
+        model, contract, device=device, firing=False, energy_every=0, keep_frames=False, **kw
+    )
+
+
 def random_events(rng, n, sensor, t0=0, span_us=50_000):
     t = np.sort(rng.integers(t0, t0 + span_us, n))
     return make_events(t, rng.integers(0, sensor[0], n), rng.integers(0, sensor[1], n), t % 3 == 0)
@@ -75,7 +82,7 @@ def equality(device: str, smoke: bool) -> dict:
     rng = np.random.default_rng(0)
     checked, failures = 0, []
     for c in contracts:
-        pr = Predictor(model, c, device=device, device_binning=True, firing=False, energy_every=0)
+        pr = quiet_predictor(model, c, device, device_binning=True)
         pr.bind(c.sensor_size)
         tf = build_frame_transform(pr.live)
         for n in (0, 1, 1_000, 50_000 if smoke else 500_000):
@@ -105,15 +112,7 @@ def model_latency(device: str, smoke: bool, seconds: float) -> dict:
     model = model.to(device)
     repeat = 5 if smoke else 30
     for graph in (False, True) if device.startswith("cuda") else (False,):
-        pr = Predictor(
-            model,
-            contract,
-            device=device,
-            cuda_graph=graph,
-            firing=False,
-            energy_every=0,
-            keep_frames=False,
-        )
+        pr = quiet_predictor(model, contract, device, cuda_graph=graph)
         times = []
         with torch.inference_mode():
             for i in range(repeat + 3):
@@ -130,16 +129,7 @@ def model_latency(device: str, smoke: bool, seconds: float) -> dict:
             out["graph_captured"] = not pr._forward.failed
         out[key + "_logits_finite"] = bool(torch.isfinite(y).all())
     graph = device.startswith("cuda")
-    pr = Predictor(
-        model,
-        contract,
-        device=device,
-        cuda_graph=graph,
-        firing=False,
-        energy_every=0,
-        keep_frames=False,
-        smoothing=0.0,
-    )
+    pr = quiet_predictor(model, contract, device, cuda_graph=graph, smoothing=0.0)
     pr.bind(DAVIS346)
     pr.warmup()
     rate = 1.0 if smoke else 10.0
@@ -200,16 +190,13 @@ def sustained(device: str, smoke: bool, dense_mev_s: float, n_events: int) -> di
     }
     graph = device.startswith("cuda")
     for mode, device_binning in (("device_binning", True), ("cpu_binning", False)):
-        pr = Predictor(
+        pr = quiet_predictor(
             loaded.model,
             loaded.contract,
+            device,
             model_name=loaded.model_name,
-            device=device,
             device_binning=device_binning,
             cuda_graph=graph,
-            firing=False,
-            energy_every=0,
-            keep_frames=False,
             window_us=50_000,
         )
         pr.bind(sensor)

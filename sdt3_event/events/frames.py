@@ -389,29 +389,36 @@ def _accumulate_slices(
             np.minimum(frame, clamp, out=frame)
 
 
-@functools.cache
-def _slice_kernel():
-    """The numba kernel behind :func:`_count_slices_compiled`, or ``None`` without numba."""
-    try:
-        import numba
-    except ImportError:
-        return None
+def _compiled(kernel):
+    """``kernel`` compiled by numba (``nogil``, cached on disk) on first use, from a getter that
+    returns ``None`` where numba is not installed (the numpy paths then serve)."""
 
-    @numba.njit(cache=True, nogil=True)
-    def count_slices(x, y, p, starts, ends, w, h, n_pol, cap, out):  # out: (T, P * H * W)
-        for k in range(starts.shape[0]):
-            row = out[k]
-            for i in range(starts[k], ends[k]):
-                xi, yi = np.int64(x[i]), np.int64(y[i])
-                if xi < 0 or xi >= w or yi < 0 or yi >= h:
-                    return False
-                pol = np.int64(p[i]) if n_pol > 1 else 0
-                j = (pol * h + yi) * w + xi
-                if row[j] < cap:  # saturate at the dtype's limit or the clamp
-                    row[j] += 1
-        return True
+    @functools.cache
+    def get():
+        try:
+            import numba
+        except ImportError:
+            return None
+        return numba.njit(cache=True, nogil=True)(kernel)
 
-    return count_slices
+    return get
+
+
+def _count_slices(x, y, p, starts, ends, w, h, n_pol, cap, out):  # out: (T, P * H * W)
+    for k in range(starts.shape[0]):
+        row = out[k]
+        for i in range(starts[k], ends[k]):
+            xi, yi = np.int64(x[i]), np.int64(y[i])
+            if xi < 0 or xi >= w or yi < 0 or yi >= h:
+                return False
+            pol = np.int64(p[i]) if n_pol > 1 else 0
+            j = (pol * h + yi) * w + xi
+            if row[j] < cap:  # saturate at the dtype's limit or the clamp
+                row[j] += 1
+    return True
+
+
+_slice_kernel = _compiled(_count_slices)  # behind :func:`_count_slices_compiled`
 
 
 def _count_slices_compiled(
@@ -600,59 +607,51 @@ def window_bin_edges(t_start: int, t_end: int, n_time_bins: int) -> np.ndarray:
     return int(t_start) + (k * length + n_time_bins - 1) // n_time_bins
 
 
-@functools.cache
-def _window_kernel():
-    """The numba kernel behind :func:`count_window_mapped`, or ``None`` without numba."""
-    try:
-        import numba
-    except ImportError:
-        return None
-
-    @numba.njit(cache=True, nogil=True)
-    def count_window(t, x, y, p, edges, x_off, y_off, n_pol, p_valid, cap, strict, out):
-        # x_off[x]: input column of sensor column x; y_off[y]: input row * W'; negative: cropped.
-        # out: (T, P, H', W') zeros. Returns 0, or 1 for an event outside the sensor, 2 for a
-        # polarity outside 0..P-1, 3 for an event outside the window when ``strict``: the caller
-        # then takes the step-by-step path, which handles or reports them.
-        n_bins = edges.shape[0] - 1
-        t_lo, t_hi = edges[0], edges[n_bins]
-        w, h = np.uint64(x_off.shape[0]), np.uint64(y_off.shape[0])
-        flat = out.reshape(-1)
-        plane = out.shape[2] * out.shape[3]
-        has_cap = cap < np.inf
-        k, lo, hi, base = 0, edges[0], edges[1], 0
-        for i in range(t.shape[0]):
-            ti = np.int64(t[i])
-            if ti < lo or ti >= hi:  # another bin (events are usually time ordered)
-                if ti < t_lo or ti >= t_hi:
-                    if strict:
-                        return 3
-                    continue
-                while ti >= edges[k + 1]:
-                    k += 1
-                while ti < edges[k]:
-                    k -= 1
-                lo, hi, base = edges[k], edges[k + 1], k * n_pol * plane
-            xi, yi = np.uint64(np.int64(x[i])), np.uint64(np.int64(y[i]))
-            if xi >= w or yi >= h:  # negative coordinates wrap around to huge values
-                return 1
-            j = np.int64(x_off[xi]) + np.int64(y_off[yi])
-            if j < 0:
-                continue  # cropped away
-            j += base
-            if n_pol > 1:
-                pi = np.int64(p[i])
-                if not p_valid and (pi < 0 or pi >= n_pol):
-                    return 2
-                j += pi * plane
-            if has_cap:
-                if flat[j] < cap:  # saturate at the clamp
-                    flat[j] += 1
-            else:
+def _count_window(t, x, y, p, edges, x_off, y_off, n_pol, p_valid, cap, strict, out):
+    # x_off[x]: input column of sensor column x; y_off[y]: input row * W'; negative: cropped.
+    # out: (T, P, H', W') zeros. Returns 0, or 1 for an event outside the sensor, 2 for a
+    # polarity outside 0..P-1, 3 for an event outside the window when ``strict``: the caller
+    # then takes the step-by-step path, which handles or reports them.
+    n_bins = edges.shape[0] - 1
+    t_lo, t_hi = edges[0], edges[n_bins]
+    w, h = np.uint64(x_off.shape[0]), np.uint64(y_off.shape[0])
+    flat = out.reshape(-1)
+    plane = out.shape[2] * out.shape[3]
+    has_cap = cap < np.inf
+    k, lo, hi, base = 0, edges[0], edges[1], 0
+    for i in range(t.shape[0]):
+        ti = np.int64(t[i])
+        if ti < lo or ti >= hi:  # another bin (events are usually time ordered)
+            if ti < t_lo or ti >= t_hi:
+                if strict:
+                    return 3
+                continue
+            while ti >= edges[k + 1]:
+                k += 1
+            while ti < edges[k]:
+                k -= 1
+            lo, hi, base = edges[k], edges[k + 1], k * n_pol * plane
+        xi, yi = np.uint64(np.int64(x[i])), np.uint64(np.int64(y[i]))
+        if xi >= w or yi >= h:  # negative coordinates wrap around to huge values
+            return 1
+        j = np.int64(x_off[xi]) + np.int64(y_off[yi])
+        if j < 0:
+            continue  # cropped away
+        j += base
+        if n_pol > 1:
+            pi = np.int64(p[i])
+            if not p_valid and (pi < 0 or pi >= n_pol):
+                return 2
+            j += pi * plane
+        if has_cap:
+            if flat[j] < cap:  # saturate at the clamp
                 flat[j] += 1
-        return 0
+        else:
+            flat[j] += 1
+    return 0
 
-    return count_window
+
+_window_kernel = _compiled(_count_window)  # behind :func:`count_window_mapped`
 
 
 @dataclass(frozen=True, eq=False)

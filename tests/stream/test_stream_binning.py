@@ -16,6 +16,7 @@ from sdt3_event.events.transforms import build_frame_transform
 from sdt3_event.stream.pipeline import LivePipeline
 from sdt3_event.stream.predictor import Predictor
 from sdt3_event.stream.records import Prediction
+from sdt3_event.stream.sinks import drain
 from sdt3_event.stream.source import BaseEventSource
 from sdt3_event.stream.windowing import FrameWindower, SlidingWindower
 
@@ -121,17 +122,17 @@ class ArraySource(BaseEventSource):
 
 
 def _drain(p, limit_s=60.0):
-    preds = []
-    deadline = time.monotonic() + limit_s
-    while time.monotonic() < deadline:
-        r = p.get(0.1)
-        if r is None:
-            if p.finished:
-                break
-            continue
-        if isinstance(r, Prediction):
-            preds.append(r)
-    return preds
+    """The predictions of a started pipeline until its stream ends."""
+    records = []
+    drain(p, [type("Sink", (), {"write": staticmethod(records.append)})()], duration_s=limit_s)
+    return [r for r in records if isinstance(r, Prediction)]
+
+
+def _burst(n, seed):
+    """``n`` random events within 1 ms."""
+    rng = np.random.default_rng(seed)
+    t = np.sort(rng.integers(0, 1_000, n))
+    return make_events(t, rng.integers(0, 48, n), rng.integers(0, 40, n), rng.random(n) < 0.5)
 
 
 def _predictor(tiny, **kw):
@@ -212,15 +213,8 @@ class SlowTiny(Predictor):
 
 def test_a_flood_keeps_memory_flat_and_counts_every_drop(tiny):
     model, contract = tiny
-    rng = np.random.default_rng(0)
     n = 200_000  # 200k events per 1 ms: 4M events per 20 ms window
-    base = make_events(
-        np.sort(rng.integers(0, 1_000, n)),
-        rng.integers(0, 48, n),
-        rng.integers(0, 40, n),
-        rng.random(n) < 0.5,
-    )
-    src = ArraySource(base, chunk=n, forever=True)
+    src = ArraySource(_burst(n, 0), chunk=n, forever=True)
     pr = SlowTiny(model, contract, device="cpu", firing=False, energy_every=0, keep_frames=False)
     p = LivePipeline(src, pr, window_us=20_000, stride_us=10_000)
     before = _rss_mb()
@@ -259,15 +253,8 @@ class BigWindowPredictor:
 
 
 def test_the_window_queue_is_bounded_by_memory_not_only_by_count():
-    rng = np.random.default_rng(1)
     n = 100_000  # 1.3 MB of events per 1 ms window
-    base = make_events(
-        np.sort(rng.integers(0, 1_000, n)),
-        rng.integers(0, 48, n),
-        rng.integers(0, 40, n),
-        rng.random(n) < 0.5,
-    )
-    src = ArraySource(base, chunk=n, forever=True)
+    src = ArraySource(_burst(n, 1), chunk=n, forever=True)
     p = LivePipeline(
         src, BigWindowPredictor(), window_us=1_000, max_queued_windows=1000, max_queued_mb=4
     )
