@@ -435,8 +435,17 @@ class FrameTransform:
                 events = aug(events)
         start, end = self.window(events, t_start_us)
         cut = bool(len(events)) and (t_start_us is not None or c.window_us is not None)
-        # one compiled pass (window, sensor map, bins, polarity, clamp); the step-by-step path
-        # below serves other dtypes and raises the detailed errors
+        return torch.from_numpy(self._bin(events, start, end, cut))  # (T, P, H, W)
+
+    def _bin(self, events: np.ndarray, start: int, end: int, cut: bool) -> np.ndarray:
+        """The representation of ``[start, end)``: ``(T, P, H, W)`` float32.
+
+        ``count`` and ``binary`` (counts clamped at 1) take one compiled pass (window, sensor
+        map, bins, polarity, clamp); the step-by-step path serves other dtypes and raises the
+        detailed errors. A new representation adds its branch here (and in :attr:`streams`,
+        :meth:`frames_torch` when it can stream or run on a device).
+        """
+        c = self.contract
         frames = count_window_mapped(
             events,
             self.sensor_map,
@@ -449,7 +458,7 @@ class FrameTransform:
         )
         if frames is None:
             frames = self._frames_stepwise(events, start, end, cut)
-        return torch.from_numpy(frames)  # (T, P, H, W)
+        return frames
 
     def frames_torch(self, t, x, y, p, t_start_us: int):
         """The frames of the live window starting at ``t_start_us`` from event fields that are
