@@ -278,6 +278,9 @@ class LivePipeline:
                 windows_in=s.windows_in,
                 windows_dropped=s.windows_dropped + s.windows_overflow,
                 wall_time=time.time(),
+                events_invalid=s.events_invalid,
+                events_late=s.events_late,
+                records_dropped=s.records_dropped,
             )
 
     def __enter__(self) -> LivePipeline:

@@ -71,7 +71,10 @@ class StreamStatus:
         source: the source URI; model / device: what runs the inference.
         events_in: events read from the source; events_dropped: events of dropped windows, each
             counted once (in the latest window that holds it) when windows overlap.
-        windows_in / windows_dropped: windows produced / dropped because inference fell behind.
+        windows_in / windows_dropped: windows produced / dropped because inference fell behind
+            (or because a window held more events than the bound).
+        events_invalid: events outside the sensor, dropped on arrival; events_late: events older
+            than the newest already seen, dropped; records_dropped: records nobody read in time.
     """
 
     state: str
@@ -84,6 +87,9 @@ class StreamStatus:
     windows_in: int = 0
     windows_dropped: int = 0
     wall_time: float = 0.0
+    events_invalid: int = 0
+    events_late: int = 0
+    records_dropped: int = 0
 
     def __post_init__(self) -> None:
         if self.state not in SOURCE_STATES:

@@ -4,6 +4,7 @@ every drop counted; the device-binning path (run on CPU tensors) predicts like t
 
 from __future__ import annotations
 
+import json
 import time
 
 import numpy as np
@@ -235,6 +236,23 @@ def test_a_flood_keeps_memory_flat_and_counts_every_drop(tiny):
     assert 0 < s.events_dropped <= s.events_in
     status = p.status()
     assert status.windows_dropped == s.windows_dropped and status.events_dropped == s.events_dropped
+
+
+def test_status_records_count_invalid_late_and_unread():
+    ev = _stream(11, n=4_000, span=100_000)
+    ev["x"][:7] = 60  # outside the 48-wide sensor
+    late = ev[1000:1010].copy()
+    pieces = [ev[:2000], late, ev[2000:]]
+    src = ArraySource(np.concatenate(pieces), chunk=2000)
+    p = LivePipeline(src, BigWindowPredictor(), window_us=10_000, max_records=2)
+    with p:
+        time.sleep(0.5)  # nobody reads: records pile up beyond max_records
+        _drain(p)
+    status = p.status()
+    assert status.events_invalid == 7
+    assert status.events_late == 10
+    assert status.records_dropped == p.stats.records_dropped > 0
+    assert json.loads(status.to_json())["events_late"] == 10
 
 
 class BigWindowPredictor:
