@@ -285,3 +285,25 @@ def test_the_window_queue_is_bounded_by_memory_not_only_by_count():
     assert 0 < peak <= 4 * 2**20
     assert p.stats.windows_dropped > 0
     assert p.stats.events_dropped == p.stats.windows_dropped * n
+
+
+@pytest.mark.gpu
+def test_cuda_graph_and_device_binning_predict_like_eager_cpu_binning(tiny):
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    ev = _stream(12, n=8_000, span=100_000)
+    records = []
+    for kw in (dict(device="cpu"), dict(device="cuda", cuda_graph=True)):
+        model, contract = tiny
+        pr = Predictor(
+            model, contract, firing=False, energy_every=0, keep_frames=False, smoothing=0.0, **kw
+        )
+        p = LivePipeline(ArraySource(ev), pr, window_us=20_000, drop_policy="block")
+        with p:
+            records.append(_drain(p))
+        model.cpu()
+    cpu, gpu = records
+    assert len(cpu) == len(gpu) > 3
+    for a, b in zip(cpu, gpu, strict=True):
+        assert (a.window_start_us, a.n_events) == (b.window_start_us, b.n_events)
+        np.testing.assert_allclose(a.scores, b.scores, rtol=1e-3, atol=1e-4)
