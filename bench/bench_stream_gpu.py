@@ -34,7 +34,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+# this checkout's package, installed or not (a bare GPU machine), before any other installed copy
+sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parent)]
 from bench_stream import RateSource, drain_all, rss_mb  # noqa: E402
 
 from sdt3_event.events.contract import DataContract  # noqa: E402
