@@ -186,7 +186,7 @@ class Predictor:
         self._ema: np.ndarray | None = None
         cuda = self.device.type == "cuda"
         self.device_binning = cuda if device_binning is None else bool(device_binning)
-        self._staging: dict[str, torch.Tensor] = {}  # reusable (pinned, on CUDA) host buffers
+        self._staging: dict[str, Any] = {}  # reusable pinned host buffers (CUDA) and their events
 
     # -- setup -----------------------------------------------------------------------------------
 
@@ -296,10 +296,15 @@ class Predictor:
         if buf is None or buf.dtype != flat.dtype or buf.numel() < flat.numel():
             size = max(flat.numel(), int(1.5 * (0 if buf is None else buf.numel())))
             buf = self._staging[key] = torch.empty(size, dtype=flat.dtype, pin_memory=True)
+        done = self._staging.get(key + ":copied")
+        if done is not None:
+            done.synchronize()  # the previous copy out of this buffer has finished
         staged = buf[: flat.numel()]
         staged.copy_(flat)
-        # the buffer is reused only after the forward pass synchronised (probabilities to host)
-        return staged.to(self.device, non_blocking=True).view(host.shape)
+        on_device = staged.to(self.device, non_blocking=True).view(host.shape)
+        event = self._staging[key + ":copied"] = torch.cuda.Event()
+        event.record()
+        return on_device
 
     def __call__(self, window: EventWindow, true_label: str | None = None) -> Prediction:
         """Predict one window.
