@@ -1,12 +1,7 @@
-"""AEDAT readers: 4.0 (through the ``aedat`` package), 3.1 and 2.0 (vectorised numpy).
+"""AEDAT readers: 3.1 and 2.0 (vectorised numpy). AEDAT 4.0 has its own codec, ``aedat4.py``.
 
 Format facts (from iniVation's AEDAT documentation and the readers in Tonic / SpikingJelly; no
 code is taken from them):
-
-AEDAT 4.0
-    ``#!AER-DAT4.0\\r\\n``, an IOHeader, then LZ4/Zstd-compressed FlatBuffers packets per stream.
-    Decoded by the ``aedat`` package (a Rust decoder); the events stream's ``width``/``height`` come
-    from the stream description that ``aedat.Decoder.id_to_stream()`` exposes.
 
 AEDAT 3.1 (DVS128 Gesture's original ``.aedat`` files)
     Text header lines starting with ``#`` (``#!AER-DAT3.1`` first, ``#!END-HEADER`` last), then
@@ -29,9 +24,6 @@ AEDAT 2.0 (CIFAR10-DVS's original ``.aedat`` files)
 from __future__ import annotations
 
 import logging
-import struct
-from pathlib import Path
-from xml.etree import ElementTree
 
 import numpy as np
 
@@ -79,149 +71,6 @@ _AEDAT3_HEADER = np.dtype(
 _AEDAT3_POLARITY = 1
 _AEDAT3_EVENT = np.dtype([("data", "<u4"), ("t", "<i4")])
 _AEDAT2_RECORD = np.dtype([("address", ">u4"), ("t", ">u4")])
-
-
-# ----------------------------------------------------------------------------------- AEDAT 4.0
-def _is_panic(exc: BaseException) -> bool:
-    return type(exc).__name__ == "PanicException"
-
-
-_U32 = struct.Struct("<I")
-_I32 = struct.Struct("<i")
-_U16 = struct.Struct("<H")
-
-
-def _unpack(fmt: struct.Struct, buf: bytes, pos: int, source: str):
-    if pos < 0 or pos + fmt.size > len(buf):
-        raise EventFormatError(f"{source}: corrupt AEDAT 4.0 IOHeader (offset {pos} out of bounds)")
-    return fmt.unpack_from(buf, pos)[0]
-
-
-def aedat4_description(path: Path, source: str) -> str:
-    """The IOHeader's XML description of an AEDAT 4.0 file, read with bounds checks.
-
-    AEDAT 4.0 facts: after ``#!AER-DAT4.0\\r\\n`` comes a size-prefixed FlatBuffer ``IOHeader``
-    table (``compression``, ``dataTablePosition``, ``infoNode``: field 2, a string holding the
-    XML stream description). The ``aedat`` decoder aborts the whole process (a Rust panic inside
-    a destructor) on a description that is not UTF-8, so this is checked here first.
-
-    Raises:
-        EventFormatError: wrong magic, a header that does not fit in the file, out-of-bounds
-            FlatBuffer offsets, or a description that is not UTF-8 XML.
-    """
-    with open(path, "rb") as f:
-        head = f.read(len(MAGIC_AEDAT4) + 2 + 4)
-        if not head.startswith(MAGIC_AEDAT4 + b"\r\n") or len(head) < len(MAGIC_AEDAT4) + 6:
-            raise EventFormatError(f"{source}: wrong magic number for AEDAT 4.0 or no IOHeader")
-        size = _U32.unpack_from(head, len(MAGIC_AEDAT4) + 2)[0]
-        buf = f.read(size)
-    if len(buf) != size:
-        raise EventFormatError(
-            f"{source}: truncated AEDAT 4.0 file: the IOHeader needs {size} bytes, {len(buf)} left"
-        )
-    table = _unpack(_U32, buf, 0, source)
-    vtable = table - _unpack(_I32, buf, table, source)
-    vt_size = _unpack(_U16, buf, vtable, source)
-    field = 2  # infoNode
-    if 4 + 2 * field + 2 > vt_size:
-        raise EventFormatError(f"{source}: the AEDAT 4.0 IOHeader has no stream description")
-    rel = _unpack(_U16, buf, vtable + 4 + 2 * field, source)
-    if rel == 0:
-        raise EventFormatError(f"{source}: the AEDAT 4.0 IOHeader has no stream description")
-    at = table + rel
-    start = at + _unpack(_U32, buf, at, source)
-    length = _unpack(_U32, buf, start, source)
-    if start + 4 + length > len(buf):
-        raise EventFormatError(f"{source}: corrupt AEDAT 4.0 IOHeader (description out of bounds)")
-    raw = buf[start + 4 : start + 4 + length]
-    try:
-        text = raw.decode("utf-8")
-        ElementTree.fromstring(text)
-    except (UnicodeDecodeError, ElementTree.ParseError) as exc:
-        raise EventFormatError(
-            f"{source}: corrupt AEDAT 4.0 stream description (not UTF-8 XML: {exc})"
-        ) from exc
-    return text
-
-
-def _xml_event_sensor(text: str) -> SensorSize | None:
-    """``(W, H, 2)`` of the first ``EVTS`` stream in an AEDAT 4.0 XML description."""
-    root = ElementTree.fromstring(text)
-    for node in root.iter("node"):
-        attrs = {a.get("key"): (a.text or "") for a in node.findall("attr")}
-        if attrs.get("typeIdentifier") != "EVTS":
-            continue
-        for info in node.findall("node"):
-            iattrs = {a.get("key"): (a.text or "") for a in info.findall("attr")}
-            if iattrs.get("sizeX", "").isdigit() and iattrs.get("sizeY", "").isdigit():
-                return (int(iattrs["sizeX"]), int(iattrs["sizeY"]), 2)
-    return None
-
-
-def decode_aedat4(path: Path, source: str, allow_truncated: bool) -> DecodedEvents:
-    """Decode the events stream of an AEDAT 4.0 file with the ``aedat`` package.
-
-    The sensor size comes from the events stream's description (``aedat`` exposes ``width`` and
-    ``height``), else from the ``sizeX``/``sizeY`` of the XML description.
-
-    Raises:
-        EventFormatError: a corrupt IOHeader (see :func:`aedat4_description`), the decoder rejects
-            the file, it has no events stream, or it ends inside a packet (unless
-            ``allow_truncated``).
-    """
-    import aedat
-
-    description = aedat4_description(path, source)
-    try:
-        decoder = aedat.Decoder(str(path))
-        streams = decoder.id_to_stream()
-    except Exception as exc:
-        raise EventFormatError(f"{source}: not a readable AEDAT 4.0 file ({exc})") from exc
-    except BaseException as exc:  # pyo3 turns Rust panics into PanicException(BaseException)
-        if not _is_panic(exc):
-            raise
-        raise EventFormatError(f"{source}: the AEDAT 4.0 decoder failed ({exc})") from exc
-    event_ids = sorted(i for i, s in streams.items() if s.get("type") == "events")
-    if not event_ids:
-        kinds = sorted({str(s.get("type")) for s in streams.values()})
-        raise EventFormatError(
-            f"{source}: the AEDAT 4.0 file has no events stream (streams: {', '.join(kinds)})"
-        )
-    stream_id = event_ids[0]
-    desc = streams[stream_id]
-    sensor = None
-    if desc.get("width") and desc.get("height"):
-        sensor = (int(desc["width"]), int(desc["height"]), 2)
-    else:
-        sensor = _xml_event_sensor(description)
-
-    packets = []
-    truncated = 0
-    try:
-        for packet in decoder:
-            if packet["stream_id"] == stream_id and "events" in packet:
-                packets.append(packet["events"])
-    except Exception as exc:
-        if not allow_truncated:
-            raise EventFormatError(
-                f"{source}: AEDAT 4.0 file is truncated or corrupt after {len(packets)} event "
-                f"packets ({exc}); re-copy it, or pass allow_truncated=True to read the complete "
-                "packets"
-            ) from exc
-        truncated = 1
-    except BaseException as exc:
-        if not _is_panic(exc):
-            raise
-        raise EventFormatError(f"{source}: the AEDAT 4.0 decoder failed ({exc})") from exc
-    if packets:
-        raw = np.concatenate(packets)
-        t, x, y = raw["t"], raw["x"], raw["y"]
-        p = raw["p"]
-    else:
-        t = np.zeros(0, np.uint64)
-        x = y = np.zeros(0, np.uint16)
-        p = np.zeros(0, bool)
-    return DecodedEvents(t, x, y, p, sensor_size=sensor, ordered=True, truncated_bytes=truncated)
 
 
 # ----------------------------------------------------------------------------------- AEDAT 3.1

@@ -46,6 +46,26 @@ class DecodedEvents:
     truncated_bytes: int = 0
 
 
+@dataclass
+class DecodedRecords:
+    """Events a compiled kernel already wrote as ``EVENT_DTYPE`` records, before validation.
+
+    Attributes:
+        events: ``[N]`` records, in file order.
+        stats: the kernel state (see :mod:`sdt3_event.events._kernels`): timestamp decreases and
+            coordinate bounds, gathered while writing, so validation never re-reads the events.
+        sensor_size: ``(W, H, P)`` when the file states it, else ``None``.
+        ordered: as in :class:`DecodedEvents`.
+        truncated_bytes: as in :class:`DecodedEvents`.
+    """
+
+    events: np.ndarray
+    stats: np.ndarray
+    sensor_size: SensorSize | None = None
+    ordered: bool = True
+    truncated_bytes: int = 0
+
+
 @dataclass(frozen=True)
 class AssembledEvents:
     """The result of :func:`assemble`: validated events and what happened on the way."""
@@ -79,7 +99,7 @@ def check_truncation(n_extra: int, source: str, what: str, allow_truncated: bool
 
 
 def assemble(
-    decoded: DecodedEvents,
+    decoded: DecodedEvents | DecodedRecords,
     *,
     source: str,
     sensor_size: SensorSize | None,
@@ -106,6 +126,15 @@ def assemble(
             (for ordered formats) go backwards, coordinates outside the sensor (unless dropped) or
             outside the int16 range.
     """
+    if isinstance(decoded, DecodedRecords):
+        return assemble_records(
+            decoded.events,
+            decoded.stats,
+            source=source,
+            sensor_size=sensor_size,
+            ordered=decoded.ordered,
+            drop_out_of_range=drop_out_of_range,
+        )
     t, x, y, p = decoded.t, decoded.x, decoded.y, decoded.p
     n = len(t)
     if not (len(x) == len(y) == len(p) == n):
@@ -221,3 +250,90 @@ def split_header(data: bytes | memoryview, marker: bytes, *, end_line: bytes | N
 def header_lines(data: bytes | memoryview, end: int) -> list[str]:
     """The header ``data[:end]`` as text lines (undecodable bytes replaced)."""
     return bytes(data[:end]).decode("utf-8", errors="replace").splitlines()
+
+
+def assemble_records(
+    events: np.ndarray,
+    stats: np.ndarray,
+    *,
+    source: str,
+    sensor_size: SensorSize | None,
+    ordered: bool,
+    drop_out_of_range: bool = False,
+    first_event: int = 0,
+    prev_t: int = -1,
+) -> AssembledEvents:
+    """:func:`assemble` for records written by a compiled kernel, using the kernel's statistics.
+
+    Args:
+        events: ``[N]`` ``EVENT_DTYPE`` records in file order (sorted here in place of a copy
+            when the format allows disorder).
+        stats: the kernel state after writing exactly these events (bounds, decreases).
+        first_event: the index of ``events[0]`` in the file (for messages of chunked reads).
+        prev_t: the last timestamp of the previous chunk (ordered formats may not go below it).
+
+    Raises:
+        EventFormatError: as :func:`assemble`.
+    """
+    from sdt3_event.events import _kernels as k
+
+    n = len(events)
+    n_dropped = 0
+    n_back = int(stats[k.N_BACK]) if n > 1 else 0
+    if n:
+        w, h = (
+            (int(sensor_size[0]), int(sensor_size[1]))
+            if sensor_size is not None
+            else (_INT16_MAX + 1, _INT16_MAX + 1)
+        )
+        lo_x, hi_x, lo_y, hi_y = (int(stats[i]) for i in (k.MIN_X, k.MAX_X, k.MIN_Y, k.MAX_Y))
+        if lo_x < 0 or lo_y < 0 or hi_x >= w or hi_y >= h:
+            x, y = events["x"], events["y"]
+            inside = (x >= 0) & (x < w) & (y >= 0) & (y < h)
+            n_out = n - int(np.count_nonzero(inside))
+            where = f"the {w}x{h} sensor" if sensor_size is not None else "the int16 range"
+            if max(hi_x, hi_y) > _INT16_MAX:  # beyond what int16 records hold: not droppable
+                raise EventFormatError(
+                    f"{source}: an event lies outside {where} (x up to {hi_x}, y up to {hi_y}); "
+                    "the file is corrupt"
+                )
+            if not (drop_out_of_range and sensor_size is not None):
+                j = int(np.argmin(inside))
+                raise EventFormatError(
+                    f"{source}: {n_out} events lie outside {where} (first at event "
+                    f"{first_event + j}: x={int(x[j])}, y={int(y[j])}); pass the right "
+                    "sensor_size, or drop_out_of_range=True to drop and count them"
+                )
+            events = events[inside]
+            n_dropped = n_out
+            n = len(events)
+            if n_back:  # the decreases may have been among the dropped events: count again
+                t = events["t"]
+                n_back = int(np.count_nonzero(t[1:] < t[:-1]))
+    n_reordered = 0
+    if ordered and n and int(events["t"][0]) < prev_t:
+        raise EventFormatError(
+            f"{source}: timestamps go backwards at event {first_event} ({prev_t} -> "
+            f"{int(events['t'][0])} us); the file is corrupt or was written unsorted"
+        )
+    if n > 1 and n_back:
+        t = events["t"]
+        if ordered:
+            at = int(np.argmax(t[1:] < t[:-1]))
+            raise EventFormatError(
+                f"{source}: timestamps go backwards at event {first_event + at + 1} "
+                f"({int(t[at])} -> {int(t[at + 1])} us; {n_back} such places); the file is "
+                "corrupt or was written unsorted"
+            )
+        n_reordered = n_back
+        events = events[np.argsort(t, kind="stable")]
+        logger.debug("%s: sorted %d out-of-order events by time", source, n_reordered)
+    if n_dropped:
+        logger.warning(
+            "%s: dropped %d events outside the %dx%d sensor",
+            source,
+            n_dropped,
+            int(sensor_size[0]),
+            int(sensor_size[1]),
+        )
+    return AssembledEvents(events=events, n_dropped=n_dropped, n_reordered=n_reordered)

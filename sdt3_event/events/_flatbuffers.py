@@ -111,12 +111,20 @@ class FlatTable:
             )
         return start, length
 
-    def string(self, index: int, default: str = "") -> str:
-        """A string field decoded as UTF-8 (invalid bytes replaced)."""
+    def string(self, index: int, default: str = "", *, strict: bool = False) -> str:
+        """A string field decoded as UTF-8 (invalid bytes replaced, or an error when ``strict``).
+
+        Raises:
+            EventFormatError: ``strict`` and the bytes are not UTF-8.
+        """
         start, length = self.vector(index, 1)
         if start == 0:
             return default
-        return bytes(self.buf[start : start + length]).decode("utf-8", errors="replace")
+        raw = bytes(self.buf[start : start + length])
+        try:
+            return raw.decode("utf-8", errors="strict" if strict else "replace")
+        except UnicodeDecodeError as exc:
+            raise EventFormatError(f"{self.what}: a string field is not UTF-8 ({exc})") from exc
 
     def table(self, index: int) -> FlatTable | None:
         """A sub-table field, or ``None`` when absent."""

@@ -1,4 +1,4 @@
-"""Prophesee readers: RAW EVT 2.0, RAW EVT 3.0 and DAT, vectorised numpy.
+"""Prophesee readers: RAW EVT 2.0, RAW EVT 3.0 and DAT, through compiled (numba) kernels.
 
 Format facts (Prophesee's encoding-format documentation and the behaviour of its OpenEB decoders;
 expelliarmus is the peer decoder that the tests and ``bench/bench_io.py`` compare against; it is
@@ -20,7 +20,7 @@ EVT 2.0
     cameras, so the caller passes the sensor size.
 
 EVT 3.0
-    16-bit stateful words; see :func:`decode_evt3`.
+    16-bit stateful words; see :func:`sdt3_event.events._kernels.evt3`.
 
 Neither RAW encoding promises time order across readout groups, so their events are sorted
 stably by ``t`` (the count is logged); DAT files are checked to be in order.
@@ -35,17 +35,25 @@ DAT
 from __future__ import annotations
 
 import logging
+import mmap
+import os
 import re
+from collections.abc import Iterator
+from dataclasses import dataclass
 
 import numpy as np
 
-from sdt3_event.events._assemble import DecodedEvents, check_truncation, header_lines, split_header
-from sdt3_event.events.schema import EventFormatError, SensorSize
+from sdt3_event.events._assemble import (
+    DecodedRecords,
+    check_truncation,
+    header_lines,
+    split_header,
+)
+from sdt3_event.events.schema import EVENT_DTYPE, EventFormatError, SensorSize
 
 logger = logging.getLogger(__name__)
 
-_EVT2_CD_OFF, _EVT2_CD_ON, _EVT2_TIME_HIGH = 0, 1, 8
-_EVT2_TH_PERIOD = 1 << 28
+_EVT2_TIME_HIGH = 8
 _DAT_RECORD = np.dtype([("t", "<u4"), ("data", "<u4")])
 _DAT_CD_TYPES = (0, 12)  # Event2d (N-CARS, ATIS era) and EventCD
 
@@ -99,74 +107,233 @@ def header_geometry(lines: list[str]) -> SensorSize | None:
     return None
 
 
-# ------------------------------------------------------------------------------------- EVT 2.0
-def decode_evt2(data: bytes, source: str, allow_truncated: bool) -> DecodedEvents:
-    """Decode a Prophesee RAW EVT 2.0 file.
+# -------------------------------------------------------------------------------- decoding
+@dataclass(frozen=True)
+class RawLayout:
+    """Where the words of a RAW / DAT file start and how they are laid out.
 
-    Shape:
-        file bytes -> columns ``[N]``.
+    Attributes:
+        fmt: ``"evt2"``, ``"evt3"`` or ``"dat"``.
+        start: byte offset of the first word / record.
+        word_bytes: 4 (EVT 2.0), 2 (EVT 3.0), 8 (DAT records).
+        sensor_size: the header's geometry, else ``None``.
+    """
+
+    fmt: str
+    start: int
+    word_bytes: int
+    sensor_size: SensorSize | None
+
+    @property
+    def ordered(self) -> bool:
+        """DAT files promise time order; the RAW encodings do not."""
+        return self.fmt == "dat"
+
+    def words(self, buf, count: int) -> np.ndarray:
+        """The first ``count`` words of ``buf`` (a zero-copy view) in the kernel's layout."""
+        if self.fmt == "evt3":
+            return np.frombuffer(buf, "<u2", count=count)
+        if self.fmt == "dat":
+            return np.frombuffer(buf, "<u4", count=2 * count).reshape(count, 2)  # [R, (t, data)]
+        return np.frombuffer(buf, "<u4", count=count)
+
+
+_WORD_BYTES = {"evt2": 4, "evt3": 2, "dat": 8}
+_NAMES = {"evt2": "EVT 2.0", "evt3": "EVT 3.0", "dat": "DAT"}
+
+
+def raw_layout(head: bytes, fmt: str, source: str) -> RawLayout:
+    """Parse the text header (and DAT's type/size bytes) from the first bytes of a file.
+
+    Args:
+        head: the file's first bytes: at least the header, up to 1 MiB + 2.
+        fmt: ``"evt2"``, ``"evt3"`` or ``"dat"``.
 
     Raises:
-        EventFormatError: a reserved word type, a time base that goes backwards (other than the
-            28-bit wrap), or an incomplete last word (unless ``allow_truncated``).
+        EventFormatError: the header names another encoding, or a DAT event type/size this
+            reader does not know.
     """
-    start, lines = raw_header(data)
-    enc = raw_encoding(lines)
-    if enc not in (None, "evt2"):
-        raise EventFormatError(f"{source}: the RAW header says {enc}, not EVT 2.0")
-    n_extra = (len(data) - start) % 4
-    truncated = check_truncation(n_extra, source, "32-bit word", allow_truncated)
-    words = np.frombuffer(data, "<u4", count=(len(data) - start) // 4, offset=start)
-    kind = (words >> 28).astype(np.uint8)
-    # reserved types: 2-7, 9, 11-13 (known: 0, 1 CD; 8 time high; 10 trigger; 14, 15)
-    bad = ((kind >= 2) & (kind <= 7)) | (kind == 9) | ((kind >= 11) & (kind <= 13))
-    if bad.any():
-        j = int(np.argmax(bad))
-        raise EventFormatError(
-            f"{source}: corrupt EVT 2.0 stream: word {j} (byte {start + 4 * j}) has the reserved "
-            f"type {int(kind[j])}"
-        )
-    is_th = kind == _EVT2_TIME_HIGH
-    th = (words[is_th] & 0x0FFFFFFF).astype(np.int64)
-    if len(th) > 1:
-        step = np.diff(th)
-        back = step < 0
-        if back.any():
-            wrap = back & (step < -(_EVT2_TH_PERIOD // 2))
-            if (back & ~wrap).any():
-                k = int(np.argmax(back & ~wrap))
+    if fmt == "dat" and not head.startswith(b"%"):
+        raise EventFormatError(f"{source}: not a Prophesee DAT file (no '%' header)")
+    start, lines = raw_header(head)
+    if fmt in ("evt2", "evt3"):
+        enc = raw_encoding(lines)
+        if enc not in (None, fmt):
+            raise EventFormatError(f"{source}: the RAW header says {enc}, not {_NAMES[fmt]}")
+    else:
+        version = 0
+        for line in lines:
+            m = re.match(r"%\s*version\s+(\d+)", line.strip().lower())
+            if m:
+                version = int(m.group(1))
+        if version >= 2:
+            if len(head) - start < 2:
+                raise EventFormatError(f"{source}: truncated DAT file: no event type/size bytes")
+            ev_type, ev_size = head[start], head[start + 1]
+            start += 2
+            if ev_type not in _DAT_CD_TYPES or ev_size != 8:
                 raise EventFormatError(
-                    f"{source}: corrupt EVT 2.0 stream: the time base goes backwards "
-                    f"({int(th[k]) << 6} -> {int(th[k + 1]) << 6} us at time-high word {k + 1})"
+                    f"{source}: DAT event type {ev_type} with {ev_size}-byte records is not a CD "
+                    "event file this reader knows (types 0 and 12, 8-byte records)"
                 )
-            th[1:] += np.cumsum(wrap) * _EVT2_TH_PERIOD
-    th <<= 6
-    cd_pos = np.flatnonzero(kind <= _EVT2_CD_ON)
-    # the latest EVT_TIME_HIGH before every CD word (-1 = none yet)
-    cd_th = np.cumsum(is_th, dtype=np.int32)[cd_pos]
-    cd_th -= 1
-    cd = words[cd_pos]
-    if len(cd_th) and cd_th[0] < 0:
-        n_orphan = int(np.searchsorted(cd_th, 0))
+    return RawLayout(fmt, start, _WORD_BYTES[fmt], header_geometry(lines))
+
+
+def _kernel(fmt: str):
+    from sdt3_event.events import _kernels
+
+    return {"evt2": _kernels.evt2, "evt3": _kernels.evt3, "dat": _kernels.dat}[fmt]
+
+
+def _raise_kernel_error(st: np.ndarray, layout: RawLayout, source: str, word0: int) -> None:
+    """Raise the error a kernel left in its state; ``word0``: file offset of ``words[0]``."""
+    from sdt3_event.events import _kernels as k
+
+    code = int(st[k.ERR])
+    if not code:
+        return
+    at = word0 + int(st[k.ERR_AT]) * layout.word_bytes
+    name = _NAMES[layout.fmt]
+    if code == k.ERR_RESERVED:
+        raise EventFormatError(
+            f"{source}: corrupt {name} stream: the word at byte {at} has the reserved type "
+            f"{int(st[k.ERR_A])}"
+        )
+    if code == k.ERR_TIME_BACK:
+        raise EventFormatError(
+            f"{source}: corrupt {name} stream: the time base goes backwards "
+            f"({int(st[k.ERR_A])} -> {int(st[k.ERR_B])} us at byte {at})"
+        )
+    raise EventFormatError(
+        f"{source}: corrupt DAT record at byte {at}: polarity field {int(st[k.ERR_A])} "
+        "(expected 0 or 1)"
+    )
+
+
+def _log_skipped(st: np.ndarray, fmt: str, source: str) -> None:
+    from sdt3_event.events import _kernels as k
+
+    skipped = int(st[k.N_SKIPPED])
+    if skipped and fmt == "evt2":
         logger.warning(
             "%s: dropped %d CD events that precede the first EVT_TIME_HIGH (no time base)",
             source,
-            n_orphan,
+            skipped,
         )
-        cd, cd_th = cd[n_orphan:], cd_th[n_orphan:]
-    t = th[cd_th]
-    tmp = cd >> 22
-    tmp &= 0x3F
-    t |= tmp
-    np.right_shift(cd, 11, out=tmp)
-    tmp &= 0x7FF
-    x = tmp.astype(np.uint16)
-    np.bitwise_and(cd, 0x7FF, out=tmp)
-    y = tmp.astype(np.uint16)
-    p = cd >= (1 << 28)  # CD_ON (type 1); CD_OFF words are below
-    return DecodedEvents(
-        t, x, y, p, sensor_size=header_geometry(lines), ordered=False, truncated_bytes=truncated
+    elif skipped:
+        logger.debug("%s: skipped %d EVT 3.0 words before the first time base", source, skipped)
+
+
+def decode_raw(path, fmt: str, source: str, allow_truncated: bool) -> DecodedRecords:
+    """Decode a whole EVT 2.0 / EVT 3.0 / DAT file with its compiled kernel.
+
+    The file is memory-mapped (read-only) rather than copied: the kernel reads the page cache
+    directly, which is what makes a single pass faster than reading the bytes first.
+
+    Shape:
+        file bytes -> records ``[N]``.
+
+    Raises:
+        EventFormatError: see :func:`raw_layout`; a reserved word type, a time base that goes
+            backwards (other than the counter's wrap), a DAT polarity other than 0/1, or an
+            incomplete last word / record (unless ``allow_truncated``).
+    """
+    with open(path, "rb") as f:
+        if os.fstat(f.fileno()).st_size == 0:
+            return _decode_words(b"", fmt, source, allow_truncated)
+        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
+            return _decode_words(data, fmt, source, allow_truncated)
+
+
+def _decode_words(data, fmt: str, source: str, allow_truncated: bool) -> DecodedRecords:
+    from sdt3_event.events import _kernels
+
+    layout = raw_layout(bytes(data[: (1 << 20) + 2]), fmt, source)
+    body = memoryview(data)[layout.start :]
+    words = None
+    try:
+        n_words = len(body) // layout.word_bytes
+        truncated = check_truncation(
+            len(body) % layout.word_bytes,
+            source,
+            f"{layout.word_bytes * 8}-bit word",
+            allow_truncated,
+        )
+        words = layout.words(body, n_words)
+        st = _kernels.new_state()
+        # Capacity: one event per word at most, except EVT 3.0 vectors (counted exactly first).
+        cap = _kernels.evt3_capacity(words) if fmt == "evt3" else n_words
+        out = np.empty(cap, EVENT_DTYPE)
+        pos, n = _kernel(fmt)(words, 0, st, out, 0)
+    finally:
+        words = None
+        body.release()  # no view may outlive the mapping
+    _raise_kernel_error(st, layout, source, layout.start)
+    assert pos == n_words, "the capacity is an upper bound"
+    _log_skipped(st, fmt, source)
+    return DecodedRecords(
+        out[:n], st, layout.sensor_size, ordered=layout.ordered, truncated_bytes=truncated
     )
+
+
+def iter_raw(
+    path, fmt: str, source: str, chunk_events: int, allow_truncated: bool
+) -> Iterator[tuple[np.ndarray, np.ndarray, int, int, int]]:
+    """Decode an EVT 2.0 / EVT 3.0 / DAT file block by block, in constant memory.
+
+    Yields:
+        ``(records, stats, first_event, floor, truncated_bytes)`` per chunk of at most
+        ``chunk_events`` records: fresh arrays in file order (not yet validated), the kernel's
+        statistics for exactly these records, the file index of the first one, the lowest
+        timestamp any later event can have (-1 when unknown), and the bytes of an incomplete
+        tail (only in the last chunk, only with ``allow_truncated``).
+
+    Raises:
+        EventFormatError: as :func:`decode_raw`, at the chunk where the problem lies.
+    """
+    from sdt3_event.events import _kernels as k
+
+    kernel = _kernel(fmt)
+    with open(path, "rb") as f:
+        layout = raw_layout(f.read((1 << 20) + 2), fmt, source)
+        wb = layout.word_bytes
+        f.seek(layout.start)
+        block = max(wb, min(chunk_events, 1 << 20) * wb)
+        st = k.new_state()
+        fresh = k.new_state()
+        out = np.empty(chunk_events, EVENT_DTYPE)
+        n = 0
+        first = 0
+        pending = b""
+        offset = layout.start  # file offset of pending[0]
+
+        def emit():
+            chunk_stats = st.copy()
+            st[k.N_BACK : k.MAX_Y + 1] = fresh[k.N_BACK : k.MAX_Y + 1]
+            return chunk_stats
+
+        while True:
+            raw = f.read(block)
+            data = pending + raw if pending else raw
+            n_words = len(data) // wb
+            words = layout.words(data, n_words)
+            pos = 0
+            while pos < n_words:
+                pos, n = kernel(words, pos, st, out, n)
+                _raise_kernel_error(st, layout, source, offset)
+                if pos < n_words:  # out is full
+                    yield out[:n], emit(), first, int(st[k.TBASE]), 0
+                    first += n
+                    out = np.empty(chunk_events, EVENT_DTYPE)
+                    n = 0
+            pending = data[n_words * wb :]
+            offset += n_words * wb
+            if not raw:
+                break
+        truncated = check_truncation(len(pending), source, f"{wb * 8}-bit word", allow_truncated)
+        _log_skipped(st, fmt, source)
+        if n or truncated:
+            yield out[:n], emit(), first, -1, truncated
 
 
 def encode_evt2(events: np.ndarray, sensor_size: SensorSize | None = None) -> bytes:
@@ -212,169 +379,8 @@ def encode_evt2(events: np.ndarray, sensor_size: SensorSize | None = None) -> by
 
 
 # ------------------------------------------------------------------------------------- EVT 3.0
-_E3_ADDR_Y, _E3_ADDR_Y_EM, _E3_ADDR_X, _E3_VECT_BASE_X = 0x0, 0x1, 0x2, 0x3
-_E3_VECT_12, _E3_VECT_8, _E3_TIME_LOW, _E3_TIME_HIGH = 0x4, 0x5, 0x6, 0x8
 _E3_HIGH_LOOP = 1 << 12  # EVT_TIME_HIGH is 12 bits (timestamp bits 23-12)
-_BIT_INDEX = np.arange(12, dtype=np.uint16)
-
-
-def _last_index(mask: np.ndarray) -> np.ndarray:
-    """For every position, the index of the latest ``True`` at or before it (-1: none yet)."""
-    out = np.where(mask, np.arange(len(mask), dtype=np.int32), np.int32(-1))
-    np.maximum.accumulate(out, out=out)
-    return out
-
-
-def decode_evt3(data: bytes, source: str, allow_truncated: bool) -> DecodedEvents:
-    """Decode a Prophesee RAW EVT 3.0 file (vectorised: every decoder state is a running
-    "latest word of type k" index).
-
-    EVT 3.0 facts (Prophesee's format page and the OpenEB decoder's behaviour): 16-bit words,
-    type in bits 15-12, content in bits 11-0. ``EVT_ADDR_Y`` (0) sets y (bits 10-0) and marks the
-    following events as CD (type 1 marks them as EM events, which are skipped); ``EVT_ADDR_X``
-    (2) is one event at x (bits 10-0) with polarity bit 11; ``VECT_BASE_X`` (3) sets a base x and
-    polarity; ``VECT_12`` (4) / ``VECT_8`` (5) hold 12 / 8 validity bits for x = base + bit, after
-    which the base advances by 12 / 8; ``EVT_TIME_LOW`` (6) sets timestamp bits 11-0;
-    ``EVT_TIME_HIGH`` (8) sets bits 23-12 (and zeroes the low bits when the high part changes);
-    a high part that drops by 2048 or more is the 24-bit time loop (2**24 us). Words before the
-    first ``EVT_TIME_HIGH`` carry no time base and are skipped; types 7, 10, 13-15 (continued
-    data, triggers, IMU, system events) carry no CD events.
-
-    Shape:
-        file bytes -> columns ``[N]``.
-
-    Raises:
-        EventFormatError: the header names another encoding, a reserved word type, a time base
-            that goes backwards (other than the loop), or an incomplete last 16-bit word (unless
-            ``allow_truncated``).
-    """
-    start, lines = raw_header(data)
-    enc = raw_encoding(lines)
-    if enc not in (None, "evt3"):
-        raise EventFormatError(f"{source}: the RAW header says {enc}, not EVT 3.0")
-    n_extra = (len(data) - start) % 2
-    truncated = check_truncation(n_extra, source, "16-bit word", allow_truncated)
-    words = np.frombuffer(data, "<u2", count=(len(data) - start) // 2, offset=start)
-    sensor = header_geometry(lines)
-    kind = (words >> 12).astype(np.uint8)
-    bad = (kind == 0x9) | (kind == 0xB) | (kind == 0xC)  # reserved types
-    if bad.any():
-        j = int(np.argmax(bad))
-        raise EventFormatError(
-            f"{source}: corrupt EVT 3.0 stream: word {j} (byte {start + 2 * j}) has the reserved "
-            f"type {int(kind[j])}"
-        )
-    is_th = kind == _E3_TIME_HIGH
-    empty = DecodedEvents(
-        np.zeros(0, np.int64),
-        np.zeros(0, np.uint16),
-        np.zeros(0, np.uint16),
-        np.zeros(0, bool),
-        sensor_size=sensor,
-        ordered=False,
-        truncated_bytes=truncated,
-    )
-    if not is_th.any():
-        return empty
-    first = int(np.argmax(is_th))
-    if first:
-        logger.debug("%s: skipped %d EVT 3.0 words before the first time base", source, first)
-        words, kind, is_th = words[first:], kind[first:], is_th[first:]
-
-    # --- time base: EVT_TIME_HIGH with its 24-bit loop
-    th_pos = np.flatnonzero(is_th)
-    high = (words[th_pos] & 0x0FFF).astype(np.int64)
-    prev = np.concatenate([high[:1], high[:-1]])
-    loop = prev >= high + (_E3_HIGH_LOOP // 2)
-    back = (high < prev) & ~loop
-    if back.any():
-        k = int(np.argmax(back))
-        raise EventFormatError(
-            f"{source}: corrupt EVT 3.0 stream: the time base goes backwards "
-            f"({int(prev[k]) << 12} -> {int(high[k]) << 12} us at time-high word {k})"
-        )
-    high_full = (np.cumsum(loop) * _E3_HIGH_LOOP + high) << 12
-    changed = high != prev
-    changed[0] = True
-    # for every time-high word, the position of the latest one that changed the high part
-    last_change_of_th = th_pos[_last_index(changed)]
-
-    # --- decoder state, evaluated only at the words that carry events ("the latest word of
-    # type k before position i" = positions_k[count of type-k words up to i - 1])
-    is_vec = (kind == _E3_VECT_12) | (kind == _E3_VECT_8)
-    has_vec = bool(is_vec.any())
-    ev_mask = (kind == _E3_ADDR_X) | is_vec if has_vec else kind == _E3_ADDR_X
-    ev_pos = np.flatnonzero(ev_mask)
-    is_row = kind <= _E3_ADDR_Y_EM  # EVT_ADDR_Y (CD rows) or the EM row type
-    row_pos = np.flatnonzero(is_row)
-    row_k = np.cumsum(is_row, dtype=np.int32)[ev_pos]
-    keep = row_k > 0
-    row = row_pos[np.maximum(row_k - 1, 0)]
-    keep &= kind[row] == _E3_ADDR_Y
-    if not keep.all():
-        ev_pos, row = ev_pos[keep], row[keep]
-    y_ev = words[row] & 0x7FF
-    th_k = np.cumsum(is_th, dtype=np.int32)[ev_pos]
-    th_k -= 1  # >= 0: the stream was trimmed to start at a time-high word
-    t_ev = high_full[th_k]
-    is_low = kind == _E3_TIME_LOW
-    low_pos = np.flatnonzero(is_low)
-    low_k = np.cumsum(is_low, dtype=np.int32)[ev_pos]
-    last_low = np.where(low_k > 0, low_pos[np.maximum(low_k - 1, 0)], -1)
-    t_ev += np.where(last_low > last_change_of_th[th_k], words[np.maximum(last_low, 0)] & 0x0FFF, 0)
-    content = words[ev_pos]
-
-    if not has_vec:  # the common case on sparse scenes: single events only
-        return DecodedEvents(
-            t_ev,
-            content & 0x7FF,
-            y_ev,
-            ((content >> 11) & 1).astype(np.bool_),
-            sensor_size=sensor,
-            ordered=False,
-            truncated_bytes=truncated,
-        )
-
-    # --- vectors: x = base + bits consumed since VECT_BASE_X + bit index
-    ev_kind = kind[ev_pos]
-    single = ev_kind == _E3_ADDR_X
-    base_idx = _last_index(kind == _E3_VECT_BASE_X)
-    width = np.zeros(len(words), np.int32)
-    width[kind == _E3_VECT_12] = 12
-    width[kind == _E3_VECT_8] = 8
-    consumed = np.cumsum(width, dtype=np.int64)
-    vec_sel = np.flatnonzero(~single)
-    vpos = ev_pos[vec_sel]
-    vbase = base_idx[vpos]
-    has_base = vbase >= 0
-    vec_sel, vpos, vbase = vec_sel[has_base], vpos[has_base], vbase[has_base]
-    base_word = words[vbase]
-    offset = consumed[vpos] - width[vpos] - consumed[vbase]
-    mask = content[vec_sel] & np.where(kind[vpos] == _E3_VECT_12, 0xFFF, 0xFF).astype(np.uint16)
-    bits = ((mask[:, None] >> _BIT_INDEX) & 1).astype(bool)  # [n_vec, 12]
-
-    # merge single and vector events in stream order
-    count = single.astype(np.int64)
-    count[vec_sel] = bits.sum(axis=1)
-    first_slot = np.cumsum(count) - count
-    n = int(count.sum())
-    t = np.empty(n, np.int64)
-    x = np.empty(n, np.int64)
-    y = np.empty(n, np.int64)
-    p = np.empty(n, bool)
-    s_sel = np.flatnonzero(single)
-    slot = first_slot[s_sel]
-    t[slot], y[slot] = t_ev[s_sel], y_ev[s_sel]
-    x[slot] = content[s_sel] & 0x7FF
-    p[slot] = (content[s_sel] >> 11) & 1 == 1
-    rows, cols = np.nonzero(bits)
-    rank = (np.cumsum(bits, axis=1) - 1)[rows, cols]
-    sel = vec_sel[rows]
-    slot = first_slot[sel] + rank
-    t[slot], y[slot] = t_ev[sel], y_ev[sel]
-    x[slot] = (base_word[rows] & 0x7FF).astype(np.int64) + offset[rows] + cols
-    p[slot] = (base_word[rows] >> 11) & 1 == 1
-    return DecodedEvents(t, x, y, p, sensor_size=sensor, ordered=False, truncated_bytes=truncated)
+_E3_TIME_HIGH, _E3_TIME_LOW, _E3_ADDR_Y, _E3_ADDR_X = 0x8, 0x6, 0x0, 0x2
 
 
 def encode_evt3(events: np.ndarray, sensor_size: SensorSize | None = None) -> bytes:
@@ -431,57 +437,6 @@ def encode_evt3(events: np.ndarray, sensor_size: SensorSize | None = None) -> by
     pos = pos + new_y
     out[pos] = (_E3_ADDR_X << 12) | (events["p"].astype(np.int64) << 11) | x
     return header + out.astype("<u2").tobytes()
-
-
-# ------------------------------------------------------------------------------------------ DAT
-def decode_dat(data: bytes, source: str, allow_truncated: bool) -> DecodedEvents:
-    """Decode a Prophesee DAT file (CD / Event2d records).
-
-    Shape:
-        file bytes -> columns ``[N]``.
-
-    Raises:
-        EventFormatError: a missing header, an event type/size this reader does not know, a
-            polarity other than 0/1, or an incomplete last record (unless ``allow_truncated``).
-    """
-    if not data.startswith(b"%"):
-        raise EventFormatError(f"{source}: not a Prophesee DAT file (no '%' header)")
-    start, lines = raw_header(data)
-    version = 0
-    for line in lines:
-        m = re.match(r"%\s*version\s+(\d+)", line.strip().lower())
-        if m:
-            version = int(m.group(1))
-    ev_size = 8
-    if version >= 2:
-        if len(data) - start < 2:
-            raise EventFormatError(f"{source}: truncated DAT file: no event type/size bytes")
-        ev_type, ev_size = data[start], data[start + 1]
-        start += 2
-        if ev_type not in _DAT_CD_TYPES or ev_size != 8:
-            raise EventFormatError(
-                f"{source}: DAT event type {ev_type} with {ev_size}-byte records is not a CD event "
-                "file this reader knows (types 0 and 12, 8-byte records)"
-            )
-    n_extra = (len(data) - start) % ev_size
-    truncated = check_truncation(n_extra, source, f"{ev_size}-byte record", allow_truncated)
-    raw = np.frombuffer(data, _DAT_RECORD, count=(len(data) - start) // ev_size, offset=start)
-    word = raw["data"]
-    pol = word >> 28
-    if len(pol) and int(pol.max()) > 1:
-        j = int(np.argmax(pol > 1))
-        raise EventFormatError(
-            f"{source}: corrupt DAT record {j}: polarity field {int(pol[j])} (expected 0 or 1)"
-        )
-    return DecodedEvents(
-        t=raw["t"],
-        x=word & 0x3FFF,
-        y=(word >> 14) & 0x3FFF,
-        p=pol == 1,
-        sensor_size=header_geometry(lines),
-        ordered=True,
-        truncated_bytes=truncated,
-    )
 
 
 def encode_dat(events: np.ndarray, sensor_size: SensorSize | None = None) -> bytes:

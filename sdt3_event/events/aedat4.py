@@ -137,8 +137,21 @@ def decompress(
         if bytes(data[:4]) != _LZ4_MAGIC:
             raise EventFormatError(f"{what}: not an LZ4 frame (magic {bytes(data[:4]).hex()})")
         dec = lz4.frame.LZ4FrameDecompressor()
+        # Ask for a likely size first (a buffer of ``max_bytes`` per call costs more than the
+        # decompression), then for the rest while the frame is unfinished, up to the cap.
+        want = min(max_bytes + 1, max(1 << 16, 4 * len(data)))
         try:
-            out = dec.decompress(bytes(data), max_length=max_bytes + 1)
+            out = dec.decompress(bytes(data), max_length=want)
+            if not dec.eof and len(out) <= max_bytes:
+                parts = [out]
+                total = len(out)
+                while not dec.eof and total <= max_bytes and not dec.needs_input:
+                    more = dec.decompress(b"", max_length=min(max_bytes + 1 - total, 4 * total))
+                    if not more:
+                        break
+                    parts.append(more)
+                    total += len(more)
+                out = b"".join(parts)
         except RuntimeError as exc:
             raise EventFormatError(f"{what}: corrupt LZ4 data ({exc})") from exc
         if len(out) > max_bytes:
@@ -338,7 +351,10 @@ def decode_io_header(buf: bytes | memoryview, what: str = "AEDAT4 header") -> IO
         compression = Compression(code)
     except ValueError as exc:
         raise EventFormatError(f"{what}: unknown compression code {code}") from exc
-    xml_text = t.string(2)
+    try:
+        xml_text = t.string(2, strict=True)
+    except EventFormatError as exc:
+        raise EventFormatError(f"{what}: corrupt stream description (not UTF-8 XML)") from exc
     return IOHeader(compression, t.scalar(1, _I64, -1), xml_text, parse_info_xml(xml_text, what))
 
 
@@ -525,6 +541,14 @@ def decode_data_table(
 # reading a byte stream (file or socket)
 
 
+class TruncatedError(EventFormatError):
+    """A file that ends inside a packet; ``offset`` is where the incomplete packet starts."""
+
+    def __init__(self, message: str, offset: int) -> None:
+        super().__init__(message)
+        self.offset = offset
+
+
 @dataclass(frozen=True)
 class Packet:
     """One packet as read from the stream: its stream id and its still-compressed payload."""
@@ -608,6 +632,7 @@ def iter_packets(
     max_packet_bytes: int = MAX_PACKET_BYTES,
     what: str = "AEDAT4 stream",
     skip_streams: bool = True,
+    end_offset: int = -1,
 ) -> Iterator[Packet]:
     """Yield the packets after the header until the data table (files) or a clean EOF.
 
@@ -618,9 +643,12 @@ def iter_packets(
         max_packet_bytes: the largest packet accepted; larger length fields raise before reading.
         skip_streams: packets of declared non-event streams are read past but yielded with an
             empty payload (their bytes are discarded as they arrive).
+        end_offset: the file's size (files): every length field is checked against the bytes
+            left before anything is read or allocated.
 
     Raises:
-        EventFormatError: truncated packets, absurd lengths, undeclared stream ids.
+        TruncatedError: (files) a packet header or payload runs past the end of the file.
+        EventFormatError: absurd lengths, undeclared stream ids.
     """
     known = {s.stream_id: s for s in header.streams}
     offset = start_offset
@@ -630,6 +658,12 @@ def iter_packets(
     while True:
         if stop >= 0 and offset >= stop:
             return
+        if 0 <= offset < end_offset < offset + 8:
+            raise TruncatedError(
+                f"{what}: truncated: a packet header at byte {offset} needs 8 bytes, "
+                f"{end_offset - offset} left",
+                offset,
+            )
         raw = _read_exact(fp, 8, what, allow_eof=True)
         if raw is None:
             return
@@ -639,6 +673,16 @@ def iter_packets(
             raise EventFormatError(
                 f"{where} has stream id {sid}, which the header does not declare "
                 f"(declared: {sorted(known)}); the stream is corrupt or not AEDAT 4.0"
+            )
+        if end_offset >= 0 and offset >= 0 and 0 <= size and offset + 8 + size > end_offset:
+            if size <= max_packet_bytes:
+                raise TruncatedError(
+                    f"{where}: truncated: it claims {size} bytes, {end_offset - offset - 8} left",
+                    offset,
+                )
+            raise EventFormatError(
+                f"{where} claims {size} bytes but only {end_offset - offset - 8} are left in the "
+                "file; the length field is corrupt, refusing to read it"
             )
         if size < 0 or size > max_packet_bytes:
             raise EventFormatError(
@@ -678,6 +722,96 @@ def decode_packet_events(
     return decode_event_packet(data, where)
 
 
+class Aedat4File:
+    """The one AEDAT 4.0 file reader: header, then the event stream's packets, bounds-checked.
+
+    Every length field is checked against the bytes left in the file (and against
+    ``max_packet_bytes``) before anything is read, allocated or decompressed, so a corrupt size
+    raises ``EventFormatError`` naming the file and byte offset instead of exhausting memory.
+    :func:`read_aedat4`, :func:`sdt3_event.events.io.read_events` and
+    :func:`sdt3_event.events.io.iter_events` all read through it.
+
+    Args:
+        path: the ``.aedat4`` file.
+        stream: the event stream's ``originalOutputName``; default the first event stream.
+        max_packet_bytes: cap on one packet (compressed and decompressed).
+        allow_truncated: stop at a packet cut off by the end of the file (``truncated_bytes``
+            then counts the bytes left out) instead of raising.
+
+    Raises:
+        EventFormatError: not AEDAT 4.0, a corrupt header, no event stream.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        *,
+        stream: str | None = None,
+        max_packet_bytes: int = MAX_PACKET_BYTES,
+        allow_truncated: bool = False,
+    ) -> None:
+        self.path = Path(path)
+        self.what = str(path)
+        self.max_packet_bytes = max_packet_bytes
+        self.allow_truncated = allow_truncated
+        self.truncated_bytes = 0
+        self._size = self.path.stat().st_size
+        self._fp = open(self.path, "rb", buffering=1 << 20)  # noqa: SIM115 - closed by close()
+        try:
+            self.header = read_io_header(self._fp, what=self.what)
+            self.stream_id = self.header.event_stream(stream).stream_id
+            self.sensor_size = self.header.sensor_size(stream)
+        except BaseException:
+            self._fp.close()
+            raise
+
+    def raw_packets(self) -> Iterator[np.ndarray]:
+        """Yield each event packet's events as ``DV_EVENT_DTYPE`` ``[n]`` (zero-copy views).
+
+        Raises:
+            EventFormatError: a corrupt packet, or one cut off by the end of the file (unless
+                ``allow_truncated``); the message names the file and the packet's byte offset.
+        """
+        fp, what = self._fp, self.what
+        packets = iter_packets(
+            fp,
+            self.header,
+            start_offset=fp.tell(),
+            max_packet_bytes=self.max_packet_bytes,
+            what=what,
+            end_offset=self._size,
+        )
+        while True:
+            try:
+                pkt = next(packets)
+            except StopIteration:
+                return
+            except TruncatedError as exc:
+                if not self.allow_truncated:
+                    raise EventFormatError(
+                        f"{exc}: the AEDAT 4.0 file is truncated or corrupt; re-copy it, or pass "
+                        "allow_truncated=True to read the complete packets"
+                    ) from exc
+                self.truncated_bytes = max(1, self._size - exc.offset)
+                return
+            if pkt.stream_id != self.stream_id:
+                continue
+            where = f"{what}: packet at byte {pkt.offset}"
+            data = decompress(
+                pkt.payload, self.header.compression, max_bytes=self.max_packet_bytes, what=where
+            )
+            yield decode_event_packet_raw(data, where)
+
+    def close(self) -> None:
+        self._fp.close()
+
+    def __enter__(self) -> Aedat4File:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
 def iter_aedat4_packets(
     path: str | os.PathLike,
     *,
@@ -694,17 +828,33 @@ def iter_aedat4_packets(
     Raises:
         EventFormatError: not AEDAT 4.0, no event stream, truncated or corrupt packets.
     """
-    what = str(path)
-    with open(path, "rb", buffering=1 << 20) as fp:
-        header = read_io_header(fp, what=what)
-        sid = header.event_stream(stream).stream_id
-        for pkt in iter_packets(
-            fp, header, start_offset=fp.tell(), max_packet_bytes=max_packet_bytes, what=what
-        ):
-            if pkt.stream_id == sid:
-                yield decode_packet_events(
-                    pkt, header.compression, max_packet_bytes=max_packet_bytes, what=what
-                )
+    with Aedat4File(path, stream=stream, max_packet_bytes=max_packet_bytes) as f:
+        for raw in f.raw_packets():
+            yield dv_to_events(raw)
+
+
+def decode_aedat4(
+    path: str | os.PathLike, *, stream: str | None = None, allow_truncated: bool = False
+):
+    """Decode an AEDAT 4.0 file's event stream into unvalidated records with their statistics.
+
+    Returns:
+        A :class:`~sdt3_event.events._assemble.DecodedRecords` (what ``read_events`` validates).
+
+    Raises:
+        EventFormatError: see :class:`Aedat4File`.
+    """
+    from sdt3_event.events import _kernels
+    from sdt3_event.events._assemble import DecodedRecords
+
+    with Aedat4File(path, stream=stream, allow_truncated=allow_truncated) as f:
+        raws = list(f.raw_packets())
+    st = _kernels.new_state()
+    out = np.empty(sum(len(r) for r in raws), dtype=EVENT_DTYPE)
+    n = 0
+    for r in raws:  # each packet straight into its slice of the output: no concatenation
+        n = _kernels.dv16(r, st, out, n)
+    return DecodedRecords(out, st, f.sensor_size, ordered=True, truncated_bytes=f.truncated_bytes)
 
 
 def read_aedat4(
@@ -712,29 +862,17 @@ def read_aedat4(
 ) -> tuple[np.ndarray, SensorSize | None]:
     """All events of an AEDAT 4.0 file's event stream, and its sensor size ``(W, H, 2)``.
 
+    Unlike :func:`sdt3_event.events.io.read_events`, the events are not validated (the codec
+    level: what the file holds).
+
     Shape:
         returns ``[N]`` of ``EVENT_DTYPE``.
 
     Raises:
-        EventFormatError: see ``iter_aedat4_packets``.
+        EventFormatError: see :class:`Aedat4File`.
     """
-    what = str(path)
-    raws = []
-    with open(path, "rb", buffering=1 << 20) as fp:
-        header = read_io_header(fp, what=what)
-        sid = header.event_stream(stream).stream_id
-        for pkt in iter_packets(fp, header, start_offset=fp.tell(), what=what):
-            if pkt.stream_id == sid:
-                where = f"{what}: packet at byte {pkt.offset}"
-                data = decompress(pkt.payload, header.compression, what=where)
-                raws.append(decode_event_packet_raw(data, where))
-    # Convert each packet straight into its slice of the output: one pass, no concatenation.
-    out = np.empty(sum(len(r) for r in raws), dtype=EVENT_DTYPE)
-    i = 0
-    for r in raws:
-        _dv_into(out[i : i + len(r)], r)
-        i += len(r)
-    return out, header.sensor_size(stream)
+    decoded = decode_aedat4(path, stream=stream)
+    return decoded.events, decoded.sensor_size
 
 
 # --------------------------------------------------------------------------------------------------

@@ -5,8 +5,10 @@
 
 Every reader returns a 1-D ``EVENT_DTYPE`` array (``t`` int64 µs, ``x``/``y`` int16, ``p`` bool),
 sorted by ``t`` and validated with :func:`~sdt3_event.events.schema.validate_events`, plus the
-sensor size ``(W, H, P)`` when the caller or the file knows it. Decoding is vectorised numpy (the
-``aedat`` package's Rust decoder for AEDAT 4.0); no per-event Python loops.
+sensor size ``(W, H, P)`` when the caller or the file knows it. EVT 2.0, EVT 3.0, DAT and AEDAT 4.0
+are decoded by compiled numba kernels (:mod:`sdt3_event.events._kernels`, AEDAT 4.0 after lz4 /
+zstd decompression) that gather the validation statistics as they write; the other formats are
+vectorised numpy. :func:`iter_events` reads the same formats chunk by chunk in constant memory.
 
 Bad input raises :class:`~sdt3_event.events.schema.EventFormatError` naming the file and the
 problem: a wrong magic number, a truncated file (or, with ``allow_truncated=True``, the complete
@@ -24,14 +26,20 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from sdt3_event.events import _aedat, _arrays, _nmnist, _prophesee
-from sdt3_event.events._assemble import DecodedEvents, assemble
-from sdt3_event.events.schema import EventFormatError, SensorSize
+from sdt3_event.events._assemble import (
+    DecodedEvents,
+    DecodedRecords,
+    assemble,
+    assemble_records,
+)
+from sdt3_event.events.schema import EVENT_DTYPE, EventFormatError, SensorSize
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +47,9 @@ __all__ = [
     "FORMATS",
     "EventFormat",
     "EventReadReport",
+    "EventChunks",
     "detect_format",
+    "iter_events",
     "read_events",
     "read_events_with_report",
     "write_events",
@@ -89,7 +99,7 @@ FORMATS: dict[str, EventFormat] = {
             None,
             True,
             True,
-            "aedat (Rust)",
+            "lz4/zstd + numba",
             True,
         ),
         EventFormat(
@@ -123,7 +133,7 @@ FORMATS: dict[str, EventFormat] = {
             None,
             True,
             False,
-            "numpy",
+            "numba",
             True,
         ),
         EventFormat(
@@ -134,7 +144,7 @@ FORMATS: dict[str, EventFormat] = {
             None,
             True,
             False,
-            "numpy",
+            "numba",
             True,
         ),
         EventFormat(
@@ -145,7 +155,7 @@ FORMATS: dict[str, EventFormat] = {
             None,
             True,
             True,
-            "numpy",
+            "numba",
             True,
         ),
         EventFormat(
@@ -311,27 +321,60 @@ def detect_format(path: str | os.PathLike) -> str:
     return found
 
 
-def _decode(path: Path, fmt: str, source: str, allow_truncated: bool) -> DecodedEvents:
+def _decode(
+    path: Path, fmt: str, source: str, allow_truncated: bool
+) -> DecodedEvents | DecodedRecords:
     if fmt == "aedat4":
-        return _aedat.decode_aedat4(path, source, allow_truncated)
+        from sdt3_event.events.aedat4 import decode_aedat4
+
+        return decode_aedat4(path, allow_truncated=allow_truncated)
     if fmt == "hdf5":
         return _arrays.decode_hdf5(path, source)
     if fmt == "npz":
         return _arrays.decode_npz(path, source)
+    if fmt in ("evt2", "evt3", "dat"):
+        return _prophesee.decode_raw(path, fmt, source, allow_truncated)
     data = path.read_bytes()
     if fmt == "aedat3":
         return _aedat.decode_aedat31(data, source, allow_truncated)
     if fmt == "aedat2":
         return _aedat.decode_aedat2(data, source, allow_truncated)
-    if fmt == "evt2":
-        return _prophesee.decode_evt2(data, source, allow_truncated)
-    if fmt == "evt3":
-        return _prophesee.decode_evt3(data, source, allow_truncated)
-    if fmt == "dat":
-        return _prophesee.decode_dat(data, source, allow_truncated)
+
     if fmt == "nmnist":
         return _nmnist.decode_nmnist(data, source, allow_truncated)
     raise ValueError(f"unknown format {fmt!r}; choose one of {sorted(FORMATS)}")
+
+
+def _resolve_format(path: Path, format: str | None) -> str:
+    if format is None:
+        return detect_format(path)
+    if format not in FORMATS:
+        raise ValueError(f"unknown format {format!r}; choose one of {sorted(FORMATS)}")
+    if not path.is_file():
+        raise FileNotFoundError(f"event file not found: {path}")
+    return format
+
+
+def _pick_sensor(
+    source: str, fmt: str, given: SensorSize | None, in_file: SensorSize | None
+) -> SensorSize | None:
+    """The caller's sensor size, else the file's, else the format's (EVT 2.0 needs one)."""
+    file_sensor = in_file or FORMATS[fmt].sensor_size
+    if given is not None and file_sensor is not None and given[:2] != file_sensor[:2]:
+        logger.warning(
+            "%s: the file says %dx%d but sensor_size=%s was given; using the given size",
+            source,
+            file_sensor[0],
+            file_sensor[1],
+            given,
+        )
+    sensor = given or file_sensor
+    if sensor is None and fmt == "evt2":
+        raise EventFormatError(
+            f"{source}: this EVT 2.0 header states no geometry; pass sensor_size=(W, H, 2) "
+            "(e.g. (640, 480, 2) for a Gen3 VGA camera, (320, 320, 2) for GenX320)"
+        )
+    return sensor
 
 
 def read_events_with_report(
@@ -352,30 +395,9 @@ def read_events_with_report(
     path = Path(path)
     source = str(path)
     sensor_size = _check_sensor_size(sensor_size)
-    if format is None:
-        fmt = detect_format(path)
-    else:
-        if format not in FORMATS:
-            raise ValueError(f"unknown format {format!r}; choose one of {sorted(FORMATS)}")
-        if not path.is_file():
-            raise FileNotFoundError(f"event file not found: {path}")
-        fmt = format
+    fmt = _resolve_format(path, format)
     decoded = _decode(path, fmt, source, allow_truncated)
-    file_sensor = decoded.sensor_size or FORMATS[fmt].sensor_size
-    if sensor_size is not None and file_sensor is not None and sensor_size[:2] != file_sensor[:2]:
-        logger.warning(
-            "%s: the file says %dx%d but sensor_size=%s was given; using the given size",
-            source,
-            file_sensor[0],
-            file_sensor[1],
-            sensor_size,
-        )
-    sensor = sensor_size or file_sensor
-    if sensor is None and fmt == "evt2":
-        raise EventFormatError(
-            f"{source}: this EVT 2.0 header states no geometry; pass sensor_size=(W, H, 2) "
-            "(e.g. (640, 480, 2) for a Gen3 VGA camera, (320, 320, 2) for GenX320)"
-        )
+    sensor = _pick_sensor(source, fmt, sensor_size, decoded.sensor_size)
     result = assemble(
         decoded, source=source, sensor_size=sensor, drop_out_of_range=drop_out_of_range
     )
@@ -439,6 +461,203 @@ def read_events(
         allow_truncated=allow_truncated,
     )
     return report.events, report.sensor_size
+
+
+#: Formats decoded block by block in constant memory by :func:`iter_events`; the others (zip /
+#: HDF5 containers and the small dataset formats) are read whole, then yielded in chunks.
+STREAMING_FORMATS = ("evt2", "evt3", "dat", "aedat4")
+
+
+class EventChunks:
+    """The events of a file as chunks of validated, time-sorted events: see :func:`iter_events`.
+
+    The file's header is read on construction (so ``sensor_size`` and ``format`` are known before
+    the first chunk); iterating decodes the file from the start, every time.
+
+    Attributes:
+        path: the file.
+        format: its :data:`FORMATS` key.
+        sensor_size: the caller's sensor size, else the file's (or the format's), else ``None``.
+        streaming: ``True`` when the file is decoded block by block in constant memory.
+        n_dropped: events dropped as outside the sensor so far (``drop_out_of_range=True``).
+        truncated_bytes: bytes of an incomplete tail that were left out (``allow_truncated``).
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        chunk_events: int = 1 << 20,
+        sensor_size: SensorSize | None = None,
+        *,
+        format: str | None = None,
+        drop_out_of_range: bool = False,
+        allow_truncated: bool = False,
+    ) -> None:
+        if int(chunk_events) < 1:
+            raise ValueError(f"chunk_events must be >= 1, got {chunk_events}")
+        self.path = Path(path)
+        self.chunk_events = int(chunk_events)
+        self.drop_out_of_range = drop_out_of_range
+        self.allow_truncated = allow_truncated
+        source = str(self.path)
+        given = _check_sensor_size(sensor_size)
+        self.format = _resolve_format(self.path, format)
+        self.streaming = self.format in STREAMING_FORMATS
+        self.n_dropped = 0
+        self.truncated_bytes = 0
+        self._whole: np.ndarray | None = None
+        if self.format == "aedat4":
+            from sdt3_event.events.aedat4 import Aedat4File
+
+            with Aedat4File(self.path) as f:
+                in_file = f.sensor_size
+        elif self.streaming:
+            with open(self.path, "rb") as f:
+                head = f.read((1 << 20) + 2)
+            in_file = _prophesee.raw_layout(head, self.format, source).sensor_size
+        else:
+            report = read_events_with_report(
+                self.path,
+                given,
+                format=self.format,
+                drop_out_of_range=drop_out_of_range,
+                allow_truncated=allow_truncated,
+            )
+            self._whole = report.events
+            self.n_dropped, self.truncated_bytes = report.n_dropped, report.truncated_bytes
+            in_file = report.sensor_size
+        self.sensor_size = _pick_sensor(source, self.format, given, in_file)
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        if self._whole is not None:
+            for i in range(0, len(self._whole), self.chunk_events):
+                yield self._whole[i : i + self.chunk_events]
+            return
+        yield from self._stream()
+
+    def _decoded(self) -> Iterator[tuple[np.ndarray, np.ndarray, int, int, int]]:
+        """``(records, stats, first_event, floor, truncated_bytes)`` per decoded block."""
+        source = str(self.path)
+        if self.format != "aedat4":
+            yield from _prophesee.iter_raw(
+                self.path, self.format, source, self.chunk_events, self.allow_truncated
+            )
+            return
+        from sdt3_event.events import _kernels
+        from sdt3_event.events.aedat4 import Aedat4File
+
+        st, fresh = _kernels.new_state(), _kernels.new_state()
+        bounds = slice(_kernels.N_BACK, _kernels.MAX_Y + 1)
+        cap = self.chunk_events
+        out, n, first = np.empty(cap, EVENT_DTYPE), 0, 0
+        with Aedat4File(self.path, allow_truncated=self.allow_truncated) as f:
+            for raw in f.raw_packets():
+                i = 0
+                while i < len(raw):
+                    k = min(len(raw) - i, cap - n)
+                    n = _kernels.dv16(raw[i : i + k], st, out, n)
+                    i += k
+                    if n == cap:
+                        stats = st.copy()
+                        st[bounds] = fresh[bounds]
+                        yield out, stats, first, -1, 0
+                        out, n, first = np.empty(cap, EVENT_DTYPE), 0, first + cap
+            if n or f.truncated_bytes:
+                yield out[:n], st.copy(), first, -1, f.truncated_bytes
+
+    def _stream(self) -> Iterator[np.ndarray]:
+        source = str(self.path)
+        ordered = FORMATS[self.format].ordered
+        self.n_dropped = self.truncated_bytes = 0
+        prev_t = -1
+        carry = np.empty(0, EVENT_DTYPE)  # unordered formats: events a later block may precede
+        for records, stats, first, floor, truncated in self._decoded():
+            got = assemble_records(
+                records,
+                stats,
+                source=source,
+                sensor_size=self.sensor_size,
+                ordered=ordered,
+                drop_out_of_range=self.drop_out_of_range,
+                first_event=first,
+                prev_t=prev_t,
+            )
+            events = got.events
+            self.n_dropped += got.n_dropped
+            if truncated:
+                self.truncated_bytes = truncated
+                logger.warning(
+                    "%s: file is truncated; read the complete part and skipped the incomplete "
+                    "tail (%d bytes)",
+                    source,
+                    truncated,
+                )
+            if ordered:
+                if len(events):
+                    prev_t = int(events["t"][-1])
+                    yield events
+                continue
+            # Unordered (RAW): a later block holds no event below ``floor`` (the time base in
+            # force), so everything below it is final; the rest waits for the next block.
+            if len(carry):
+                events = np.concatenate([carry, events])
+                if len(carry) < len(events) and events["t"][len(carry)] < carry["t"][-1]:
+                    events = events[np.argsort(events["t"], kind="stable")]
+            cut = len(events) if floor < 0 else int(np.searchsorted(events["t"], floor, "left"))
+            carry = events[cut:]
+            if cut:
+                yield events[:cut]
+        if len(carry):
+            yield carry
+
+
+def iter_events(
+    path: str | os.PathLike,
+    chunk_events: int = 1 << 20,
+    sensor_size: SensorSize | None = None,
+    *,
+    format: str | None = None,
+    drop_out_of_range: bool = False,
+    allow_truncated: bool = False,
+) -> EventChunks:
+    """Read an event file chunk by chunk: constant memory for files larger than RAM.
+
+    EVT 2.0, EVT 3.0, DAT and AEDAT 4.0 files (:data:`STREAMING_FORMATS`) are decoded block by
+    block by the same compiled kernels as :func:`read_events`; the other formats are read whole
+    and then yielded in chunks. Every chunk is validated (schema, sensor, time order) before it
+    is yielded, so a chunk is never half-decoded; an error raises at the chunk where it lies.
+    Concatenated, the chunks equal ``read_events(path, ...)``'s events.
+
+    >>> chunks = iter_events("big.raw", chunk_events=1 << 20, sensor_size=(640, 480, 2))  # doctest: +SKIP
+    >>> for events in chunks:  # doctest: +SKIP
+    ...     handle(events)
+
+    Args:
+        path: the file.
+        chunk_events: the most events per chunk (RAW chunks may be shorter: events of the
+            time base still open wait for the next block, where earlier-stamped ones may follow).
+        sensor_size: ``(W, H, P)``, as for :func:`read_events`.
+        format: skip detection and use this :data:`FORMATS` key.
+        drop_out_of_range: drop (and count, in ``n_dropped``) events outside the sensor.
+        allow_truncated: stop at an incomplete tail (counted) instead of raising.
+
+    Returns:
+        An :class:`EventChunks`: iterate it for ``[n]`` ``EVENT_DTYPE`` chunks; its
+        ``sensor_size`` and ``format`` are known at once.
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        ValueError: a malformed ``sensor_size``, unknown ``format`` or ``chunk_events < 1``.
+        EventFormatError: as :func:`read_events`, on construction (header) or while iterating.
+    """
+    return EventChunks(
+        path,
+        chunk_events,
+        sensor_size,
+        format=format,
+        drop_out_of_range=drop_out_of_range,
+        allow_truncated=allow_truncated,
+    )
 
 
 def write_events(

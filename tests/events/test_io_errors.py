@@ -235,9 +235,9 @@ def test_io_evt3_time_base_backwards(tmp_path):
     _raises(path, "time base goes backwards", sensor_size=(640, 480, 2))
 
 
-def test_io_aedat4_non_utf8_description_is_rejected_before_the_decoder(recordings_dir, tmp_path):
-    # the aedat package aborts the whole process on a non-UTF-8 XML description (found by
-    # fuzzing); the reader checks the IOHeader first
+def test_io_aedat4_corrupt_header_is_rejected(recordings_dir, tmp_path):
+    # a non-UTF-8 XML description (it once aborted the process inside the Rust decoder) and an
+    # IOHeader size past the end of the file both raise, naming the file
     data = bytearray((recordings_dir / "dvxplorer_320x240.aedat4").read_bytes())
     at = data.index(b"<dv version")
     data[at + 20 : at + 23] = b"\xe6hA"
@@ -247,14 +247,14 @@ def test_io_aedat4_non_utf8_description_is_rejected_before_the_decoder(recording
     data = bytearray((recordings_dir / "dvxplorer_320x240.aedat4").read_bytes())
     data[14:18] = (10**9).to_bytes(4, "little")  # an IOHeader size past the end of the file
     path.write_bytes(bytes(data))
-    _raises(path, "IOHeader needs")
+    _raises(path, "header length 1000000000 is not plausible")
 
 
-def test_io_aedat4_xml_sensor_fallback(recordings_dir):
-    from sdt3_event.events._aedat import _xml_event_sensor, aedat4_description
+def test_io_aedat4_sensor_from_the_stream_description(recordings_dir):
+    from sdt3_event.events.aedat4 import Aedat4File
 
-    path = recordings_dir / "davis346_346x260.aedat4"
-    assert _xml_event_sensor(aedat4_description(path, str(path))) == (346, 260, 2)
+    with Aedat4File(recordings_dir / "davis346_346x260.aedat4") as f:
+        assert f.sensor_size == (346, 260, 2)
 
 
 def test_io_aedat4_content_in_dot_aedat(recordings_dir, tmp_path):
