@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sdt3_event.events.schema import EventFormatError, SensorSize, validate_events
+from sdt3_event.events.schema import EVENT_DTYPE, EventFormatError, SensorSize
 from sdt3_event.stream.source import BaseEventSource, parse_size
 
 log = logging.getLogger(__name__)
@@ -139,6 +139,11 @@ class _PacedSource(BaseEventSource):
 class FileSource(_PacedSource):
     """Replay a recording (any format :func:`sdt3_event.events.io.read_events` reads).
 
+    The file is read chunk by chunk with :func:`sdt3_event.events.io.iter_events`, so replaying a
+    recording larger than memory keeps memory flat (EVT 2.0 / 3.0, DAT, AEDAT 4.0; other formats
+    are read whole). Only a file that states no sensor size, with none given, is read whole
+    first, to take the size from its largest coordinates.
+
     Args:
         path: the recording.
         speed: multiple of the recorded speed; ``0`` = as fast as possible.
@@ -170,39 +175,32 @@ class FileSource(_PacedSource):
         path = Path(path).expanduser()
         if not path.is_file():
             raise FileNotFoundError(f"no such recording: {path}")
-        from sdt3_event.events.io import read_events
+        from sdt3_event.events.io import iter_events
 
         size = None
         if sensor is not None:
             size = parse_size(sensor)
             size = (*size, 2) if len(size) == 2 else size
-        events, file_size = read_events(
-            path, sensor_size=size, drop_out_of_range=True, allow_truncated=True
-        )
-        sensor_size = size or file_size
-        if sensor_size is None:
+        opts = dict(drop_out_of_range=True, allow_truncated=True)
+        chunks = iter_events(path, _READ_CHUNK_EVENTS, size, **opts)
+        if chunks.sensor_size is None:
+            events = np.concatenate([np.empty(0, EVENT_DTYPE), *chunks])
             if len(events) == 0:
                 raise EventFormatError(f"{path}: no events and no sensor size in the file")
-            sensor_size = (int(events["x"].max()) + 1, int(events["y"].max()) + 1, 2)
+            size = (int(events["x"].max()) + 1, int(events["y"].max()) + 1, 2)
             log.warning(
                 "%s: the file does not state its sensor size; using %s from the largest "
                 "coordinates (pass ?sensor=WxH to set it)",
                 path,
-                sensor_size,
+                size,
             )
-        events, n_out = validate_events(
-            events, sensor_size, source=str(path), drop_out_of_range=True, require_sorted=False
-        )
-        if n_out:
-            log.warning("%s: dropped %d events outside the %s sensor", path, n_out, sensor_size)
-        if len(events) > 1 and np.any(np.diff(events["t"]) < 0):
-            log.warning("%s: timestamps not sorted; sorting them for replay", path)
-            events = events[np.argsort(events["t"], kind="stable")]
-        if len(events) == 0:
+            chunks = iter_events(path, _READ_CHUNK_EVENTS, size, **opts)
+        first = next(iter(chunks), None)
+        if first is None or len(first) == 0:
             raise EventFormatError(f"{path}: the recording holds no events")
         super().__init__(
             uri or f"file:{path}",
-            sensor_size,
+            chunks.sensor_size,
             speed=speed,
             chunk_us=chunk_us,
             max_chunk_events=max_chunk_events,
@@ -211,33 +209,57 @@ class FileSource(_PacedSource):
         )
         self.path = path
         self.loop = bool(loop)
-        self.events = events
+        self.chunks = chunks
         self.loops_done = 0
+        self.n_events = 0  # events read in the first pass, so far
+        self._t_first = int(first["t"][0])
+        self._t_last: int | None = None  # known after the first pass
 
     @property
-    def duration_us(self) -> int:
-        return int(self.events["t"][-1] - self.events["t"][0]) + 1
+    def duration_us(self) -> int | None:
+        """The recording's duration, once it has been read to the end (else ``None``)."""
+        return None if self._t_last is None else self._t_last - self._t_first + 1
+
+    def _one_pass(self) -> Iterator[tuple[np.ndarray, int]]:
+        """One pass over the file: ``(events, end_us)``, holding one chunk back to know the last."""
+        held = None
+        for chunk in self.chunks:
+            if len(chunk) == 0:
+                continue
+            if held is not None:
+                yield held, int(held["t"][-1])  # the next chunk may start at that very time
+            held = chunk
+            if self._t_last is None:
+                self.n_events += len(chunk)
+            if self.closed:
+                return
+        if held is not None:
+            if self._t_last is None:
+                self._t_last = int(held["t"][-1])
+            yield held, int(held["t"][-1]) + 1
 
     def _segments(self) -> Iterator[tuple[np.ndarray, int]]:
-        period = self.duration_us
-        end = int(self.events["t"][-1]) + 1
         while True:
-            shift = self.loops_done * period
-            if shift == 0:
-                yield self.events, end
+            if self.loops_done == 0:
+                yield from self._one_pass()
             else:
-                seg = self.events.copy()
-                seg["t"] += shift
-                yield seg, end + shift
+                shift = self.loops_done * self.duration_us
+                for seg, end in self._one_pass():
+                    seg = seg.copy()
+                    seg["t"] += shift
+                    yield seg, end + shift
             self.loops_done += 1
-            if not self.loop or self.closed:
+            if not self.loop or self.closed or self._t_last is None:
                 return
 
     def _describe(self) -> str:
-        return (
-            f"{self.path.name}: {len(self.events):,} events, {self.duration_us / 1e6:.3f} s, "
-            f"{super()._describe()}" + (", looping" if self.loop else "")
-        )
+        size = "" if self.duration_us is None else f"{self.n_events:,} events, "
+        size += "" if self.duration_us is None else f"{self.duration_us / 1e6:.3f} s, "
+        return f"{self.path.name}: {size}{super()._describe()}" + (", looping" if self.loop else "")
+
+
+#: Events per read of a replayed file (the pacing splits them further into ``chunk_us`` chunks).
+_READ_CHUNK_EVENTS = 1 << 20
 
 
 class SyntheticSource(_PacedSource):
