@@ -84,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
     pace = "as fast as clients read" if args.speed == 0 else f"{args.speed:g}x recorded speed"
     w, h = server.sensor_size[:2]
     _out(
-        f"serving {server.n_events} events ({w}x{h}) from {args.file} on {server.address} "
+        f"serving {server.n_events or 'the'} events ({w}x{h}) from {args.file} on {server.address} "
         f"at {pace}{', looping' if args.loop else ''}; Ctrl-C to stop"
     )
     try:

@@ -802,6 +802,29 @@ class Aedat4File:
             )
             yield decode_event_packet_raw(data, where)
 
+    def count_events(self) -> int | None:
+        """The events the file's data table declares for the event stream (``None`` when the
+        file has no readable data table). Only read from the table: for display, not trusted."""
+        pos = self.header.data_table_position
+        if pos <= 0 or not 0 < self._size - pos <= self.max_packet_bytes:
+            return None
+        here = self._fp.tell()
+        try:
+            self._fp.seek(pos)
+            raw = self._fp.read(self._size - pos)
+            where = f"{self.what}: data table at byte {pos}"
+            table = decode_data_table(
+                decompress(
+                    raw, self.header.compression, max_bytes=self.max_packet_bytes, what=where
+                ),
+                where,
+            )
+        except EventFormatError:
+            return None
+        finally:
+            self._fp.seek(here)
+        return sum(n for _, sid, _, n, _, _ in table if sid == self.stream_id)
+
     def close(self) -> None:
         self._fp.close()
 

@@ -479,6 +479,8 @@ class EventChunks:
         format: its :data:`FORMATS` key.
         sensor_size: the caller's sensor size, else the file's (or the format's), else ``None``.
         streaming: ``True`` when the file is decoded block by block in constant memory.
+        n_events: the events the file declares (AEDAT 4.0 data table, DAT size; before any
+            dropping), or ``None`` when only a full pass can tell (RAW).
         n_dropped: events dropped as outside the sensor so far (``drop_out_of_range=True``).
         truncated_bytes: bytes of an incomplete tail that were left out (``allow_truncated``).
     """
@@ -505,16 +507,21 @@ class EventChunks:
         self.streaming = self.format in STREAMING_FORMATS
         self.n_dropped = 0
         self.truncated_bytes = 0
+        self.n_events: int | None = None
         self._whole: np.ndarray | None = None
         if self.format == "aedat4":
             from sdt3_event.events.aedat4 import Aedat4File
 
             with Aedat4File(self.path) as f:
                 in_file = f.sensor_size
+                self.n_events = f.count_events()
         elif self.streaming:
             with open(self.path, "rb") as f:
                 head = f.read((1 << 20) + 2)
-            in_file = _prophesee.raw_layout(head, self.format, source).sensor_size
+            layout = _prophesee.raw_layout(head, self.format, source)
+            in_file = layout.sensor_size
+            if layout.ordered:  # DAT: one record per event
+                self.n_events = (self.path.stat().st_size - layout.start) // layout.word_bytes
         else:
             report = read_events_with_report(
                 self.path,
@@ -524,6 +531,7 @@ class EventChunks:
                 allow_truncated=allow_truncated,
             )
             self._whole = report.events
+            self.n_events = len(report.events)
             self.n_dropped, self.truncated_bytes = report.n_dropped, report.truncated_bytes
             in_file = report.sensor_size
         self.sensor_size = _pick_sensor(source, self.format, given, in_file)

@@ -31,13 +31,17 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from sdt3_event.events import aedat4
 from sdt3_event.events.aedat4 import Compression, StreamInfo
-from sdt3_event.events.schema import EventFormatError, SensorSize, validate_events
+from sdt3_event.events.schema import EVENT_DTYPE, EventFormatError, SensorSize, validate_events
 from sdt3_event.stream.source import BaseEventSource
+
+if TYPE_CHECKING:
+    from sdt3_event.events.io import EventChunks
 
 log = logging.getLogger(__name__)
 
@@ -347,12 +351,15 @@ class NetworkSource(BaseEventSource):
 # the server
 
 
-def _split_packets(events: np.ndarray, packet_us: int, max_events: int) -> list[np.ndarray]:
-    """Cut time-sorted events into packets on a ``packet_us`` grid, at most ``max_events`` each."""
+def _split_packets(
+    events: np.ndarray, packet_us: int, max_events: int, t0: int | None = None
+) -> list[np.ndarray]:
+    """Cut time-sorted events into packets on a ``packet_us`` grid from ``t0`` (default: the first
+    event), at most ``max_events`` each."""
     if len(events) == 0:
         return []
     t = events["t"]
-    t0 = int(t[0])
+    t0 = int(t[0]) if t0 is None else t0
     cell = (t - t0) // packet_us
     cuts = np.flatnonzero(np.diff(cell)) + 1
     out = []
@@ -367,7 +374,8 @@ class DVServer:
     Each client gets the IOHeader first, then its own replay of the events from the start.
 
     Args:
-        events: time-sorted ``EVENT_DTYPE`` events.
+        events: time-sorted ``EVENT_DTYPE`` events, or a file's
+            :func:`~sdt3_event.events.io.iter_events` chunks (each client reads them afresh).
         sensor_size: ``(W, H, P)`` announced in the header.
         host / port: where to listen (``port=0`` picks a free port; see ``self.port``).
         speed: multiple of the recorded speed; ``0`` = as fast as the client reads.
@@ -388,7 +396,7 @@ class DVServer:
 
     def __init__(
         self,
-        events: np.ndarray,
+        events: np.ndarray | EventChunks,
         sensor_size: SensorSize,
         *,
         host: str = "127.0.0.1",
@@ -406,11 +414,18 @@ class DVServer:
             raise ValueError(f"speed must be >= 0 (0 = as fast as possible), got {speed}")
         if packet_us < 1 or max_packet_events < 1 or max_clients < 1:
             raise ValueError("packet_us, max_packet_events and max_clients must be >= 1")
+        from sdt3_event.events.io import EventChunks
+
+        self._chunks: EventChunks | None = None
+        if isinstance(events, EventChunks):  # a file, read chunk by chunk by every client
+            self._chunks = events
+            events = next(iter(events), np.empty(0, EVENT_DTYPE))[:1]
         validate_events(events, sensor_size, source="DVServer events")
         self.sensor_size = tuple(int(s) for s in sensor_size)
         self.host, self._want_port = host, int(port)
         self.speed, self.loop = float(speed), bool(loop)
         self.compression = Compression.parse(compression)
+        self.packet_us, self.max_packet_events = int(packet_us), int(max_packet_events)
         self.max_clients = int(max_clients)
         self.linger_s = float(linger_s)
         info = StreamInfo(
@@ -427,7 +442,8 @@ class DVServer:
             self._period = int(events["t"][-1]) - self._t_first + packet_us
         else:
             self._t_first, self._period = 0, packet_us
-        self.n_events = len(events)
+        #: events served per pass (for a file, what it declares; ``None``: not known ahead)
+        self.n_events: int | None = self._chunks.n_events if self._chunks else len(events)
         self._listener: socket.socket | None = None
         self._stop = threading.Event()
         self._lock = threading.Lock()
@@ -441,7 +457,8 @@ class DVServer:
     def from_file(
         cls, path: str | os.PathLike, sensor_size: SensorSize | None = None, **kwargs
     ) -> DVServer:
-        """A server replaying a recording (AEDAT 4.0 directly; other formats via ``read_events``).
+        """A server replaying a recording, read chunk by chunk with ``iter_events`` for every
+        client (constant memory for recordings larger than RAM).
 
         Raises:
             FileNotFoundError: no such file.
@@ -450,13 +467,10 @@ class DVServer:
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"{path}: no such recording")
-        if path.suffix.lower() == ".aedat4":
-            events, size = aedat4.read_aedat4(path)
-        else:
-            from sdt3_event.events.io import read_events
+        from sdt3_event.events.io import iter_events
 
-            events, size = read_events(path, sensor_size=sensor_size)
-        size = sensor_size or size
+        events = iter_events(path, 1 << 20, sensor_size)  # clients read it chunk by chunk
+        size = events.sensor_size
         if size is None:
             raise EventFormatError(f"{path}: the file does not say its sensor size; pass one")
         if len(size) == 2:
@@ -499,7 +513,7 @@ class DVServer:
         t = threading.Thread(target=self._accept_loop, name=f"DVServer:{self.port}", daemon=True)
         t.start()
         self._threads.append(t)
-        log.info("DVServer: serving %d events on %s", self.n_events, self.address)
+        log.info("DVServer: serving %s events on %s", self.n_events or "streamed", self.address)
         return self
 
     def serve_forever(self) -> None:
@@ -571,6 +585,21 @@ class DVServer:
             t.start()
             self._threads = [x for x in self._threads if x.is_alive()] + [t]
 
+    def _pass(self, k: int, shift: int) -> Iterator[tuple[int, bytes]]:
+        """``(last t before the shift, encoded packet)`` for replay pass ``k``."""
+        if self._chunks is None:
+            for i, enc in enumerate(self._encoded):
+                yield self._t_end[i], (enc if k == 0 else self._encode(self._raw[i], shift))
+            return
+        try:
+            for chunk in self._chunks:
+                for p in _split_packets(
+                    chunk, self.packet_us, self.max_packet_events, self._t_first
+                ):
+                    yield int(p["t"][-1]), self._encode(aedat4.events_to_dv(p), shift)
+        except EventFormatError as exc:  # corrupt further in: the replay ends there
+            log.error("DVServer: %s", exc)
+
     def _serve_client(self, cid: int, conn: socket.socket, peer) -> None:
         log.info("DVServer: client %s connected", peer)
         try:
@@ -578,19 +607,23 @@ class DVServer:
             conn.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
             conn.sendall(self._header)
             wall0 = time.monotonic()
+            period = self._period
             for k in itertools.count():
-                shift = k * self._period
-                for i, enc in enumerate(self._encoded):
+                shift = k * period
+                t_end = None
+                for t_end, enc in self._pass(k, shift):
                     if self._stop.is_set():
                         return
                     if self.speed > 0:
-                        t_rel = self._t_end[i] + shift - self._t_first
+                        t_rel = t_end + shift - self._t_first
                         wait = wall0 + t_rel / 1e6 / self.speed - time.monotonic()
                         if wait > 0 and self._stop.wait(wait):
                             return
-                    conn.sendall(enc if k == 0 else self._encode(self._raw[i], shift))
-                if not self.loop or not self._encoded:
+                    conn.sendall(enc)
+                if not self.loop or t_end is None:
                     break
+                if self._chunks is not None and k == 0:
+                    period = t_end - self._t_first + self.packet_us
             log.info("DVServer: finished replay to %s", peer)
             if self.linger_s > 0:
                 self._stop.wait(self.linger_s)
