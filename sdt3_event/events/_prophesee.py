@@ -282,8 +282,8 @@ def iter_raw(
     """Decode an EVT 2.0 / EVT 3.0 / DAT file block by block, in constant memory.
 
     Yields:
-        ``(records, stats, first_event, floor, truncated_bytes)`` per chunk of at most
-        ``chunk_events`` records: fresh arrays in file order (not yet validated), the kernel's
+        ``(records, stats, first_event, floor, truncated_bytes)`` per block of at most
+        ``max(chunk_events, 16)`` records: fresh arrays in file order (not yet validated), the kernel's
         statistics for exactly these records, the file index of the first one, the lowest
         timestamp any later event can have (-1 when unknown), and the bytes of an incomplete
         tail (only in the last chunk, only with ``allow_truncated``).
@@ -301,7 +301,8 @@ def iter_raw(
         block = max(wb, min(chunk_events, 1 << 20) * wb)
         st = k.new_state()
         fresh = k.new_state()
-        out = np.empty(chunk_events, EVENT_DTYPE)
+        cap = max(chunk_events, 16)  # an EVT 3.0 vector word must fit whole: up to 12 events
+        out = np.empty(cap, EVENT_DTYPE)
         n = 0
         first = 0
         pending = b""
@@ -324,7 +325,7 @@ def iter_raw(
                 if pos < n_words:  # out is full
                     yield out[:n], emit(), first, int(st[k.TBASE]), 0
                     first += n
-                    out = np.empty(chunk_events, EVENT_DTYPE)
+                    out = np.empty(cap, EVENT_DTYPE)
                     n = 0
             pending = data[n_words * wb :]
             offset += n_words * wb

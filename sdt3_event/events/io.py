@@ -23,6 +23,7 @@ that have an encoder (AEDAT 4.0 through :func:`sdt3_event.events.aedat4.write_ae
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import tempfile
@@ -345,6 +346,19 @@ def _decode(
     raise ValueError(f"unknown format {fmt!r}; choose one of {sorted(FORMATS)}")
 
 
+@contextlib.contextmanager
+def _memory_guard(source: str) -> Iterator[None]:
+    """Turn a ``MemoryError`` (a size field no check caught, or a file too large to hold) into
+    the ``EventFormatError`` every reader promises."""
+    try:
+        yield
+    except MemoryError as exc:
+        raise EventFormatError(
+            f"{source}: reading it needs more memory than is available; the file is corrupt (a "
+            "size field that lies) or too large to read whole: read it with iter_events"
+        ) from exc
+
+
 def _resolve_format(path: Path, format: str | None) -> str:
     if format is None:
         return detect_format(path)
@@ -396,11 +410,12 @@ def read_events_with_report(
     source = str(path)
     sensor_size = _check_sensor_size(sensor_size)
     fmt = _resolve_format(path, format)
-    decoded = _decode(path, fmt, source, allow_truncated)
-    sensor = _pick_sensor(source, fmt, sensor_size, decoded.sensor_size)
-    result = assemble(
-        decoded, source=source, sensor_size=sensor, drop_out_of_range=drop_out_of_range
-    )
+    with _memory_guard(source):
+        decoded = _decode(path, fmt, source, allow_truncated)
+        sensor = _pick_sensor(source, fmt, sensor_size, decoded.sensor_size)
+        result = assemble(
+            decoded, source=source, sensor_size=sensor, drop_out_of_range=drop_out_of_range
+        )
     if decoded.truncated_bytes:
         logger.warning(
             "%s: file is truncated; read the %d complete events and skipped the incomplete "
@@ -541,7 +556,8 @@ class EventChunks:
             for i in range(0, len(self._whole), self.chunk_events):
                 yield self._whole[i : i + self.chunk_events]
             return
-        yield from self._stream()
+        with _memory_guard(str(self.path)):
+            yield from self._stream()
 
     def _decoded(self) -> Iterator[tuple[np.ndarray, np.ndarray, int, int, int]]:
         """``(records, stats, first_event, floor, truncated_bytes)`` per decoded block."""
@@ -603,7 +619,8 @@ class EventChunks:
             if ordered:
                 if len(events):
                     prev_t = int(events["t"][-1])
-                    yield events
+                    for i in range(0, len(events), self.chunk_events):
+                        yield events[i : i + self.chunk_events]
                 continue
             # Unordered (RAW): a later block holds no event below ``floor`` (the time base in
             # force), so everything below it is final; the rest waits for the next block.
@@ -613,10 +630,10 @@ class EventChunks:
                     events = events[np.argsort(events["t"], kind="stable")]
             cut = len(events) if floor < 0 else int(np.searchsorted(events["t"], floor, "left"))
             carry = events[cut:]
-            if cut:
-                yield events[:cut]
-        if len(carry):
-            yield carry
+            for i in range(0, cut, self.chunk_events):
+                yield events[i : min(cut, i + self.chunk_events)]
+        for i in range(0, len(carry), self.chunk_events):
+            yield carry[i : i + self.chunk_events]
 
 
 def iter_events(

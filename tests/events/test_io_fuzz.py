@@ -1,6 +1,6 @@
 """Fuzz the readers with mutated real (and written) files: byte flips, truncations, inserted
 garbage. Every read either returns valid events or raises EventFormatError; nothing else escapes,
-nothing hangs (each call runs under a timeout)."""
+nothing hangs (each call runs under a timeout); the chunked reader agrees with the whole-file one."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from testpaths import RECORDINGS
 
-from sdt3_event.events.io import read_events, write_events
+from sdt3_event.events.io import iter_events, read_events, write_events
 from sdt3_event.events.schema import EVENT_DTYPE, EventFormatError, make_events
 
 TIMEOUT_S = 20.0
@@ -98,6 +98,12 @@ def _read_guarded(path: Path, sensor):
         pytest.fail(f"read_events hung for more than {TIMEOUT_S} s on a mutated {path.name}")
 
 
+def _read_chunked(path: Path, sensor) -> np.ndarray:
+    chunks = list(iter_events(path, 700, sensor))
+    assert all(0 < len(c) <= 700 for c in chunks)
+    return np.concatenate(chunks) if chunks else np.empty(0, EVENT_DTYPE)
+
+
 def _check_mutant(data: bytes, name: str, sensor, ops) -> None:
     with tempfile.TemporaryDirectory() as d:
         path = Path(d) / name
@@ -106,7 +112,13 @@ def _check_mutant(data: bytes, name: str, sensor, ops) -> None:
             events, got_sensor = _read_guarded(path, sensor)
         except EventFormatError as exc:
             assert name in str(exc)
+            # the chunked reader rejects the same file (perhaps after some whole chunks)
+            with pytest.raises(EventFormatError, match=name):
+                _POOL.submit(_read_chunked, path, sensor).result(timeout=TIMEOUT_S)
             return
+        # the chunked reader (constant memory) returns exactly the same events
+        chunked = _POOL.submit(_read_chunked, path, sensor).result(timeout=TIMEOUT_S)
+        np.testing.assert_array_equal(chunked, events)
     # whatever was accepted must satisfy the schema
     assert events.dtype == EVENT_DTYPE and events.ndim == 1
     if len(events):
