@@ -1,23 +1,24 @@
-"""Event file decoding speed (Mev/s) per format, against the peer readers.
+"""Event file decoding speed (Mev/s) per format, against the peer readers, in one run.
 
-    python bench/bench_io.py            # real recordings + a 10-million-event synthetic stream
+    python bench/bench_io.py            # real recordings + a 10-million-event 640x480 stream
     python bench/bench_io.py --smoke    # 200k synthetic events, one repeat (seconds; CI)
 
 ``read_events`` (detection, decoding, range checks, validation: the whole call) is timed on the real
 recordings in ../shared/data/recordings (skipped when absent) and on a synthetic stream written in
-every format ``write_events`` can write. Each row also times the peer reader of that format and
-says whether the peer's events equal ours:
+every format ``write_events`` can write; ``iter_events`` (the chunked, constant-memory reader, 1M
+events per chunk) is timed beside it. Each row also times one peer reader of that format, in the
+same run on the same file, and says whether the peer's events equal ours:
 
-- AEDAT 4.0: Tonic's ``tonic.io.read_aedat4`` (the ``aedat`` package, no validation) and the
-  project's pure-Python/lz4 ``sdt3_event.events.aedat4.read_aedat4``;
+- AEDAT 4.0: the ``aedat`` package (Rust; what Tonic's ``read_aedat4`` wraps) and faery (Rust);
+- EVT 2.0 / EVT 3.0 / DAT: expelliarmus (C) and faery (Rust);
 - AEDAT 3.1 / 2.0: Tonic's ``get_aer_events_from_file`` plus the address bit layout;
-- EVT 2.0 / EVT 3.0 / DAT: expelliarmus (its EVT 3.0 decoder mis-times EVT_TIME_HIGH, so the
-  EVT 3.0 equality column is expected to say no);
 - npz / HDF5: a bare ``np.load`` / h5py read of the four arrays;
 - N-MNIST: Tonic's ``read_mnist_file``.
 
-Times are the best of ``--repeat`` runs, wall clock, single process. Results print as a table and
-go to ``bench/results/bench_io[_smoke].json``.
+``ratio`` is the peer's time over ours (above 1: we are faster). Peers return their own dtypes
+without validation; ours return the project's validated ``EVENT_DTYPE``. Times are the best of
+``--repeat`` runs, wall clock, single process. Results print as a table and go to
+``bench/results/bench_io[_smoke].json``.
 """
 
 from __future__ import annotations
@@ -70,16 +71,18 @@ def _same(ours: np.ndarray, ref) -> bool:
 
 
 # ------------------------------------------------------------------------------------ peers
-def peer_tonic_aedat4(path: Path, sensor):
-    from tonic.io import read_aedat4
+def peer_aedat(path: Path, sensor):
+    import aedat
 
-    return read_aedat4(str(path))
+    return np.concatenate([p["events"] for p in aedat.Decoder(str(path)) if "events" in p])
 
 
-def peer_project_aedat4(path: Path, sensor):
-    from sdt3_event.events.aedat4 import read_aedat4
+def peer_faery(path: Path, sensor):
+    import faery
 
-    return read_aedat4(path)[0]
+    dims = (sensor[0], sensor[1]) if sensor else (1280, 720)
+    raw = np.concatenate(list(faery.events_stream_from_file(path, dimensions_fallback=dims)))
+    return {"t": raw["t"], "x": raw["x"], "y": raw["y"], "p": raw["on"]}
 
 
 def _tonic_aer(path: Path):
@@ -134,12 +137,12 @@ def peer_tonic_nmnist(path: Path, sensor):
 
 
 PEERS = {
-    "aedat4": [("tonic.read_aedat4", peer_tonic_aedat4), ("sdt3 aedat4.py", peer_project_aedat4)],
+    "aedat4": [("aedat", peer_aedat), ("faery", peer_faery)],
     "aedat3": [("tonic aer+bits", peer_tonic_aedat3)],
     "aedat2": [("tonic aer+bits", peer_tonic_aedat2)],
-    "evt2": [("expelliarmus", _peer_expelliarmus("evt2"))],
-    "evt3": [("expelliarmus", _peer_expelliarmus("evt3"))],
-    "dat": [("expelliarmus", _peer_expelliarmus("dat"))],
+    "evt2": [("expelliarmus", _peer_expelliarmus("evt2")), ("faery", peer_faery)],
+    "evt3": [("expelliarmus", _peer_expelliarmus("evt3")), ("faery", peer_faery)],
+    "dat": [("expelliarmus", _peer_expelliarmus("dat")), ("faery", peer_faery)],
     "npz": [("np.load", peer_numpy_npz)],
     "hdf5": [("h5py", peer_h5py)],
     "nmnist": [("tonic.read_mnist_file", peer_tonic_nmnist)],
@@ -147,7 +150,7 @@ PEERS = {
 
 
 def bench_file(label: str, path: Path, sensor, repeat: int) -> list[dict]:
-    from sdt3_event.events.io import detect_format, read_events
+    from sdt3_event.events.io import STREAMING_FORMATS, detect_format, iter_events, read_events
 
     fmt = detect_format(path)
     sec, (events, _) = best_of(lambda: read_events(path, sensor), repeat)
@@ -160,6 +163,14 @@ def bench_file(label: str, path: Path, sensor, repeat: int) -> list[dict]:
         "ours_s": sec,
         "ours_mev_s": n / sec / 1e6,
     }
+    if fmt in STREAMING_FORMATS:
+
+        def chunked():
+            return sum(len(c) for c in iter_events(path, 1 << 20, sensor))
+
+        csec, count = best_of(chunked, repeat)
+        base["chunked_mev_s"] = n / csec / 1e6
+        base["chunked_equal"] = count == n
     rows = []
     for peer_name, peer in PEERS.get(fmt, []):
         try:
@@ -182,7 +193,7 @@ def bench_file(label: str, path: Path, sensor, repeat: int) -> list[dict]:
 def print_table(rows: list[dict]) -> None:
     head = (
         f"{'source':<34} {'format':<7} {'events':>10} {'MB':>7} {'ours Mev/s':>10} "
-        f"{'peer':<22} {'peer Mev/s':>10} {'ratio':>6} {'equal':>5}"
+        f"{'chunked':>8} {'peer':<22} {'peer Mev/s':>10} {'ratio':>6} {'equal':>5}"
     )
     print(head)
     print("-" * len(head))
@@ -197,9 +208,10 @@ def print_table(rows: list[dict]) -> None:
             )
         else:
             tail = f"{peer:<22}"
+        chunked = f"{r['chunked_mev_s']:>8.1f}" if "chunked_mev_s" in r else f"{'-':>8}"
         print(
             f"{r['source']:<34} {r['format']:<7} {r['events']:>10,} {r['file_mb']:>7.1f} "
-            f"{r['ours_mev_s']:>10.1f} {tail}"
+            f"{r['ours_mev_s']:>10.1f} {chunked} {tail}"
         )
 
 

@@ -75,6 +75,12 @@ class AssembledEvents:
     n_reordered: int
 
 
+def _log_dropped(source: str, n_dropped: int, sensor_size: SensorSize | None) -> None:
+    if n_dropped:
+        w, h = int(sensor_size[0]), int(sensor_size[1])
+        logger.warning("%s: dropped %d events outside the %dx%d sensor", source, n_dropped, w, h)
+
+
 def check_truncation(n_extra: int, source: str, what: str, allow_truncated: bool) -> int:
     """Raise for an incomplete trailing record unless the caller allowed truncation.
 
@@ -212,14 +218,7 @@ def assemble(
     # The schema's own validation (dtype, shape, sign). Coordinates and order were checked above,
     # once, on the wide contiguous columns (before narrowing to int16), so they are not repeated.
     events, _ = validate_events(events, None, source=source, require_sorted=False)
-    if n_dropped:
-        logger.warning(
-            "%s: dropped %d events outside the %dx%d sensor",
-            source,
-            n_dropped,
-            int(sensor_size[0]),
-            int(sensor_size[1]),
-        )
+    _log_dropped(source, n_dropped, sensor_size)
     return AssembledEvents(events=events, n_dropped=n_dropped, n_reordered=n_reordered)
 
 
@@ -328,12 +327,5 @@ def assemble_records(
         n_reordered = n_back
         events = events[np.argsort(t, kind="stable")]
         logger.debug("%s: sorted %d out-of-order events by time", source, n_reordered)
-    if n_dropped:
-        logger.warning(
-            "%s: dropped %d events outside the %dx%d sensor",
-            source,
-            n_dropped,
-            int(sensor_size[0]),
-            int(sensor_size[1]),
-        )
+    _log_dropped(source, n_dropped, sensor_size)
     return AssembledEvents(events=events, n_dropped=n_dropped, n_reordered=n_reordered)

@@ -640,10 +640,7 @@ def iter_events(
     path: str | os.PathLike,
     chunk_events: int = 1 << 20,
     sensor_size: SensorSize | None = None,
-    *,
-    format: str | None = None,
-    drop_out_of_range: bool = False,
-    allow_truncated: bool = False,
+    **options,
 ) -> EventChunks:
     """Read an event file chunk by chunk: constant memory for files larger than RAM.
 
@@ -662,9 +659,8 @@ def iter_events(
         chunk_events: the most events per chunk (RAW chunks may be shorter: events of the
             time base still open wait for the next block, where earlier-stamped ones may follow).
         sensor_size: ``(W, H, P)``, as for :func:`read_events`.
-        format: skip detection and use this :data:`FORMATS` key.
-        drop_out_of_range: drop (and count, in ``n_dropped``) events outside the sensor.
-        allow_truncated: stop at an incomplete tail (counted) instead of raising.
+        **options: ``format``, ``drop_out_of_range`` (dropped events are counted in
+            ``n_dropped``) and ``allow_truncated``, as for :func:`read_events`.
 
     Returns:
         An :class:`EventChunks`: iterate it for ``[n]`` ``EVENT_DTYPE`` chunks; its
@@ -675,14 +671,7 @@ def iter_events(
         ValueError: a malformed ``sensor_size``, unknown ``format`` or ``chunk_events < 1``.
         EventFormatError: as :func:`read_events`, on construction (header) or while iterating.
     """
-    return EventChunks(
-        path,
-        chunk_events,
-        sensor_size,
-        format=format,
-        drop_out_of_range=drop_out_of_range,
-        allow_truncated=allow_truncated,
-    )
+    return EventChunks(path, chunk_events, sensor_size, **options)
 
 
 def write_events(

@@ -10,6 +10,7 @@ import struct
 import h5py
 import numpy as np
 import pytest
+from event_support import random_events
 
 from sdt3_event.events.io import (
     detect_format,
@@ -21,13 +22,7 @@ from sdt3_event.events.schema import EventFormatError, make_events
 
 
 def _events(n=2000, w=128, h=128, seed=0, t_max=1_000_000):
-    rng = np.random.default_rng(seed)
-    return make_events(
-        np.sort(rng.integers(0, t_max, n)),
-        rng.integers(0, w, n),
-        rng.integers(0, h, n),
-        rng.integers(0, 2, n),
-    )
+    return random_events(n, w, h, seed, t_max)
 
 
 def _raises(path, match, **kwargs):

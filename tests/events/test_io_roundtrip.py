@@ -8,19 +8,14 @@ import struct
 import h5py
 import numpy as np
 import pytest
+from event_support import random_events
 
 from sdt3_event.events.io import FORMATS, detect_format, read_events, write_events
 from sdt3_event.events.schema import EVENT_DTYPE, make_events
 
 
 def _random_events(n: int, w: int, h: int, seed: int = 0, t_max: int = 2_000_000) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    return make_events(
-        np.sort(rng.integers(0, t_max, n)),
-        rng.integers(0, w, n),
-        rng.integers(0, h, n),
-        rng.integers(0, 2, n),
-    )
+    return random_events(n, w, h, seed, t_max)
 
 
 # ---------------------------------------------------------------- layouts built byte by byte

@@ -12,23 +12,17 @@ import textwrap
 
 import numpy as np
 import pytest
+from event_support import random_events
 
 from sdt3_event.events import EventFormatError, iter_events, read_events, write_events
 from sdt3_event.events.io import STREAMING_FORMATS
-from sdt3_event.events.schema import make_events
 
 SENSOR = (640, 480, 2)
 NAMES = {"evt2": "s.raw", "evt3": "s3.raw", "dat": "s.dat", "aedat4": "s.aedat4"}
 
 
 def _events(n=20_000, w=640, h=480, seed=0, t_max=3_000_000):
-    rng = np.random.default_rng(seed)
-    return make_events(
-        np.sort(rng.integers(0, t_max, n)),
-        rng.integers(0, w, n),
-        rng.integers(0, h, n),
-        rng.integers(0, 2, n),
-    )
+    return random_events(n, w, h, seed, t_max)
 
 
 def _concat(chunks):

@@ -1,0 +1,20 @@
+"""Event arrays for the reader tests (importable because pytest puts tests/ on sys.path)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from sdt3_event.events.schema import make_events
+
+
+def random_events(
+    n: int = 2000, w: int = 128, h: int = 128, seed: int = 0, t_max: int = 1_000_000
+) -> np.ndarray:
+    """``n`` events, uniform over a ``w`` x ``h`` sensor and ``[0, t_max)`` µs, sorted by time."""
+    rng = np.random.default_rng(seed)
+    return make_events(
+        np.sort(rng.integers(0, t_max, n)),
+        rng.integers(0, w, n),
+        rng.integers(0, h, n),
+        rng.integers(0, 2, n),
+    )
