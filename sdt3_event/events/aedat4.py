@@ -755,7 +755,7 @@ class Aedat4File:
         self.max_packet_bytes = max_packet_bytes
         self.allow_truncated = allow_truncated
         self.truncated_bytes = 0
-        self._size = self.path.stat().st_size
+        self.size = self.path.stat().st_size
         self._fp = open(self.path, "rb", buffering=1 << 20)  # noqa: SIM115 - closed by close()
         try:
             self.header = read_io_header(self._fp, what=self.what)
@@ -779,7 +779,7 @@ class Aedat4File:
             start_offset=fp.tell(),
             max_packet_bytes=self.max_packet_bytes,
             what=what,
-            end_offset=self._size,
+            end_offset=self.size,
         )
         while True:
             try:
@@ -792,7 +792,7 @@ class Aedat4File:
                         f"{exc}: the AEDAT 4.0 file is truncated or corrupt; re-copy it, or pass "
                         "allow_truncated=True to read the complete packets"
                     ) from exc
-                self.truncated_bytes = max(1, self._size - exc.offset)
+                self.truncated_bytes = max(1, self.size - exc.offset)
                 return
             if pkt.stream_id != self.stream_id:
                 continue
@@ -806,12 +806,12 @@ class Aedat4File:
         """The events the file's data table declares for the event stream (``None`` when the
         file has no readable data table). Only read from the table: for display, not trusted."""
         pos = self.header.data_table_position
-        if pos <= 0 or not 0 < self._size - pos <= self.max_packet_bytes:
+        if pos <= 0 or not 0 < self.size - pos <= self.max_packet_bytes:
             return None
         here = self._fp.tell()
         try:
             self._fp.seek(pos)
-            raw = self._fp.read(self._size - pos)
+            raw = self._fp.read(self.size - pos)
             where = f"{self.what}: data table at byte {pos}"
             table = decode_data_table(
                 decompress(
@@ -870,14 +870,23 @@ def decode_aedat4(
     from sdt3_event.events import _kernels
     from sdt3_event.events._assemble import DecodedRecords
 
-    with Aedat4File(path, stream=stream, allow_truncated=allow_truncated) as f:
-        raws = list(f.raw_packets())
     st = _kernels.new_state()
-    out = np.empty(sum(len(r) for r in raws), dtype=EVENT_DTYPE)
-    n = 0
-    for r in raws:  # each packet straight into its slice of the output: no concatenation
-        n = _kernels.dv16(r, st, out, n)
-    return DecodedRecords(out, st, f.sensor_size, ordered=True, truncated_bytes=f.truncated_bytes)
+    with Aedat4File(path, stream=stream, allow_truncated=allow_truncated) as f:
+        # Each packet goes straight into the output while its decompressed bytes are still in
+        # cache. The data table's count sizes the output (capped by the file size: the table is
+        # not trusted); without one, the output grows by doubling.
+        declared = f.count_events() or 0
+        out = np.empty(min(declared, f.size // 2), dtype=EVENT_DTYPE)
+        n = 0
+        for r in f.raw_packets():
+            if n + len(r) > len(out):
+                grown = np.empty(max(2 * len(out), n + len(r), 1 << 16), dtype=EVENT_DTYPE)
+                grown.view(_V13)[:n] = out.view(_V13)[:n]
+                out = grown
+            n = _kernels.dv16(r, st, out, n)
+    return DecodedRecords(
+        out[:n], st, f.sensor_size, ordered=True, truncated_bytes=f.truncated_bytes
+    )
 
 
 def read_aedat4(

@@ -39,6 +39,8 @@ from sdt3_event.events._assemble import (
     DecodedRecords,
     assemble,
     assemble_records,
+    concat,
+    take,
 )
 from sdt3_event.events.schema import EVENT_DTYPE, EventFormatError, SensorSize
 
@@ -590,6 +592,8 @@ class EventChunks:
                 yield out[:n], st.copy(), first, -1, f.truncated_bytes
 
     def _stream(self) -> Iterator[np.ndarray]:
+        from sdt3_event.events import _kernels
+
         source = str(self.path)
         ordered = FORMATS[self.format].ordered
         self.n_dropped = self.truncated_bytes = 0
@@ -619,21 +623,32 @@ class EventChunks:
             if ordered:
                 if len(events):
                     prev_t = int(events["t"][-1])
-                    for i in range(0, len(events), self.chunk_events):
-                        yield events[i : i + self.chunk_events]
+                    yield from self._pieces(events)
                 continue
             # Unordered (RAW): a later block holds no event below ``floor`` (the time base in
-            # force), so everything below it is final; the rest waits for the next block.
-            if len(carry):
-                events = np.concatenate([carry, events])
-                if len(carry) < len(events) and events["t"][len(carry)] < carry["t"][-1]:
-                    events = events[np.argsort(events["t"], kind="stable")]
-            cut = len(events) if floor < 0 else int(np.searchsorted(events["t"], floor, "left"))
+            # force), so everything below it is final; the rest (``carry``) waits for the next
+            # block. Only the next block's events stamped at or before the carry's last one merge
+            # with it (a stable sort of a few events); nothing large is ever copied.
+            if len(carry) and len(events):
+                j = _kernels.search_t(events, int(carry["t"][-1]) + 1)
+                if j:
+                    head = concat([carry, events[:j]])
+                    carry = take(head, np.argsort(head["t"], kind="stable"))
+                    events = events[j:]
+            # carry, then events: sorted; what lies below the new floor is final
+            k = len(carry) if floor < 0 else _kernels.search_t(carry, floor)
+            yield from self._pieces(carry[:k])
+            if k < len(carry):  # the time base did not advance past the carry (tiny blocks)
+                carry = concat([carry[k:], events])
+                continue
+            cut = len(events) if floor < 0 else _kernels.search_t(events, floor)
             carry = events[cut:]
-            for i in range(0, cut, self.chunk_events):
-                yield events[i : min(cut, i + self.chunk_events)]
-        for i in range(0, len(carry), self.chunk_events):
-            yield carry[i : i + self.chunk_events]
+            yield from self._pieces(events[:cut])
+        yield from self._pieces(carry)
+
+    def _pieces(self, events: np.ndarray) -> Iterator[np.ndarray]:
+        for i in range(0, len(events), self.chunk_events):
+            yield events[i : i + self.chunk_events]
 
 
 def iter_events(

@@ -44,6 +44,18 @@ def test_chunks_concatenate_to_read_events(tmp_path, fmt, chunk):
     np.testing.assert_array_equal(_concat(chunks), ev)
 
 
+@pytest.mark.parametrize("fmt", ["evt2", "evt3"])
+def test_dense_raw_blocks_that_stay_inside_one_time_base(tmp_path, fmt):
+    # ~50 events per 64 us: blocks of 16 events end before the time base advances, so the events
+    # held back for ordering span several blocks
+    ev = _events(5000, t_max=6000)
+    path = write_events(tmp_path / NAMES[fmt], ev, SENSOR, format=fmt)
+    full, _ = read_events(path, SENSOR)
+    np.testing.assert_array_equal(full, ev)
+    for chunk in (1, 16, 100):
+        np.testing.assert_array_equal(_concat(iter_events(path, chunk, SENSOR)), ev)
+
+
 def test_evt3_vectors_and_unordered_words(tmp_path):
     # hand-made EVT 3.0: a vector (VECT_BASE_X + VECT_12 + VECT_8), a time-low going back inside one
     # time high (out of order: sorted stably), an EM row whose events are skipped
