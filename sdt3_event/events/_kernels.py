@@ -143,13 +143,25 @@ def evt3(words, pos, st, out, n):
     row = st[E3_ROW]
     base_x = st[E3_BASE_X]
     base_p = st[E3_BASE_P]
+    # Branches in order of frequency. ``row`` and ``base_x`` are only set once a time base
+    # exists, so the event words need no separate "time base yet?" test.
     while pos < words.shape[0]:
         w = np.int64(words[pos])
         kind = w >> 12
-        if kind == 9 or kind == 11 or kind == 12:
-            st[ERR], st[ERR_AT], st[ERR_A] = ERR_RESERVED, pos, kind
-            break
-        if kind == 8:
+        if kind == 2:
+            if row >= 0:
+                if n >= cap:
+                    break
+                _put(out, n, st, tbase + low, w & 0x7FF, row, (w >> 11) & 1)
+                n += 1
+        elif kind == 6:
+            low = w & 0x0FFF
+        elif kind == 0:
+            if tbase >= 0:
+                row = w & 0x7FF
+            else:
+                st[N_SKIPPED] += 1
+        elif kind == 8:
             high = w & 0x0FFF
             if tbase >= 0:
                 if th_raw >= high + 2048:
@@ -164,40 +176,28 @@ def evt3(words, pos, st, out, n):
                 low = 0
             th_raw = high
             tbase = ((loops << 12) + high) << 12
-        elif tbase < 0:
-            st[N_SKIPPED] += 1
-        elif kind == 6:
-            low = w & 0x0FFF
-        elif kind == 0:
-            row = w & 0x7FF
-        elif kind == 1:
-            row = -2
-        elif kind == 2:
-            if row >= 0:
-                if n >= cap:
-                    break
-                _put(out, n, st, tbase + low, w & 0x7FF, row, (w >> 11) & 1)
-                n += 1
-        elif kind == 3:
-            base_x = w & 0x7FF
-            base_p = (w >> 11) & 1
         elif kind == 4 or kind == 5:
             width = 12 if kind == 4 else 8
-            if row >= 0 and base_x >= 0:
-                bits = w & (0xFFF if kind == 4 else 0xFF)
-                need = 0
-                b = bits
-                while b:
-                    need += b & 1
-                    b >>= 1
-                if n + need > cap:
-                    break
-                for i in range(width):
-                    if (bits >> i) & 1:
-                        _put(out, n, st, tbase + low, base_x + i, row, base_p)
-                        n += 1
             if base_x >= 0:
+                if row >= 0:
+                    bits = w & (0xFFF if kind == 4 else 0xFF)
+                    need = _VECTOR_EVENTS[w]
+                    if n + need > cap:
+                        break
+                    for i in range(width):
+                        if (bits >> i) & 1:
+                            _put(out, n, st, tbase + low, base_x + i, row, base_p)
+                            n += 1
                 base_x += width
+        elif kind == 3:
+            if tbase >= 0:
+                base_x = w & 0x7FF
+                base_p = (w >> 11) & 1
+        elif kind == 1:
+            row = -2
+        elif kind == 9 or kind == 11 or kind == 12:
+            st[ERR], st[ERR_AT], st[ERR_A] = ERR_RESERVED, pos, kind
+            break
         pos += 1
     st[TBASE] = tbase
     st[TH_RAW] = th_raw
@@ -210,20 +210,28 @@ def evt3(words, pos, st, out, n):
     return pos, n
 
 
+def _events_per_word() -> np.ndarray:
+    """Events each 16-bit EVT 3.0 word can carry: 1 for EVT_ADDR_X, the set validity bits for
+    VECT_12 / VECT_8, else 0."""
+    w = np.arange(1 << 16)
+    kind = w >> 12
+    bits = np.where(kind == 4, w & 0xFFF, np.where(kind == 5, w & 0xFF, 0))
+    count = np.zeros(1 << 16, np.int64)
+    for i in range(12):
+        count += (bits >> i) & 1
+    count[kind == 2] = 1
+    return count.astype(np.uint8)
+
+
+_VECTOR_EVENTS = _events_per_word()
+
+
 @numba.njit(cache=True, nogil=True)
 def evt3_capacity(words):
     """An upper bound of the events in EVT 3.0 words (single events + vector bits)."""
     total = 0
     for i in range(words.shape[0]):
-        w = np.int64(words[i])
-        kind = w >> 12
-        if kind == 2:
-            total += 1
-        elif kind == 4 or kind == 5:
-            b = w & (0xFFF if kind == 4 else 0xFF)
-            while b:
-                total += b & 1
-                b >>= 1
+        total += _VECTOR_EVENTS[words[i]]
     return total
 
 

@@ -254,3 +254,24 @@ def test_readers_under_an_address_space_limit(recordings_dir, tmp_path):
         assert " EventFormatError " in line or line.endswith(" OK"), line
     # the mutant is rejected by the length check, naming the packet's byte offset
     assert "packet at byte 634043" in lines[0] and "EventFormatError" in lines[0]
+
+
+def test_evt2_out_of_order_inside_each_time_base(tmp_path):
+    # Prophesee readouts are out of order inside one time base: shuffle each 64 us group, then
+    # both readers must return the stable sort of the file's order, chunk boundaries anywhere
+    from sdt3_event.events._prophesee import encode_evt2
+
+    ev = _events(20_000, t_max=200_000)
+    rng = np.random.default_rng(1)
+    group = ev["t"] >> 6
+    order = np.lexsort((rng.random(len(ev)), group))
+    shuffled = ev[order]
+    path = tmp_path / "u.raw"
+    path.write_bytes(encode_evt2(shuffled, SENSOR))
+    expected = shuffled[np.argsort(shuffled["t"], kind="stable")]
+    full, _ = read_events(path, SENSOR)
+    np.testing.assert_array_equal(full, expected)
+    for chunk in (1, 50, 777, 1 << 20):
+        got = list(iter_events(path, chunk, SENSOR))
+        assert all(np.all(np.diff(c["t"]) >= 0) for c in got)
+        np.testing.assert_array_equal(np.concatenate(got), expected)
