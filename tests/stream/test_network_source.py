@@ -162,6 +162,23 @@ def test_looping_replay_keeps_time_increasing():
     np.testing.assert_array_equal(second[["x", "y", "p"]], ev[["x", "y", "p"]])
 
 
+@pytest.mark.parametrize("name, fmt", [("rec.raw", "evt2"), ("rec.aedat4", "aedat4")])
+def test_a_served_file_is_read_chunk_by_chunk_by_each_client(tmp_path, name, fmt):
+    from sdt3_event.events import write_events
+
+    ev = random_events(20_000)
+    path = write_events(tmp_path / name, ev, SENSOR, format=fmt)
+    server = DVServer.from_file(path, SENSOR, speed=0, loop=True, linger_s=0)
+    assert server.n_events == (len(ev) if fmt == "aedat4" else None)  # the data table says
+    with server:
+        src = NetworkSource(HOST, server.port, reconnect=False)
+        got = collect(src, limit=2 * len(ev))
+        src.close()
+    np.testing.assert_array_equal(got[: len(ev)], ev)
+    assert np.all(np.diff(got["t"]) >= 0)  # the second pass continues the time line
+    np.testing.assert_array_equal(got[len(ev) :][["x", "y", "p"]], ev[["x", "y", "p"]])
+
+
 def test_paced_replay_delivers_everything():
     ev = random_events(2000, span_us=150_000)  # 0.15 s of events at speed 2 -> ~0.08 s
     with DVServer(ev, SENSOR, speed=2.0, linger_s=0) as server:
