@@ -657,6 +657,15 @@ def iter_packets(
     )
     while True:
         if stop >= 0 and offset >= stop:
+            # A corrupt dataTablePosition must not end the read early in silence: the table is
+            # never a packet of a declared stream.
+            if 0 <= offset and offset + 8 <= end_offset:
+                sid, size = PACKET_HEADER.unpack(bytes(_read_exact(fp, 8, what)))
+                if sid in known and 0 <= size <= end_offset - offset - 8:
+                    raise EventFormatError(
+                        f"{what}: the header's dataTablePosition ({stop}) points at a packet of "
+                        f"stream {sid} (byte {offset}), not at the data table; the header is corrupt"
+                    )
             return
         if 0 <= offset < end_offset < offset + 8:
             raise TruncatedError(
@@ -720,6 +729,10 @@ def decode_packet_events(
     where = f"{what}: packet of stream {packet.stream_id}"
     data = decompress(packet.payload, compression, max_bytes=max_packet_bytes, what=where)
     return decode_event_packet(data, where)
+
+
+#: The data table is read (for an event count) only when it is at most this large.
+_MAX_TABLE_BYTES = 32 * 1024 * 1024
 
 
 class Aedat4File:
@@ -806,7 +819,7 @@ class Aedat4File:
         """The events the file's data table declares for the event stream (``None`` when the
         file has no readable data table). Only read from the table: for display, not trusted."""
         pos = self.header.data_table_position
-        if pos <= 0 or not 0 < self.size - pos <= self.max_packet_bytes:
+        if pos <= 0 or not 0 < self.size - pos <= _MAX_TABLE_BYTES:
             return None
         here = self._fp.tell()
         try:
@@ -819,7 +832,7 @@ class Aedat4File:
                 ),
                 where,
             )
-        except EventFormatError:
+        except (EventFormatError, MemoryError):
             return None
         finally:
             self._fp.seek(here)

@@ -180,6 +180,25 @@ def test_dat_time_going_backwards_across_chunks_raises(tmp_path):
             list(iter_events(path, chunk))
 
 
+def test_aedat4_data_table_position_pointing_at_a_packet_raises(tmp_path):
+    # a dataTablePosition moved into the packets would end the read early: it raises instead
+    from sdt3_event.events import aedat4
+
+    ev = _events(5000)
+    path = aedat4.write_aedat4(tmp_path / "t.aedat4", ev, SENSOR, packet_size=1000)
+    with aedat4.Aedat4File(path) as f:
+        header_end = f._fp.tell()
+        good = f.header.data_table_position
+    data = bytearray(path.read_bytes())
+    at = data.index(struct.pack("<q", good))
+    data[at : at + 8] = struct.pack("<q", header_end)  # the first packet
+    path.write_bytes(bytes(data))
+    with pytest.raises(EventFormatError, match="dataTablePosition"):
+        read_events(path)
+    with pytest.raises(EventFormatError, match="dataTablePosition"):
+        list(iter_events(path, 1000))
+
+
 def test_truncated_aedat4_chunked(recordings_dir, tmp_path):
     data = (recordings_dir / "davis346_346x260.aedat4").read_bytes()
     path = tmp_path / "cut.aedat4"
