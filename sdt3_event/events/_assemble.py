@@ -273,7 +273,7 @@ def assemble_records(
     ordered: bool,
     drop_out_of_range: bool = False,
     first_event: int = 0,
-    prev_t: int = -1,
+    prev_t: int | None = None,
 ) -> AssembledEvents:
     """:func:`assemble` for records written by a compiled kernel, using the kernel's statistics.
 
@@ -323,7 +323,7 @@ def assemble_records(
                 t = events["t"]
                 n_back = int(np.count_nonzero(t[1:] < t[:-1]))
     n_reordered = 0
-    if ordered and n and int(events["t"][0]) < prev_t:
+    if ordered and n and prev_t is not None and int(events["t"][0]) < prev_t:
         raise EventFormatError(
             f"{source}: timestamps go backwards at event {first_event} ({prev_t} -> "
             f"{int(events['t'][0])} us); the file is corrupt or was written unsorted"
@@ -340,5 +340,10 @@ def assemble_records(
         n_reordered = n_back
         events = take(events, np.argsort(t, kind="stable"))
         logger.debug("%s: sorted %d out-of-order events by time", source, n_reordered)
+    if n and int(events["t"][0]) < 0:  # sorted: the first is the smallest
+        raise EventFormatError(
+            f"{source}: negative timestamp {int(events['t'][0])} us; the file is corrupt or its "
+            "time base is not microseconds since a start"
+        )
     _log_dropped(source, n_dropped, sensor_size)
     return AssembledEvents(events=events, n_dropped=n_dropped, n_reordered=n_reordered)

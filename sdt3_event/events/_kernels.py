@@ -18,7 +18,7 @@ import numba
 import numpy as np
 
 # ---- shared state slots (see new_state)
-LAST_T = 0  # t of the last event written (-1: none yet)
+LAST_T = 0  # t of the last event written (int64 min: none yet)
 N_BACK = 1  # events whose t is below the previous event's
 BACK_AT = 2  # index (counted over all events written with this state) of the first such event
 BACK_FROM = 3  # the t before it
@@ -47,7 +47,7 @@ ERR_POLARITY = 3  # a DAT polarity field above 1 (ERR_A: the field)
 def new_state() -> np.ndarray:
     """A fresh decoder state (nothing decoded yet)."""
     st = np.zeros(N_STATE, np.int64)
-    st[LAST_T] = -1
+    st[LAST_T] = np.iinfo(np.int64).min
     st[BACK_AT] = -1
     st[MIN_X] = st[MIN_Y] = np.iinfo(np.int64).max
     st[MAX_X] = st[MAX_Y] = np.iinfo(np.int64).min

@@ -597,7 +597,7 @@ class EventChunks:
         source = str(self.path)
         ordered = FORMATS[self.format].ordered
         self.n_dropped = self.truncated_bytes = 0
-        prev_t = -1
+        prev_t = None
         carry = np.empty(0, EVENT_DTYPE)  # unordered formats: events a later block may precede
         for records, stats, first, floor, truncated in self._decoded():
             got = assemble_records(

@@ -199,6 +199,20 @@ def test_aedat4_data_table_position_pointing_at_a_packet_raises(tmp_path):
         list(iter_events(path, 1000))
 
 
+def test_aedat4_negative_timestamps_raise(tmp_path):
+    from sdt3_event.events import aedat4
+
+    ev = _events(3000)
+    ev["t"] -= 1000  # the first events go below zero
+    path = tmp_path / "n.aedat4"
+    with aedat4.Aedat4Writer(path, SENSOR, validate=False) as w:
+        w.write(ev)
+    with pytest.raises(EventFormatError, match="negative timestamp"):
+        read_events(path)
+    with pytest.raises(EventFormatError, match="negative timestamp"):
+        list(iter_events(path, 1000))
+
+
 def test_truncated_aedat4_chunked(recordings_dir, tmp_path):
     data = (recordings_dir / "davis346_346x260.aedat4").read_bytes()
     path = tmp_path / "cut.aedat4"
