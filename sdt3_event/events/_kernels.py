@@ -20,23 +20,21 @@ import numpy as np
 # ---- shared state slots (see new_state)
 LAST_T = 0  # t of the last event written (int64 min: none yet)
 N_BACK = 1  # events whose t is below the previous event's
-BACK_AT = 2  # index (counted over all events written with this state) of the first such event
-BACK_FROM = 3  # the t before it
-MIN_X, MAX_X, MIN_Y, MAX_Y = 4, 5, 6, 7
-ERR = 8  # error code (0: none); see ERRORS
-ERR_AT = 9  # index of the offending word / record in ``words``
-ERR_A, ERR_B = 10, 11  # values for the message
-N_TOTAL = 12  # events written with this state so far
+MIN_X, MAX_X, MIN_Y, MAX_Y = 2, 3, 4, 5
+ERR = 6  # error code (0: none): one of the ERR_* codes below
+ERR_AT = 7  # index of the offending word / record in ``words``
+ERR_A, ERR_B = 8, 9  # values for the message
+N_TOTAL = 10  # events written with this state so far
 # ---- format-specific slots
-TBASE = 13  # EVT 2.0: the time base (time high << 6, unwrapped); EVT 3.0: time high << 12; -1: none
-TH_RAW = 14  # the last raw time-high field
-TH_WRAPS = 15  # wraps / loops of the time-high field so far
-N_SKIPPED = 16  # events without a time base (EVT 2.0) or words before the first time high (EVT 3.0)
-E3_LOW = 17  # EVT 3.0: the time-low field in force (0 after the high part changed)
-E3_ROW = 18  # EVT 3.0: y of the last EVT_ADDR_Y (-1: none, -2: the last row word was an EM row)
-E3_BASE_X = 19  # EVT 3.0: the vector base x (-1: none)
-E3_BASE_P = 20  # EVT 3.0: the vector base polarity
-N_STATE = 21
+TBASE = 11  # EVT 2.0: the time base (time high << 6, unwrapped); EVT 3.0: time high << 12; -1: none
+TH_RAW = 12  # the last raw time-high field
+TH_WRAPS = 13  # wraps / loops of the time-high field so far
+N_SKIPPED = 14  # events without a time base (EVT 2.0) or words before the first time high (EVT 3.0)
+E3_LOW = 15  # EVT 3.0: the time-low field in force (0 after the high part changed)
+E3_ROW = 16  # EVT 3.0: y of the last EVT_ADDR_Y (-1: none, -2: the last row word was an EM row)
+E3_BASE_X = 17  # EVT 3.0: the vector base x (-1: none)
+E3_BASE_P = 18  # EVT 3.0: the vector base polarity
+N_STATE = 19
 
 #: Error codes a kernel leaves in ``st[ERR]``.
 ERR_RESERVED = 1  # a reserved word type (ERR_A: the type)
@@ -48,7 +46,6 @@ def new_state() -> np.ndarray:
     """A fresh decoder state (nothing decoded yet)."""
     st = np.zeros(N_STATE, np.int64)
     st[LAST_T] = np.iinfo(np.int64).min
-    st[BACK_AT] = -1
     st[MIN_X] = st[MIN_Y] = np.iinfo(np.int64).max
     st[MAX_X] = st[MAX_Y] = np.iinfo(np.int64).min
     st[TBASE] = -1
@@ -65,9 +62,6 @@ def _put(out, n, st, t, x, y, p):
     e.y = y
     e.p = p
     if t < st[LAST_T]:
-        if st[N_BACK] == 0:
-            st[BACK_AT] = st[N_TOTAL] + n
-            st[BACK_FROM] = st[LAST_T]
         st[N_BACK] += 1
     st[LAST_T] = t
     if x < st[MIN_X]:
