@@ -1,6 +1,8 @@
 """Model registry in the timm style: ``register_model`` / ``create_model`` / ``list_models``.
 
-Model families register their factories on import of :mod:`sdt3_event.models`. Official factory names
+The model families declare their factories in :mod:`sdt3_event.models` (``model_entry``), and the
+registry collects them the first time it needs them; no family module imports the registry. Official
+factory names
 (``Efficient_Spiking_Transformer_scaling_8_19M``, ``metaspikformer_8_512``, ...) are registered as
 aliases of the project's names (``sdt3_19m_hardvs``, ...).
 """
@@ -48,7 +50,11 @@ def register_model(
 
 
 def _ensure_families_loaded() -> None:
-    import sdt3_event.models  # noqa: F401  (registers every family)
+    from sdt3_event.models import MODEL_ENTRIES  # torch loads here, when a model is first needed
+
+    for name, (factory, aliases) in MODEL_ENTRIES.items():
+        if _MODELS.get(name) is not factory:
+            register_model(factory, name=name, aliases=aliases)
 
 
 def resolve_name(name: str) -> str:

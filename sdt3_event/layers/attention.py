@@ -14,7 +14,9 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-ATTENTION_ORDERS = ("linear", "quadratic")
+from sdt3_event.layers.snn import ATTENTION_ORDERS, check_attention_order, configure_snn
+
+__all__ = ["ATTENTION_ORDERS", "SpikeMatMulAttention", "set_attention_order"]
 
 
 class SpikeMatMulAttention(nn.Module):
@@ -33,10 +35,12 @@ class SpikeMatMulAttention(nn.Module):
 
     def __init__(self, scale: float, order: str = "linear") -> None:
         super().__init__()
-        if order not in ATTENTION_ORDERS:
-            raise ValueError(f"order must be one of {ATTENTION_ORDERS}, got {order!r}")
         self.scale = float(scale)
-        self.order = order
+        self.set_order(order)
+
+    def set_order(self, order: str) -> None:
+        """Switch the product order (``"linear"`` or ``"quadratic"``); used by ``configure_snn``."""
+        self.order = check_attention_order(order)
 
     def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         if self.order == "linear":
@@ -50,16 +54,11 @@ class SpikeMatMulAttention(nn.Module):
 
 
 def set_attention_order(model: nn.Module, order: str) -> int:
-    """Switch every :class:`SpikeMatMulAttention` in ``model`` to ``order``; returns how many.
+    """Deprecated alias of ``configure_snn(model, attention_order=order)``; returns how many
+    :class:`SpikeMatMulAttention` modules were switched.
 
     Raises:
         ValueError: unknown ``order``.
     """
-    if order not in ATTENTION_ORDERS:
-        raise ValueError(f"order must be one of {ATTENTION_ORDERS}, got {order!r}")
-    n = 0
-    for m in model.modules():
-        if isinstance(m, SpikeMatMulAttention):
-            m.order = order
-            n += 1
-    return n
+    configure_snn(model, attention_order=order)
+    return sum(isinstance(m, SpikeMatMulAttention) for m in model.modules())

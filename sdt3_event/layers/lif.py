@@ -18,8 +18,9 @@ SpikingJelly's LIF operator module is first imported.
   SpikingJelly has not bound one yet) and the first CUDA call checks the binding, raising if another
   one is in force. These backends need CUDA tensors.
 
-Choose the backend once, at the application boundary (``create_model(..., backend="triton")``); model
-code passes the option through and never names a backend itself.
+Choose the backend once, at the application boundary
+(:func:`~sdt3_event.layers.snn.configure_snn` or ``create_model(..., backend="triton")``); model code
+never names a backend.
 
 Every call integrates the whole ``[T, ...]`` sequence from a membrane potential of 0 (the official
 training loop calls ``reset_net`` after every batch; here the reset is built into each call), so no
@@ -35,30 +36,17 @@ import sys
 import torch
 import torch.nn as nn
 
+from sdt3_event.layers.snn import check_backend, configure_snn
+
 logger = logging.getLogger(__name__)
 
-LIF_BACKENDS: tuple[str, ...] = ("auto", "torch", "cuda", "triton")
 _SJ_ENV = "SJ_LIF_CUDA_IMPLEMENTATION"
 _SJ_LIF_OPS = "spikingjelly._ops.lif"
 
 TAU = 2.0
 SURROGATE_ALPHA = 4.0
 
-
-def check_lif_backend(backend: str) -> str:
-    """Validate a LIF backend name and return it.
-
-    Raises:
-        ValueError: for an unknown name; the message lists the valid ones.
-    """
-    if backend == "cupy":
-        raise ValueError(
-            "backend 'cupy' does not exist in SpikingJelly 2.0 (the papers used 0.0.0.0.12); "
-            "use 'cuda' (native CUDA kernels), 'triton', 'torch', or 'auto'"
-        )
-    if backend not in LIF_BACKENDS:
-        raise ValueError(f"unknown LIF backend {backend!r}; choose one of {LIF_BACKENDS}")
-    return backend
+check_lif_backend = check_backend  # the name the V1/V2 tests know
 
 
 def _request_cuda_implementation(backend: str) -> None:
@@ -107,11 +95,20 @@ class MultiStepLIF(nn.Module):
     def __init__(self, v_threshold: float = 1.0, backend: str = "auto") -> None:
         super().__init__()
         self.v_threshold = float(v_threshold)
-        self.backend = check_lif_backend(backend)
         self.surrogate = _sigmoid_surrogate()
-        self._checked_devices: set[int] = set()
+        self.set_backend(check_backend(backend))
+
+    def check_backend(self, backend: str) -> None:
+        """Raise ValueError unless ``backend`` is a LIF backend (every name in ``BACKENDS`` is)."""
+        check_backend(backend)
+
+    def set_backend(self, backend: str) -> None:
+        """Switch to ``backend`` (see the module docstring); used by ``configure_snn``."""
+        check_backend(backend)
         if backend in ("cuda", "triton"):
             _request_cuda_implementation(backend)
+        self.backend = backend
+        self._checked_devices: set[int] = set()
 
     def extra_repr(self) -> str:
         return f"v_threshold={self.v_threshold}, tau={TAU}, backend={self.backend!r}"
@@ -177,19 +174,5 @@ class MultiStepLIF(nn.Module):
 
 
 def set_lif_backend(model: nn.Module, backend: str) -> nn.Module:
-    """Switch every :class:`MultiStepLIF` in ``model`` to ``backend`` (e.g. after loading on CPU).
-
-    Returns:
-        ``model`` itself; its ``model_config["backend"]`` is updated when present.
-    """
-    check_lif_backend(backend)
-    if backend in ("cuda", "triton"):
-        _request_cuda_implementation(backend)
-    for module in model.modules():
-        if isinstance(module, MultiStepLIF):
-            module.backend = backend
-            module._checked_devices = set()
-    config = getattr(model, "model_config", None)
-    if isinstance(config, dict) and "backend" in config:
-        config["backend"] = backend
-    return model
+    """Deprecated alias of ``configure_snn(model, backend=backend)``; returns ``model``."""
+    return configure_snn(model, backend=backend)

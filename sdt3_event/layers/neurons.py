@@ -36,11 +36,12 @@ from typing import Any
 import torch
 import torch.nn as nn
 
+from sdt3_event.layers.snn import check_backend, configure_snn
+
 logger = logging.getLogger(__name__)
 
 ROUNDING_MODES = ("half_even", "half_up")
 NEURON_KINDS = ("quant", "temporal_if")
-TEMPORAL_BACKENDS = ("torch", "auto", "cuda", "triton")
 
 # 1 - 1/tau rounds to exactly 1.0 in float32 for this tau: the I-LIF operator becomes an IF neuron.
 _IF_TAU = 1e30
@@ -221,18 +222,20 @@ class TemporalIF(MultiSpike):
         backend: str = "torch",
     ) -> None:
         super().__init__(D=D, norm=norm, rounding=rounding, inclusive=inclusive)
-        if backend == "cupy":
-            raise ValueError(
-                "spikingjelly 2.0 has no cupy neuron backend; use backend='cuda' (its native CUDA "
-                "kernels) or 'triton'"
-            )
-        if backend not in TEMPORAL_BACKENDS:
-            raise ValueError(f"backend must be one of {TEMPORAL_BACKENDS}, got {backend!r}")
-        if backend != "torch" and (rounding != "half_even" or not inclusive):
+        self.set_backend(backend)
+
+    def check_backend(self, backend: str) -> None:
+        """Raise ValueError unless this neuron (its rounding and window) can run on ``backend``."""
+        check_backend(backend)
+        if backend != "torch" and (self.rounding != "half_even" or not self.inclusive):
             raise ValueError(
                 f"backend {backend!r} (spikingjelly I-LIF) supports rounding='half_even' with an "
                 "inclusive window only; use backend='torch'"
             )
+
+    def set_backend(self, backend: str) -> None:
+        """Switch to ``backend`` (see the module docstring); used by ``configure_snn``."""
+        self.check_backend(backend)
         self.backend = backend
 
     def counts(self, u: torch.Tensor) -> torch.Tensor:
@@ -287,18 +290,13 @@ def make_neuron(
 
 
 def set_temporal_backend(model: nn.Module, backend: str) -> int:
-    """Switch every :class:`TemporalIF` in ``model`` to ``backend`` (at the app boundary, e.g. after
-    loading a checkpoint trained with ``"torch"`` on a GPU machine). Returns how many were switched.
+    """Deprecated alias of ``configure_snn(model, backend=backend)``; returns how many
+    :class:`TemporalIF` neurons there are (the model is left as it was when there are none).
 
     Raises:
         ValueError: unknown backend, or one a neuron's rounding/window cannot use.
     """
-    neurons = [m for m in model.modules() if isinstance(m, TemporalIF)]
-    for m in neurons:  # validate all first: never leave a model half switched
-        TemporalIF(D=m.D, norm=m.norm, rounding=m.rounding, inclusive=m.inclusive, backend=backend)
-    for m in neurons:
-        m.backend = backend
-    config = getattr(model, "model_config", None)
-    if neurons and isinstance(config, dict) and "backend" in config:
-        config["backend"] = backend
-    return len(neurons)
+    n = sum(isinstance(m, TemporalIF) for m in model.modules())
+    if n:
+        configure_snn(model, backend=backend)
+    return n

@@ -18,15 +18,22 @@ from the tensors, not recomputed as ``H // ratio`` (which breaks on odd sizes).
 
 from __future__ import annotations
 
-import inspect
 from typing import Any
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from sdt3_event.layers.lif import MultiStepLIF, check_lif_backend
-from sdt3_event.registry import register_model
+from sdt3_event.layers.lif import MultiStepLIF
+from sdt3_event.layers.timestep import flat_apply
+from sdt3_event.models._builder import (
+    CIFAR10_MEAN,
+    CIFAR10_STD,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    SpikingModelMixin,
+    model_entry,
+)
 
 __all__ = [
     "SpikeDrivenTransformer",
@@ -34,64 +41,7 @@ __all__ = [
     "SpikeDrivenSelfAttention",
     "SpikingConvMLP",
     "SpikeDrivenBlock",
-    "to_time_major",
-    "per_frame",
-    "reset_stateful_modules",
-    "build_variant",
 ]
-
-
-def to_time_major(x: torch.Tensor, T: int, in_chans: int, model_name: str) -> torch.Tensor:
-    """Bring model input to the time-major layout ``(T, B, P, H, W)``.
-
-    Event frames ``(B, T, P, H, W)`` are transposed (their own T is used); static images
-    ``(B, C, H, W)`` are repeated over the model's ``T`` time steps, as the official code does.
-
-    Raises:
-        ValueError: for any other rank or a channel count different from ``in_chans``; the message
-            names the expected shapes.
-    """
-    expected = (
-        f"{model_name} expects event frames (B, T, {in_chans}, H, W) or images "
-        f"(B, {in_chans}, H, W)"
-    )
-    if not x.is_floating_point():
-        x = x.float()  # e.g. integer or boolean event counts
-    if x.ndim == 5:
-        if x.shape[2] != in_chans:
-            raise ValueError(f"{expected}; got {tuple(x.shape)} (P={x.shape[2]} != {in_chans})")
-        return x.transpose(0, 1)  # (B, T, P, H, W) -> (T, B, P, H, W)
-    if x.ndim == 4:
-        if x.shape[1] != in_chans:
-            raise ValueError(f"{expected}; got {tuple(x.shape)} (C={x.shape[1]} != {in_chans})")
-        return x.unsqueeze(0).expand(T, *x.shape)  # (B, C, H, W) -> (T, B, C, H, W)
-    raise ValueError(f"{expected}; got a {x.ndim}-D tensor of shape {tuple(x.shape)}")
-
-
-def reset_stateful_modules(model: nn.Module) -> None:
-    """Reset every submodule that carries neuron state (anything with a ``reset()`` method).
-
-    The LIF neurons of V1/V2 start from ``v = 0`` on every call and hold nothing between calls; this
-    also covers SpikingJelly memory modules or stateful neurons swapped into a model.
-    """
-    for module in model.modules():
-        if module is model:
-            continue
-        reset = getattr(module, "reset", None)
-        if callable(reset):
-            reset()
-
-
-def per_frame(x: torch.Tensor, *modules: nn.Module) -> torch.Tensor:
-    """Apply per-frame modules (conv, BN, pooling) to ``(T, B, ...)`` with T and B merged.
-
-    BatchNorm statistics are therefore shared over T and B, as in the official code.
-    """
-    T, B = x.shape[:2]
-    y = x.flatten(0, 1)  # (T, B, ...) -> (T*B, ...)
-    for module in modules:
-        y = module(y)
-    return y.reshape(T, B, *y.shape[1:])  # (T*B, ...) -> (T, B, ...)
 
 
 class SpikingPatchSplitting(nn.Module):
@@ -125,10 +75,10 @@ class SpikingPatchSplitting(nn.Module):
     def _stage(self, i: int, x: torch.Tensor) -> torch.Tensor:
         sfx = ["", "1", "2", "3"][i]
         conv, bn = getattr(self, f"proj_conv{sfx}"), getattr(self, f"proj_bn{sfx}")
-        return per_frame(x, conv, bn)
+        return flat_apply(lambda t: bn(conv(t)), x)
 
     def _maybe_pool(self, i: int, x: torch.Tensor) -> torch.Tensor:
-        return per_frame(x, self.pool) if self.pooling_stat[i] == "1" else x
+        return flat_apply(self.pool, x) if self.pooling_stat[i] == "1" else x
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for i, sfx in enumerate(["", "1", "2"]):
@@ -137,7 +87,7 @@ class SpikingPatchSplitting(nn.Module):
             x = self._maybe_pool(i, x)
         x = self._maybe_pool(3, self._stage(3, x))  # real-valued features (T, B, D, h, w)
         feat = x
-        x = per_frame(self.proj_lif3(x), self.rpe_conv, self.rpe_bn)
+        x = flat_apply(lambda t: self.rpe_bn(self.rpe_conv(t)), self.proj_lif3(x))
         return x + feat
 
 
@@ -183,7 +133,7 @@ class SpikeDrivenSelfAttention(nn.Module):
 
     def _heads(self, name: str, s: torch.Tensor) -> torch.Tensor:
         conv, bn = getattr(self, f"{name}_conv"), getattr(self, f"{name}_bn")
-        z = getattr(self, f"{name}_lif")(per_frame(s, conv, bn))  # (T, B, C, H, W)
+        z = getattr(self, f"{name}_lif")(flat_apply(lambda t: bn(conv(t)), s))  # (T, B, C, H, W)
         if self.dvs_pool and name != "q":
             z = _erode(z)
         T, B, C, H, W = z.shape
@@ -202,7 +152,7 @@ class SpikeDrivenSelfAttention(nn.Module):
         if self.dvs_pool:
             y = _erode(y)
         y = y.transpose(-1, -2).reshape(T, B, C, H, W)  # (T, B, h, d, N) -> (T, B, C, H, W)
-        return x + per_frame(y, self.proj_conv, self.proj_bn)
+        return x + flat_apply(lambda t: self.proj_bn(self.proj_conv(t)), y)
 
 
 class SpikingConvMLP(nn.Module):
@@ -227,11 +177,11 @@ class SpikingConvMLP(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         identity = x
-        y = per_frame(self.fc1_lif(x), self.fc1_conv, self.fc1_bn)
+        y = flat_apply(lambda t: self.fc1_bn(self.fc1_conv(t)), self.fc1_lif(x))
         if self.inner_residual:
             y = y + identity
             identity = y
-        y = per_frame(self.fc2_lif(y), self.fc2_conv, self.fc2_bn)
+        y = flat_apply(lambda t: self.fc2_bn(self.fc2_conv(t)), self.fc2_lif(y))
         return y + identity
 
 
@@ -258,7 +208,7 @@ class SpikeDrivenBlock(nn.Module):
         return self.mlp(self.attn(x))
 
 
-class SpikeDrivenTransformer(nn.Module):
+class SpikeDrivenTransformer(SpikingModelMixin, nn.Module):
     """Spike-Driven Transformer V1 (official ``SpikeDrivenTransformer`` / timm ``sdt``).
 
     Args:
@@ -271,7 +221,6 @@ class SpikeDrivenTransformer(nn.Module):
         T: time steps a static image is repeated over (event input brings its own T).
         pooling_stat: which of the four stem stages max-pool (``"1111"`` ImageNet 224 -> 14,
             ``"0011"`` CIFAR 32 -> 8, ``"0111"`` Gesture 128 -> 16).
-        backend: LIF backend (:data:`~sdt3_event.layers.lif.LIF_BACKENDS`).
         dvs_pool: the 3x3 erosion inside the attention used by the official CIFAR10-DVS model.
 
     Shape:
@@ -293,11 +242,9 @@ class SpikeDrivenTransformer(nn.Module):
         mlp_ratio: float = 4.0,
         T: int = 4,
         pooling_stat: str = "1111",
-        backend: str = "auto",
         dvs_pool: bool = False,
     ) -> None:
         super().__init__()
-        check_lif_backend(backend)
         if T < 1:
             raise ValueError(f"T must be >= 1, got {T}")
         self.model_config: dict[str, Any] = {
@@ -309,20 +256,19 @@ class SpikeDrivenTransformer(nn.Module):
             "mlp_ratio": mlp_ratio,
             "T": T,
             "pooling_stat": pooling_stat,
-            "backend": backend,
             "dvs_pool": dvs_pool,
         }
         self.in_chans = in_chans
         self.num_classes = num_classes
         self.T = T
-        self.patch_embed = SpikingPatchSplitting(in_chans, embed_dim, pooling_stat, backend)
+        self.patch_embed = SpikingPatchSplitting(in_chans, embed_dim, pooling_stat)
         self.block = nn.ModuleList(
             [
-                SpikeDrivenBlock(embed_dim, num_heads, mlp_ratio, backend, dvs_pool)
+                SpikeDrivenBlock(embed_dim, num_heads, mlp_ratio, dvs_pool=dvs_pool)
                 for _ in range(depth)
             ]
         )
-        self.head_lif = MultiStepLIF(backend=backend)
+        self.head_lif = MultiStepLIF()
         self.head = nn.Linear(embed_dim, num_classes) if num_classes > 0 else nn.Identity()
         self.apply(self._init_weights)
 
@@ -335,10 +281,6 @@ class SpikeDrivenTransformer(nn.Module):
         elif isinstance(m, nn.BatchNorm2d):
             nn.init.ones_(m.weight)
             nn.init.zeros_(m.bias)
-
-    def reset_state(self) -> None:
-        """Reset all neuron state (the LIF neurons also start from 0 on every call)."""
-        reset_stateful_modules(self)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Time-major features after the blocks and the spatial mean.
@@ -353,7 +295,7 @@ class SpikeDrivenTransformer(nn.Module):
         return x.flatten(3).mean(3)  # (T, B, D, h, w) -> (T, B, D)
 
     def forward(self, x: torch.Tensor, return_per_step: bool = False) -> torch.Tensor:
-        x = to_time_major(x, self.T, self.in_chans, type(self).__name__)
+        x = self.to_time_major(x)  # (T, B, P, H, W)
         logits = self.head(self.head_lif(self.forward_features(x)))  # (T, B, classes)
         if return_per_step:
             return logits.transpose(0, 1)  # (T, B, classes) -> (B, T, classes)
@@ -361,44 +303,6 @@ class SpikeDrivenTransformer(nn.Module):
 
 
 # --- registered variants (spec §6.1 table) -------------------------------------------------------
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
-CIFAR10_STD = (0.2470, 0.2435, 0.2616)
-
-
-def build_variant(
-    cls: type[nn.Module],
-    name: str,
-    defaults: dict[str, Any],
-    overrides: dict[str, Any],
-    cfg: dict[str, Any],
-) -> nn.Module:
-    """Build ``cls(**defaults | overrides)`` and attach a timm-style ``pretrained_cfg``.
-
-    Raises:
-        TypeError: an override that is not a constructor argument (the valid ones are listed).
-    """
-    valid = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
-    unknown = sorted(set(overrides) - set(valid))
-    if unknown:
-        raise TypeError(f"{name}: unknown argument(s) {unknown}; valid arguments: {valid}")
-    model = cls(**{**defaults, **overrides})
-    conf = model.model_config
-    model.pretrained_cfg = {
-        "architecture": name,
-        "num_classes": conf["num_classes"],
-        "mean": None,
-        "std": None,
-        "checkpoint_files": (),
-        "top1": None,
-        "notes": "",
-        **cfg,
-        "input_size": (conf["in_chans"], *cfg["input_size"][1:]),
-    }
-    return model
-
 
 _IMAGENET = {"in_chans": 3, "num_classes": 1000, "T": 4, "pooling_stat": "1111"}
 _CIFAR10 = {"in_chans": 3, "num_classes": 10, "T": 4, "pooling_stat": "0011"}
@@ -414,75 +318,34 @@ _CFG_CIFAR10DVS = {
 _V1_CFG = {"first_conv": "patch_embed.proj_conv", "classifier": ("head",)}
 
 
-def _v1(name: str, official: str, depth: int, dim: int, data: dict, cfg: dict, overrides: dict):
-    defaults = {"depth": depth, "embed_dim": dim, "num_heads": 8, "mlp_ratio": 4.0, **data}
-    cfg = {**_V1_CFG, "official_name": official, **cfg}
-    return build_variant(SpikeDrivenTransformer, name, defaults, overrides, cfg)
-
-
-@register_model(aliases=("sdt_8_384_imagenet",))
-def sdt1_8_384(**overrides: Any) -> SpikeDrivenTransformer:
-    """V1 8-384, ImageNet 224, T=4 (16.8M params, 72.28% top-1 in the official README)."""
-    cfg = {**_CFG_IMAGENET, "top1": 72.28}
-    return _v1("sdt1_8_384", "sdt_8_384_imagenet", 8, 384, _IMAGENET, cfg, overrides)
-
-
-@register_model(aliases=("sdt_6_512_imagenet",))
-def sdt1_6_512(**overrides: Any) -> SpikeDrivenTransformer:
-    """V1 6-512, ImageNet 224, T=4 (23.4M params, 74.11%)."""
-    cfg = {**_CFG_IMAGENET, "top1": 74.11}
-    return _v1("sdt1_6_512", "sdt_6_512_imagenet", 6, 512, _IMAGENET, cfg, overrides)
-
-
-@register_model(aliases=("sdt_8_512_imagenet",))
-def sdt1_8_512(**overrides: Any) -> SpikeDrivenTransformer:
-    """V1 8-512, ImageNet 224, T=4 (29.7M params, 74.57%)."""
-    cfg = {**_CFG_IMAGENET, "top1": 74.57}
-    return _v1("sdt1_8_512", "sdt_8_512_imagenet", 8, 512, _IMAGENET, cfg, overrides)
-
-
-@register_model(aliases=("sdt_10_512_imagenet",))
-def sdt1_10_512(**overrides: Any) -> SpikeDrivenTransformer:
-    """V1 10-512, ImageNet 224, T=4 (36.0M params, 74.66%; the official config file is named
-    ``10_384_300E_t4.yml``)."""
-    cfg = {**_CFG_IMAGENET, "top1": 74.66}
-    return _v1("sdt1_10_512", "sdt_10_512_imagenet", 10, 512, _IMAGENET, cfg, overrides)
-
-
-@register_model(aliases=("sdt_8_768_imagenet",))
-def sdt1_8_768(**overrides: Any) -> SpikeDrivenTransformer:
-    """V1 8-768, ImageNet 224, T=4 (66.3M params, 77.07%)."""
-    cfg = {**_CFG_IMAGENET, "top1": 77.07}
-    return _v1("sdt1_8_768", "sdt_8_768_imagenet", 8, 768, _IMAGENET, cfg, overrides)
-
-
-@register_model(aliases=("sdt_2_256_cifar10",))
-def sdt1_2_256_cifar10(**overrides: Any) -> SpikeDrivenTransformer:
-    """V1 2-256, CIFAR-10 32x32, T=4 (2.57M params)."""
-    return _v1("sdt1_2_256_cifar10", "sdt_2_256_cifar10", 2, 256, _CIFAR10, _CFG_CIFAR10, overrides)
-
-
-@register_model(aliases=("sdt_2_512_cifar10",))
-def sdt1_2_512_cifar10(**overrides: Any) -> SpikeDrivenTransformer:
-    """V1 2-512, CIFAR-10 32x32, T=4 (10.2M params)."""
-    return _v1("sdt1_2_512_cifar10", "sdt_2_512_cifar10", 2, 512, _CIFAR10, _CFG_CIFAR10, overrides)
-
-
-@register_model(aliases=("sdt_2_256_gesture",))
-def sdt1_2_256_gesture(**overrides: Any) -> SpikeDrivenTransformer:
-    """V1 2-256, DVS128 Gesture 128x128, 2 polarities, 11 classes, T=16 (2.57M params)."""
-    return _v1("sdt1_2_256_gesture", "sdt_2_256_gesture", 2, 256, _GESTURE, _CFG_GESTURE, overrides)
-
-
-@register_model(aliases=("sdt_2_256_cifar10dvs",))
-def sdt1_2_256_cifar10dvs(**overrides: Any) -> SpikeDrivenTransformer:
-    """V1 2-256, CIFAR10-DVS 64x64, 2 polarities, T=10, attention erosion on (2.57M params)."""
-    return _v1(
-        "sdt1_2_256_cifar10dvs",
-        "sdt_2_256_cifar10dvs",
-        2,
-        256,
-        _CIFAR10DVS,
-        _CFG_CIFAR10DVS,
-        overrides,
+_V1 = (
+    # name, official alias, depth, width, data, cfg, docstring
+    ("sdt1_8_384", "sdt_8_384_imagenet", 8, 384, _IMAGENET, {**_CFG_IMAGENET, "top1": 72.28},
+     "V1 8-384, ImageNet 224, T=4 (16.8M params, 72.28% top-1 in the official README)."),
+    ("sdt1_6_512", "sdt_6_512_imagenet", 6, 512, _IMAGENET, {**_CFG_IMAGENET, "top1": 74.11},
+     "V1 6-512, ImageNet 224, T=4 (23.4M params, 74.11%)."),
+    ("sdt1_8_512", "sdt_8_512_imagenet", 8, 512, _IMAGENET, {**_CFG_IMAGENET, "top1": 74.57},
+     "V1 8-512, ImageNet 224, T=4 (29.7M params, 74.57%)."),
+    ("sdt1_10_512", "sdt_10_512_imagenet", 10, 512, _IMAGENET, {**_CFG_IMAGENET, "top1": 74.66},
+     "V1 10-512, ImageNet 224, T=4 (36.0M params, 74.66%; the official config file is named "
+     "``10_384_300E_t4.yml``)."),
+    ("sdt1_8_768", "sdt_8_768_imagenet", 8, 768, _IMAGENET, {**_CFG_IMAGENET, "top1": 77.07},
+     "V1 8-768, ImageNet 224, T=4 (66.3M params, 77.07%)."),
+    ("sdt1_2_256_cifar10", "sdt_2_256_cifar10", 2, 256, _CIFAR10, _CFG_CIFAR10,
+     "V1 2-256, CIFAR-10 32x32, T=4 (2.57M params)."),
+    ("sdt1_2_512_cifar10", "sdt_2_512_cifar10", 2, 512, _CIFAR10, _CFG_CIFAR10,
+     "V1 2-512, CIFAR-10 32x32, T=4 (10.2M params)."),
+    ("sdt1_2_256_gesture", "sdt_2_256_gesture", 2, 256, _GESTURE, _CFG_GESTURE,
+     "V1 2-256, DVS128 Gesture 128x128, 2 polarities, 11 classes, T=16 (2.57M params)."),
+    ("sdt1_2_256_cifar10dvs", "sdt_2_256_cifar10dvs", 2, 256, _CIFAR10DVS, _CFG_CIFAR10DVS,
+     "V1 2-256, CIFAR10-DVS 64x64, 2 polarities, T=10, attention erosion on (2.57M params)."),
+)  # fmt: skip
+for _name, _official, _depth, _dim, _data, _cfg, _doc in _V1:
+    model_entry(
+        _name,
+        SpikeDrivenTransformer,
+        {"depth": _depth, "embed_dim": _dim, "num_heads": 8, "mlp_ratio": 4.0, **_data},
+        {**_V1_CFG, "official_name": _official, **_cfg},
+        aliases=(_official,),
+        doc=_doc,
     )

@@ -30,16 +30,15 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from sdt3_event.layers.attention import SpikeMatMulAttention
-from sdt3_event.layers.lif import MultiStepLIF, check_lif_backend
-from sdt3_event.models.sdt_v1 import (
+from sdt3_event.layers.lif import MultiStepLIF
+from sdt3_event.layers.sdt3_blocks import SpikeDownsample
+from sdt3_event.layers.timestep import flat_apply
+from sdt3_event.models._builder import (
     IMAGENET_MEAN,
     IMAGENET_STD,
-    build_variant,
-    per_frame,
-    reset_stateful_modules,
-    to_time_major,
+    SpikingModelMixin,
+    model_entry,
 )
-from sdt3_event.registry import register_model
 
 __all__ = [
     "MetaSpikeFormer",
@@ -50,7 +49,6 @@ __all__ = [
     "RepConvAttention",
     "MetaMLP",
     "MetaBlock",
-    "SpikeDownsample",
 ]
 
 ATTN_SCALE = 0.125
@@ -120,15 +118,13 @@ class SepConvLIF(nn.Module):
         - Input / output: ``(T, B, C, H, W)``.
     """
 
-    def __init__(
-        self, dim: int, expansion: int = 2, kernel_size: int = 7, backend: str = "auto"
-    ) -> None:
+    def __init__(self, dim: int, expansion: int = 2, kernel_size: int = 7) -> None:
         super().__init__()
         mid = expansion * dim
-        self.lif1 = MultiStepLIF(backend=backend)
+        self.lif1 = MultiStepLIF()
         self.pwconv1 = nn.Conv2d(dim, mid, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(mid)
-        self.lif2 = MultiStepLIF(backend=backend)
+        self.lif2 = MultiStepLIF()
         self.dwconv = nn.Conv2d(
             mid, mid, kernel_size, padding=kernel_size // 2, groups=mid, bias=False
         )
@@ -136,8 +132,8 @@ class SepConvLIF(nn.Module):
         self.bn2 = nn.BatchNorm2d(dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = per_frame(self.lif1(x), self.pwconv1, self.bn1)
-        return per_frame(self.lif2(x), self.dwconv, self.pwconv2, self.bn2)
+        x = flat_apply(lambda t: self.bn1(self.pwconv1(t)), self.lif1(x))
+        return flat_apply(lambda t: self.bn2(self.pwconv2(self.dwconv(t))), self.lif2(x))
 
 
 class MetaConvBlock(nn.Module):
@@ -147,21 +143,21 @@ class MetaConvBlock(nn.Module):
         - Input / output: ``(T, B, C, H, W)``.
     """
 
-    def __init__(self, dim: int, mlp_ratio: int = 4, backend: str = "auto") -> None:
+    def __init__(self, dim: int, mlp_ratio: int = 4) -> None:
         super().__init__()
         hidden = int(dim * mlp_ratio)
-        self.Conv = SepConvLIF(dim, backend=backend)
-        self.lif1 = MultiStepLIF(backend=backend)
+        self.Conv = SepConvLIF(dim)
+        self.lif1 = MultiStepLIF()
         self.conv1 = nn.Conv2d(dim, hidden, 3, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(hidden)
-        self.lif2 = MultiStepLIF(backend=backend)
+        self.lif2 = MultiStepLIF()
         self.conv2 = nn.Conv2d(hidden, dim, 3, padding=1, bias=False)
         self.bn2 = nn.BatchNorm2d(dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x + self.Conv(x)
-        y = per_frame(self.lif1(x), self.conv1, self.bn1)
-        y = per_frame(self.lif2(y), self.conv2, self.bn2)
+        y = flat_apply(lambda t: self.bn1(self.conv1(t)), self.lif1(x))
+        y = flat_apply(lambda t: self.bn2(self.conv2(t)), self.lif2(y))
         return x + y
 
 
@@ -172,20 +168,22 @@ class MetaMLP(nn.Module):
         - Input / output: ``(T, B, C, H, W)``.
     """
 
-    def __init__(self, dim: int, hidden: int, backend: str = "auto") -> None:
+    def __init__(self, dim: int, hidden: int) -> None:
         super().__init__()
-        self.fc1_lif = MultiStepLIF(backend=backend)
+        self.fc1_lif = MultiStepLIF()
         self.fc1_conv = nn.Conv1d(dim, hidden, 1, bias=True)
         self.fc1_bn = nn.BatchNorm1d(hidden)
-        self.fc2_lif = MultiStepLIF(backend=backend)
+        self.fc2_lif = MultiStepLIF()
         self.fc2_conv = nn.Conv1d(hidden, dim, 1, bias=True)
         self.fc2_bn = nn.BatchNorm1d(dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         T, B, C, H, W = x.shape
         y = x.flatten(3)  # (T, B, C, H, W) -> (T, B, C, N)
-        y = per_frame(self.fc1_lif(y), self.fc1_conv, self.fc1_bn)  # (T, B, hidden, N)
-        y = per_frame(self.fc2_lif(y), self.fc2_conv, self.fc2_bn)  # (T, B, C, N)
+        y = flat_apply(
+            lambda t: self.fc1_bn(self.fc1_conv(t)), self.fc1_lif(y)
+        )  # (T, B, hidden, N)
+        y = flat_apply(lambda t: self.fc2_bn(self.fc2_conv(t)), self.fc2_lif(y))  # (T, B, C, N)
         return y.reshape(T, B, C, H, W)  # (T, B, C, N) -> (T, B, C, H, W)
 
 
@@ -196,20 +194,20 @@ class RepConvAttention(nn.Module):
         - Input / output: ``(T, B, C, H, W)`` (no residual; the block adds it).
     """
 
-    def __init__(self, dim: int, num_heads: int = 8, backend: str = "auto") -> None:
+    def __init__(self, dim: int, num_heads: int = 8) -> None:
         super().__init__()
         if dim % num_heads:
             raise ValueError(f"dim {dim} must be divisible by num_heads {num_heads}")
         self.num_heads = num_heads
         self.matmul = SpikeMatMulAttention(ATTN_SCALE)  # Q·(Kᵀ·V)·0.125, parameter-free
-        self.head_lif = MultiStepLIF(backend=backend)
+        self.head_lif = MultiStepLIF()
         self.q_conv = nn.Sequential(RepConv(dim, dim), nn.BatchNorm2d(dim))
         self.k_conv = nn.Sequential(RepConv(dim, dim), nn.BatchNorm2d(dim))
         self.v_conv = nn.Sequential(RepConv(dim, dim), nn.BatchNorm2d(dim))
-        self.q_lif = MultiStepLIF(backend=backend)
-        self.k_lif = MultiStepLIF(backend=backend)
-        self.v_lif = MultiStepLIF(backend=backend)
-        self.attn_lif = MultiStepLIF(v_threshold=0.5, backend=backend)
+        self.q_lif = MultiStepLIF()
+        self.k_lif = MultiStepLIF()
+        self.v_lif = MultiStepLIF()
+        self.attn_lif = MultiStepLIF(v_threshold=0.5)
         self.proj_conv = nn.Sequential(RepConv(dim, dim), nn.BatchNorm2d(dim))
 
     def _heads(self, z: torch.Tensor) -> torch.Tensor:
@@ -220,13 +218,13 @@ class RepConvAttention(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         T, B, C, H, W = x.shape
         s = self.head_lif(x)
-        q = self._heads(self.q_lif(per_frame(s, self.q_conv)))
-        k = self._heads(self.k_lif(per_frame(s, self.k_conv)))
-        v = self._heads(self.v_lif(per_frame(s, self.v_conv)))
+        q = self._heads(self.q_lif(flat_apply(self.q_conv, s)))
+        k = self._heads(self.k_lif(flat_apply(self.k_conv, s)))
+        v = self._heads(self.v_lif(flat_apply(self.v_conv, s)))
         y = self.matmul(q, k, v)  # (T, B, h, N, d)
         y = y.transpose(-1, -2).reshape(T, B, C, H * W)  # (T, B, h, d, N) -> (T, B, C, N)
         y = self.attn_lif(y).reshape(T, B, C, H, W)  # (T, B, C, N) -> (T, B, C, H, W)
-        return per_frame(y, self.proj_conv)
+        return flat_apply(self.proj_conv, y)
 
 
 class MetaBlock(nn.Module):
@@ -236,46 +234,17 @@ class MetaBlock(nn.Module):
         - Input / output: ``(T, B, C, H, W)``.
     """
 
-    def __init__(self, dim: int, num_heads: int, mlp_ratio: int, backend: str = "auto") -> None:
+    def __init__(self, dim: int, num_heads: int, mlp_ratio: int) -> None:
         super().__init__()
-        self.attn = RepConvAttention(dim, num_heads, backend=backend)
-        self.mlp = MetaMLP(dim, int(dim * mlp_ratio), backend=backend)
+        self.attn = RepConvAttention(dim, num_heads)
+        self.mlp = MetaMLP(dim, int(dim * mlp_ratio))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x + self.attn(x)
         return x + self.mlp(x)
 
 
-class SpikeDownsample(nn.Module):
-    """[LIF] -> conv (with bias) -> BN; the first layer (stem) has no neuron.
-
-    Shape:
-        - Input: ``(T, B, C_in, H, W)``.
-        - Output: ``(T, B, C_out, H', W')`` with the conv's stride.
-    """
-
-    def __init__(
-        self,
-        in_channels: int,
-        out_channels: int,
-        kernel_size: int = 3,
-        stride: int = 2,
-        padding: int = 1,
-        first_layer: bool = False,
-        backend: str = "auto",
-    ) -> None:
-        super().__init__()
-        self.encode_conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding)
-        self.encode_bn = nn.BatchNorm2d(out_channels)
-        self.encode_lif = None if first_layer else MultiStepLIF(backend=backend)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.encode_lif is not None:
-            x = self.encode_lif(x)
-        return per_frame(x, self.encode_conv, self.encode_bn)
-
-
-class MetaSpikeFormer(nn.Module):
+class MetaSpikeFormer(SpikingModelMixin, nn.Module):
     """Meta-SpikeFormer (official ``Spiking_vit_MetaFormer``).
 
     Args:
@@ -287,7 +256,6 @@ class MetaSpikeFormer(nn.Module):
         depths: transformer blocks in stage 3 and stage 4 (official: 6 and 2).
         kd: add the distillation head ``head_kd``.
         T: time steps a static image is repeated over (event input brings its own T).
-        backend: LIF backend (:data:`~sdt3_event.layers.lif.LIF_BACKENDS`).
 
     Shape:
         - Input: ``(B, T, P, H, W)`` event frames or ``(B, C, H, W)`` images (H, W divisible by 16).
@@ -308,10 +276,8 @@ class MetaSpikeFormer(nn.Module):
         depths: tuple[int, int] = (6, 2),
         kd: bool = False,
         T: int = 1,
-        backend: str = "auto",
     ) -> None:
         super().__init__()
-        check_lif_backend(backend)
         if T < 1:
             raise ValueError(f"T must be >= 1, got {T}")
         if len(embed_dim) != 4 or len(depths) != 2:
@@ -327,30 +293,25 @@ class MetaSpikeFormer(nn.Module):
             "depths": tuple(depths),
             "kd": kd,
             "T": T,
-            "backend": backend,
         }
         self.in_chans = in_chans
         self.num_classes = num_classes
         self.T = T
         self.kd = kd
         c0, c1, c2, c3 = embed_dim
-        b = backend
-        self.downsample1_1 = SpikeDownsample(in_chans, c0 // 2, 7, 2, 3, first_layer=True)
-        self.ConvBlock1_1 = nn.ModuleList([MetaConvBlock(c0 // 2, mlp_ratio, b)])
-        self.downsample1_2 = SpikeDownsample(c0 // 2, c0, backend=b)
-        self.ConvBlock1_2 = nn.ModuleList([MetaConvBlock(c0, mlp_ratio, b)])
-        self.downsample2 = SpikeDownsample(c0, c1, backend=b)
-        self.ConvBlock2_1 = nn.ModuleList([MetaConvBlock(c1, mlp_ratio, b)])
-        self.ConvBlock2_2 = nn.ModuleList([MetaConvBlock(c1, mlp_ratio, b)])
-        self.downsample3 = SpikeDownsample(c1, c2, backend=b)
-        self.block3 = nn.ModuleList(
-            [MetaBlock(c2, num_heads, mlp_ratio, b) for _ in range(depths[0])]
-        )
-        self.downsample4 = SpikeDownsample(c2, c3, stride=1, backend=b)
-        self.block4 = nn.ModuleList(
-            [MetaBlock(c3, num_heads, mlp_ratio, b) for _ in range(depths[1])]
-        )
-        self.lif = MultiStepLIF(backend=b)
+        lif = MultiStepLIF  # the neuron factory of the downsampling layers
+        self.downsample1_1 = SpikeDownsample(in_chans, c0 // 2, 7, 2, 3, neuron=None)
+        self.ConvBlock1_1 = nn.ModuleList([MetaConvBlock(c0 // 2, mlp_ratio)])
+        self.downsample1_2 = SpikeDownsample(c0 // 2, c0, 3, 2, 1, lif)
+        self.ConvBlock1_2 = nn.ModuleList([MetaConvBlock(c0, mlp_ratio)])
+        self.downsample2 = SpikeDownsample(c0, c1, 3, 2, 1, lif)
+        self.ConvBlock2_1 = nn.ModuleList([MetaConvBlock(c1, mlp_ratio)])
+        self.ConvBlock2_2 = nn.ModuleList([MetaConvBlock(c1, mlp_ratio)])
+        self.downsample3 = SpikeDownsample(c1, c2, 3, 2, 1, lif)
+        self.block3 = nn.ModuleList([MetaBlock(c2, num_heads, mlp_ratio) for _ in range(depths[0])])
+        self.downsample4 = SpikeDownsample(c2, c3, 3, 1, 1, lif)
+        self.block4 = nn.ModuleList([MetaBlock(c3, num_heads, mlp_ratio) for _ in range(depths[1])])
+        self.lif = MultiStepLIF()
         self.head = nn.Linear(c3, num_classes) if num_classes > 0 else nn.Identity()
         if kd:
             self.head_kd = nn.Linear(c3, num_classes) if num_classes > 0 else nn.Identity()
@@ -362,10 +323,6 @@ class MetaSpikeFormer(nn.Module):
             nn.init.trunc_normal_(m.weight, std=0.02)
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
-
-    def reset_state(self) -> None:
-        """Reset all neuron state (the LIF neurons also start from 0 on every call)."""
-        reset_stateful_modules(self)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Spiked, spatially averaged features.
@@ -395,7 +352,7 @@ class MetaSpikeFormer(nn.Module):
             - Input: as :meth:`forward`.
             - Output: two ``(T, B, num_classes)`` tensors (time-major).
         """
-        feats = self.forward_features(to_time_major(x, self.T, self.in_chans, "MetaSpikeFormer"))
+        feats = self.forward_features(self.to_time_major(x))  # (T, B, C3)
         return self.head(feats), (self.head_kd(feats) if self.kd else None)
 
     def forward(self, x: torch.Tensor, return_per_step: bool = False) -> torch.Tensor:
@@ -410,40 +367,30 @@ class MetaSpikeFormer(nn.Module):
 # --- registered variants (spec §6.2 table) -------------------------------------------------------
 
 
-def _v2(name: str, official: str, embed_dim: tuple, overrides: dict[str, Any], **cfg: Any):
-    defaults = {"embed_dim": embed_dim, "in_chans": 3, "num_classes": 1000}
-    cfg = {
-        "official_name": official,
-        "input_size": (3, 224, 224),
-        "mean": IMAGENET_MEAN,
-        "std": IMAGENET_STD,
-        "first_conv": "downsample1_1.encode_conv",
-        "classifier": ("head", "head_kd"),
-        **cfg,
-    }
-    return build_variant(MetaSpikeFormer, name, defaults, overrides, cfg)
-
-
-@register_model(aliases=("metaspikformer_8_384",))
-def sdt2_31m(**overrides: Any) -> MetaSpikeFormer:
-    """Meta-SpikeFormer 8-384 (31.3M params; 31.8M with ``kd=True``)."""
-    return _v2("sdt2_31m", "metaspikformer_8_384", (96, 192, 384, 480), overrides)
-
-
-@register_model(aliases=("metaspikformer_8_512",))
-def sdt2_55m(**overrides: Any) -> MetaSpikeFormer:
-    """Meta-SpikeFormer 8-512 (55.4M params; 56.0M with ``kd=True``; 80.0% at T=4 with KD)."""
-    return _v2(
-        "sdt2_55m",
-        "metaspikformer_8_512",
-        (128, 256, 512, 640),
-        overrides,
-        top1=80.0,
-        notes="80.0% top-1: kd=True, fine-tuned at T=4 from the T=1 model (official README)",
+_V2_CFG = {
+    "input_size": (3, 224, 224),
+    "mean": IMAGENET_MEAN,
+    "std": IMAGENET_STD,
+    "first_conv": "downsample1_1.encode_conv",
+    "classifier": ("head", "head_kd"),
+}
+_V2 = (
+    # name, official alias, stage widths, extra cfg, docstring
+    ("sdt2_31m", "metaspikformer_8_384", (96, 192, 384, 480), {},
+     "Meta-SpikeFormer 8-384 (31.3M params; 31.8M with ``kd=True``)."),
+    ("sdt2_55m", "metaspikformer_8_512", (128, 256, 512, 640),
+     {"top1": 80.0,
+      "notes": "80.0% top-1: kd=True, fine-tuned at T=4 from the T=1 model (official README)"},
+     "Meta-SpikeFormer 8-512 (55.4M params; 56.0M with ``kd=True``; 80.0% at T=4 with KD)."),
+    ("sdt2_124m", "metaspikformer_8_768", (192, 384, 768, 960), {},
+     "Meta-SpikeFormer 8-768 (123.7M params; 124.7M with ``kd=True``)."),
+)  # fmt: skip
+for _name, _official, _dims, _cfg, _doc in _V2:
+    model_entry(
+        _name,
+        MetaSpikeFormer,
+        {"embed_dim": _dims, "in_chans": 3, "num_classes": 1000},
+        {**_V2_CFG, "official_name": _official, **_cfg},
+        aliases=(_official,),
+        doc=_doc,
     )
-
-
-@register_model(aliases=("metaspikformer_8_768",))
-def sdt2_124m(**overrides: Any) -> MetaSpikeFormer:
-    """Meta-SpikeFormer 8-768 (123.7M params; 124.7M with ``kd=True``)."""
-    return _v2("sdt2_124m", "metaspikformer_8_768", (192, 384, 768, 960), overrides)

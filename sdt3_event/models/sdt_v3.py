@@ -44,7 +44,6 @@ The Large ``1x8`` checkpoints need ``D=8`` (``create_model("sdt3_83m", D=8)``).
 from __future__ import annotations
 
 import functools
-import inspect
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -64,67 +63,20 @@ from sdt3_event.layers.sdt3_large_blocks import (
     ViTBlock,
     sparsify_convs,
 )
-from sdt3_event.registry import register_model
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-class SpikingModelMixin:
-    """Input handling, state reset and config shared by every V3 model.
-
-    Subclasses set ``in_chans``, ``T`` and ``model_config`` in their constructor.
-    """
-
-    in_chans: int
-    T: int
-    model_config: dict[str, Any]
-    pretrained_cfg: dict[str, Any]
-
-    def to_time_major(self, x: torch.Tensor) -> torch.Tensor:
-        """Validate the input and return a time-major float tensor.
-
-        Shape:
-            ``(B, T, P, H, W)`` -> ``(T, B, P, H, W)``; ``(B, C, H, W)`` -> ``(self.T, B, C, H, W)``.
-
-        Raises:
-            ValueError: the input is not 4-D/5-D or its channel count differs from ``in_chans``.
-        """
-        P = self.in_chans
-        expected = f"event frames (B, T, {P}, H, W) or images (B, {P}, H, W)"
-        if not isinstance(x, torch.Tensor):
-            raise TypeError(f"{type(self).__name__} expects a tensor of {expected}, got {type(x)}")
-        if not x.is_floating_point():
-            x = x.float()
-        if x.dim() == 5 and x.shape[2] == P:
-            return x.transpose(0, 1)  # (T, B, P, H, W)
-        if x.dim() == 4 and x.shape[1] == P:
-            return x.unsqueeze(0).expand(self.T, *x.shape)  # (T, B, C, H, W)
-        raise ValueError(
-            f"{type(self).__name__} expects {expected}, got shape {tuple(x.shape)}; "
-            f"the model was built with in_chans={P} (override with create_model(..., in_chans=...))"
-        )
-
-    def reset_state(self) -> None:
-        """Clear neuron state/statistics. The neurons start from rest on every call, so state
-        never leaks between calls; this only drops recorded statistics."""
-        for m in self.modules():  # type: ignore[attr-defined]
-            if isinstance(m, MultiSpike):
-                m.reset()
+from sdt3_event.models._builder import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    SpikingModelMixin,
+    model_entry,
+)
 
 
 def _neuron_factory(
-    neuron: str, D: int, norm: float | None, rounding: str, inclusive: bool, backend: str
+    neuron: str, D: int, norm: float | None, rounding: str, inclusive: bool
 ) -> Callable[..., MultiSpike]:
-    make_neuron(neuron, D, norm, rounding, inclusive, backend)  # validate the arguments once
+    make_neuron(neuron, D, norm, rounding, inclusive)  # validate the arguments once
     return functools.partial(
-        make_neuron,
-        kind=neuron,
-        D=D,
-        norm=norm,
-        rounding=rounding,
-        inclusive=inclusive,
-        backend=backend,
+        make_neuron, kind=neuron, D=D, norm=norm, rounding=rounding, inclusive=inclusive
     )
 
 
@@ -156,7 +108,8 @@ class EfficientSpikeFormer(SpikingModelMixin, nn.Module):
         D, norm, rounding, inclusive: neuron quantiser (``norm=None`` -> D); ``head_norm`` is the
             classifier neuron's divisor (1 in every official model).
         layer_scale: DVS per-branch layer scales (init ``layer_scale_init``).
-        neuron: ``"quant"`` (stateless, official) or ``"temporal_if"``; backend: TemporalIF backend.
+        neuron: ``"quant"`` (stateless, official) or ``"temporal_if"`` (its backend is chosen with
+            :func:`~sdt3_event.layers.snn.configure_snn` or ``create_model(..., backend=...)``).
         img_size: nominal input size (metadata only; any H, W works).
 
     Shape:
@@ -180,7 +133,6 @@ class EfficientSpikeFormer(SpikingModelMixin, nn.Module):
         layer_scale: bool = False,
         layer_scale_init: float = 1e-6,
         neuron: str = "quant",
-        backend: str = "torch",
         img_size: int = 224,
     ) -> None:
         super().__init__()
@@ -208,10 +160,9 @@ class EfficientSpikeFormer(SpikingModelMixin, nn.Module):
             layer_scale=layer_scale,
             layer_scale_init=layer_scale_init,
             neuron=neuron,
-            backend=backend,
             img_size=img_size,
         )
-        sn = _neuron_factory(neuron, D, norm, rounding, inclusive, backend)
+        sn = _neuron_factory(neuron, D, norm, rounding, inclusive)
         c0, c1, c2, c3 = embed_dim
 
         def tblock(c: int) -> SepConvTransformerBlock:
@@ -319,7 +270,6 @@ class SpikFormerLarge(SpikingModelMixin, nn.Module):
         layer_scale: bool = True,
         layer_scale_init: float = 1e-6,
         neuron: str = "quant",
-        backend: str = "torch",
         img_size: int = 224,
     ) -> None:
         super().__init__()
@@ -349,10 +299,9 @@ class SpikFormerLarge(SpikingModelMixin, nn.Module):
             layer_scale=layer_scale,
             layer_scale_init=layer_scale_init,
             neuron=neuron,
-            backend=backend,
             img_size=img_size,
         )
-        sn = _neuron_factory(neuron, D, norm, rounding, inclusive, backend)
+        sn = _neuron_factory(neuron, D, norm, rounding, inclusive)
         _build_large_encoder(
             self,
             embed_dim,
@@ -535,7 +484,6 @@ class SpikMAE(SpikingModelMixin, nn.Module):
         rounding: str = "half_up",
         inclusive: bool = False,
         neuron: str = "quant",
-        backend: str = "torch",
     ) -> None:
         super().__init__()
         embed_dim = [int(c) for c in embed_dim]
@@ -566,9 +514,8 @@ class SpikMAE(SpikingModelMixin, nn.Module):
             rounding=rounding,
             inclusive=inclusive,
             neuron=neuron,
-            backend=backend,
         )
-        sn = _neuron_factory(neuron, D, norm, rounding, inclusive, backend)
+        sn = _neuron_factory(neuron, D, norm, rounding, inclusive)
         c2 = embed_dim[2]
         self.pos_embed = nn.Parameter(  # unused by the official model too; kept for its key
             sincos_pos_embed_2d(c2, self.grid).T.unsqueeze(0), requires_grad=False
@@ -678,45 +625,8 @@ class SpikMAE(SpikingModelMixin, nn.Module):
 
 
 def _default_cfg(**kw: Any) -> dict[str, Any]:
-    cfg = dict(
-        official_name=None,
-        input_size=(3, 224, 224),
-        mean=IMAGENET_MEAN,
-        std=IMAGENET_STD,
-        checkpoint_files=(),
-        paper_params=None,
-        top1=None,
-        notes="",
-        first_conv="downsample1_1.encode_conv",
-        classifier=("head", "head_kd"),
-    )
-    cfg.update(kw)
-    return cfg
-
-
-def _factory(name: str, cls: type, defaults: dict[str, Any], cfg: dict[str, Any], aliases=()):
-    valid = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
-
-    def build(**overrides: Any) -> nn.Module:
-        unknown = sorted(set(overrides) - set(valid))
-        if unknown:
-            raise TypeError(f"{name}: unknown argument(s) {unknown}; valid arguments: {valid}")
-        model = cls(**{**defaults, **overrides})
-        conf = model.model_config
-        model.pretrained_cfg = {
-            **cfg,
-            "architecture": name,
-            "num_classes": conf.get("num_classes", 0),
-            "input_size": (conf["in_chans"], *cfg["input_size"][1:]),
-            "D": conf["D"],
-        }
-        return model
-
-    build.__name__ = name
-    build.__qualname__ = name
-    build.__doc__ = f"{name} ({cls.__name__}); official name: {cfg.get('official_name')}."
-    register_model(build, name=name, aliases=tuple(aliases))
-    return build
+    """V3 pretrained-config entries: ImageNet normalisation unless ``kw`` says otherwise."""
+    return {"mean": IMAGENET_MEAN, "std": IMAGENET_STD, **kw}
 
 
 _BASE = dict(depths=(6, 2), num_heads=8, mlp_ratio=4, in_chans=3, num_classes=1000, T=1, D=4)
@@ -726,7 +636,7 @@ for _name, _official, _dims, _paper, _top1 in (
     ("sdt3_10m", "Efficient_Spiking_Transformer_m", (48, 96, 192, 240), "10M", 78.5),
     ("sdt3_19m", "Efficient_Spiking_Transformer_l", (64, 128, 256, 360), "19M", 79.8),
 ):
-    _factory(
+    model_entry(
         _name,
         EfficientSpikeFormer,
         {**_BASE, "embed_dim": _dims},
@@ -743,7 +653,7 @@ _DVS = dict(
     num_heads=8,
     mlp_ratio=4,
 )
-_factory(
+model_entry(
     "sdt3_19m_hardvs",
     EfficientSpikeFormer,
     {**_DVS, "depths": 8, "num_classes": 300, "T": 8},
@@ -758,7 +668,7 @@ _factory(
     ),
     aliases=("Efficient_Spiking_Transformer_scaling_8_19M",),
 )
-_factory(
+model_entry(
     "sdt3_5m_gesture",
     EfficientSpikeFormer,
     {**_DVS, "depths": 2, "num_classes": 11, "T": 8, "norm": 8.0},
@@ -772,7 +682,7 @@ _factory(
     ),
     aliases=("Efficient_Spiking_Transformer_scaling_2_8M_gesture",),
 )
-_factory(
+model_entry(
     "sdt3_micro",
     EfficientSpikeFormer,
     {
@@ -825,7 +735,7 @@ for _name, _official, _dims, _rep, _kd, _files, _paper, _top1 in (
         86.2,
     ),
 ):
-    _factory(
+    model_entry(
         _name,
         SpikFormerLarge,
         {**_LARGE, "embed_dim": _dims, "rep_conv": _rep, "kd": _kd},
@@ -844,7 +754,7 @@ for _name, _official, _dims, _rep in (
     ("sdt3_mae_83m", "spikmae_12_512", (128, 256, 512), True),
     ("sdt3_mae_171m", "spikmae_12_768", (192, 384, 768), False),
 ):
-    _factory(
+    model_entry(
         _name,
         SpikMAE,
         {"embed_dim": _dims, "rep_conv": _rep},
