@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import tonic
-from sdt3_event.datasets._common import apply_transforms
+from sdt3_event.datasets._common import EventDataset
 from sdt3_event.datasets.download import download_dataset
 from tonic.dataset import Dataset as TonicDataset
 
@@ -46,7 +46,7 @@ def stratified_split(
     return np.sort(np.concatenate(train)), np.sort(np.concatenate(test))
 
 
-class CIFAR10DVS(tonic.datasets.CIFAR10DVS):
+class CIFAR10DVS(EventDataset, tonic.datasets.CIFAR10DVS):
     """CIFAR10-DVS (Li et al., 2017): 10 classes x 1000 recordings, DVS128, 128x128.
 
     Built on ``tonic.datasets.CIFAR10DVS`` (its URL, checksum, class names and sensor size) but
@@ -137,18 +137,16 @@ class CIFAR10DVS(tonic.datasets.CIFAR10DVS):
     def class_names(self) -> list[str]:
         return [n for n, _ in sorted(self.classes.items(), key=lambda kv: kv[1])]
 
-    def __getitem__(self, index: int):
+    def load(self, index: int) -> np.ndarray:
         from sdt3_event.events.io import read_events
 
-        events, _ = read_events(self.data[index], self.sensor_size)
-        target = self.targets[index]
-        return apply_transforms(self, events, target)
+        return read_events(self.data[index], self.sensor_size)[0]
 
-    def __len__(self) -> int:
-        return len(self.data)
-
-    def __repr__(self) -> str:
-        return (
-            f"CIFAR10DVS(split={self.split!r}, n={len(self)}, test_fraction={self.test_fraction}, "
-            f"seed={self.seed}, root={self.location_on_system!r})"
-        )
+    def describe(self) -> dict:
+        return {
+            "split": self.split,
+            "n": len(self),
+            "test_fraction": self.test_fraction,
+            "seed": self.seed,
+            "root": self.location_on_system,
+        }

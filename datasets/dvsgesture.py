@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import tonic
-from sdt3_event.datasets._common import apply_transforms
+from sdt3_event.datasets._common import EventDataset
 from sdt3_event.datasets.download import download_dataset
 from tonic.dataset import Dataset as TonicDataset
 
@@ -18,7 +18,7 @@ from sdt3_event.events.schema import EVENT_DTYPE, EventFormatError, validate_eve
 _FOLDER_RE = re.compile(r"^user(\d+)_(.+)$")
 
 
-class DVSGesture(tonic.datasets.DVSGesture):
+class DVSGesture(EventDataset, tonic.datasets.DVSGesture):
     """IBM DVS128 Gesture (Amir et al., 2017): 11 classes, 29 users, 5 lighting conditions.
 
     Built on ``tonic.datasets.DVSGesture`` (its URLs, checksums, class names, sensor size and the
@@ -129,22 +129,19 @@ class DVSGesture(tonic.datasets.DVSGesture):
         ev, _ = validate_events(ev, self.sensor_size, source=path)
         return ev
 
-    def __getitem__(self, index: int):
-        events = self.read(index)
-        target = self.targets[index]
-        return apply_transforms(self, events, target)
+    def load(self, index: int) -> np.ndarray:
+        return self.read(index)
 
-    def __len__(self) -> int:
-        return len(self.data)
-
-    def __repr__(self) -> str:
-        return (
-            f"DVSGesture(train={self.train}, n={len(self)}, users={sorted(set(self.users))}, "
-            f"root={self.location_on_system!r})"
-        )
+    def describe(self) -> dict:
+        return {
+            "train": self.train,
+            "n": len(self),
+            "users": sorted(set(self.users)),
+            "root": self.location_on_system,
+        }
 
 
-class DVSGestureRaw:
+class DVSGestureRaw(EventDataset):
     """The original IBM DVS128 Gesture release: AEDAT 3.1 recordings cut by their label files.
 
     Each ``userNN_<lighting>.aedat`` recording holds a user's gestures back to back; its
@@ -222,14 +219,11 @@ class DVSGestureRaw:
             self._recording = (path, events)
         return self._recording[1]
 
-    def __getitem__(self, index: int):
+    def load(self, index: int) -> np.ndarray:
         path, start, end = self.samples[index]
         events = self._events_of(path)
-        t = events["t"]
-        lo, hi = np.searchsorted(t, [start, end])
-        events = events[lo:hi].copy()
-        target = self.targets[index]
-        return apply_transforms(self, events, target)
+        lo, hi = np.searchsorted(events["t"], [start, end])
+        return events[lo:hi].copy()
 
     def metadata(self, index: int) -> dict:
         path, start, end = self.samples[index]
@@ -247,11 +241,8 @@ class DVSGestureRaw:
         state["_recording"] = None  # never ship a decoded recording to workers
         return state
 
-    def __len__(self) -> int:
-        return len(self.samples)
-
-    def __repr__(self) -> str:
-        return f"DVSGestureRaw(split={self.split!r}, n={len(self)}, folder={str(self.folder)!r})"
+    def describe(self) -> dict:
+        return {"split": self.split, "n": len(self), "folder": str(self.folder)}
 
 
 def parse_gesture_labels(path: str | os.PathLike) -> list[tuple[int, int, int]]:

@@ -6,7 +6,7 @@ import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from sdt3_event.datasets._common import apply_transforms
+from sdt3_event.datasets._common import EventDataset
 
 from sdt3_event.events.schema import EVENT_DTYPE, SensorSize
 
@@ -18,7 +18,7 @@ def supported_suffixes() -> tuple[str, ...]:
     return tuple(sorted({ext for f in FORMATS.values() for ext in f.extensions}))
 
 
-class EventFolder:
+class EventFolder(EventDataset):
     """A Tonic-style data set over ``root/<class>/<recording>`` files.
 
     Classes are the sub-folder names in sorted order (or ``classes`` in the given order); every
@@ -117,16 +117,14 @@ class EventFolder:
             self.data[index], self.sensor_size, drop_out_of_range=self.drop_out_of_range
         )
 
-    def __getitem__(self, index: int):
-        events, _ = self.read(index)
-        target = self.targets[index]
-        return apply_transforms(self, events, target)
+    def load(self, index: int):
+        return self.read(index)[0]
 
-    def __len__(self) -> int:
-        return len(self.data)
-
-    def __repr__(self) -> str:
-        return (
-            f"EventFolder(root={str(self.root)!r}, classes={self.classes}, n={len(self)}, "
-            f"split={self.split!r}, sensor_size={self.sensor_size})"
-        )
+    def describe(self) -> dict:
+        return {
+            "root": str(self.root),
+            "classes": self.classes,
+            "n": len(self),
+            "split": self.split,
+            "sensor_size": self.sensor_size,
+        }

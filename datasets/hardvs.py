@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from sdt3_event.datasets._common import apply_transforms
+from sdt3_event.datasets._common import EventDataset
 
 from sdt3_event.events.schema import EVENT_DTYPE, EventFormatError
 
@@ -99,7 +99,7 @@ def parse_split_file(path: str | os.PathLike) -> list[tuple[str, int]]:
     return entries
 
 
-class HARDVS:
+class HARDVS(EventDataset):
     """HARDVS events (``.npz`` per recording), Tonic style: ``dataset[i] -> (events, label)``.
 
     Args:
@@ -147,18 +147,13 @@ class HARDVS:
                 f"{missing[0]}; extract the HARDVS event archive into {self.root}"
             )
 
-    def __getitem__(self, index: int):
+    def load(self, index: int) -> np.ndarray:
         from sdt3_event.events.io import read_events
 
-        events, _ = read_events(self.data[index], self.sensor_size)
-        target = self.targets[index]
-        return apply_transforms(self, events, target)
+        return read_events(self.data[index], self.sensor_size)[0]
 
-    def __len__(self) -> int:
-        return len(self.data)
-
-    def __repr__(self) -> str:
-        return f"HARDVS(split={self.split!r}, n={len(self)}, root={str(self.root)!r})"
+    def describe(self) -> dict:
+        return {"split": self.split, "n": len(self), "root": str(self.root)}
 
 
 @dataclass(frozen=True)
@@ -213,7 +208,7 @@ def _resize_crop(gray: np.ndarray, cfg: RawFrameConfig) -> np.ndarray:
     return gray[top : top + cfg.size, left : left + cfg.size]
 
 
-class HARDVSFrames:
+class HARDVSFrames(EventDataset):
     """HARDVS PNG ``rawframes`` as SDT-V3 used them: ``dataset[i] -> (frames (T, 2, S, S), label)``.
 
     Every sub-folder of a listed recording folder is one sample (a recording folder that holds
@@ -300,7 +295,8 @@ class HARDVSFrames:
         start = int(generator().integers(0, n - t + 1)) if self.train else (n - t) // 2
         return files[start : start + t]
 
-    def __getitem__(self, index: int):
+    def load(self, index: int):
+        """The ``(T, 2, size, size)`` float frames of clip ``index`` (random start/flip in train)."""
         import cv2
         import torch
 
@@ -321,12 +317,7 @@ class HARDVSFrames:
             if flip:
                 gray = gray[:, ::-1]
             frames[k] = threshold_frame(gray, cfg)
-        out = torch.from_numpy(frames)
-        target = self.targets[index]
-        return apply_transforms(self, out, target)
+        return torch.from_numpy(frames)
 
-    def __len__(self) -> int:
-        return len(self.data)
-
-    def __repr__(self) -> str:
-        return f"HARDVSFrames(split={self.split!r}, n={len(self)}, train={self.train})"
+    def describe(self) -> dict:
+        return {"split": self.split, "n": len(self), "train": self.train}

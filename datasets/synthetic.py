@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from sdt3_event.datasets._common import apply_transforms
+from sdt3_event.datasets._common import EventDataset
 
 from sdt3_event.events.schema import EVENT_DTYPE, SensorSize
 
@@ -339,7 +339,7 @@ def gesture_stream(
         t += duration_us
 
 
-class SyntheticGestures:
+class SyntheticGestures(EventDataset):
     """A Tonic-style data set of procedural event gestures (no download).
 
     ``dataset[i]`` returns ``(events, target)`` like Tonic's data sets; ``transform`` is applied to
@@ -391,9 +391,6 @@ class SyntheticGestures:
         self.gesture_kwargs = dict(gesture_kwargs)
         self.targets = [i % len(self.classes) for i in range(self.n_samples)]
 
-    def __len__(self) -> int:
-        return self.n_samples
-
     def events(self, index: int) -> np.ndarray:
         """The raw events of sample ``index`` (no transform)."""
         if not -self.n_samples <= index < self.n_samples:
@@ -409,14 +406,16 @@ class SyntheticGestures:
             **self.gesture_kwargs,
         )
 
-    def __getitem__(self, index: int):
-        events = self.events(index)
-        target = self.targets[index % self.n_samples]
-        return apply_transforms(self, events, target)
+    def load(self, index: int) -> np.ndarray:
+        return self.events(index)
 
-    def __repr__(self) -> str:
-        return (
-            f"SyntheticGestures(split={self.split!r}, n_samples={self.n_samples}, seed={self.seed}, "
-            f"sensor_size={self.sensor_size}, duration_us={self.duration_us}, "
-            f"classes={tuple(self.classes)}, gesture_kwargs={self.gesture_kwargs})"
-        )
+    def describe(self) -> dict:
+        return {
+            "split": self.split,
+            "n_samples": self.n_samples,
+            "seed": self.seed,
+            "sensor_size": self.sensor_size,
+            "duration_us": self.duration_us,
+            "classes": tuple(self.classes),
+            "gesture_kwargs": self.gesture_kwargs,
+        }

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from sdt3_event.engine.distributed import all_reduce_sum
 from sdt3_event.engine.ema import ModelEma
 from sdt3_event.engine.mixing import FrameMixer, soft_cross_entropy
+from sdt3_event.layers.snn import reset_net
 
 logger = logging.getLogger(__name__)
 
@@ -68,13 +69,6 @@ def unwrap(model: nn.Module) -> nn.Module:
             model = model._orig_mod
         else:
             return model
-
-
-def reset_state(model: nn.Module) -> None:
-    """Call ``reset_state()`` on stateful models (neuron membranes) between batches."""
-    fn = getattr(unwrap(model), "reset_state", None)
-    if callable(fn):
-        fn()
 
 
 def train_one_epoch(
@@ -174,7 +168,7 @@ def train_one_epoch(
             scaler.update()
         else:
             optimizer.step()
-        reset_state(model)
+        reset_net(unwrap(model))
         lr = optimizer.param_groups[0]["lr"]
         if scheduler is not None:
             scheduler.step()
@@ -242,7 +236,7 @@ def evaluate(
         with autocast(device, amp_dtype):
             logits = model(frames)
         logits = logits.float()
-        reset_state(model)
+        reset_net(unwrap(model))
         loss_sum += float(F.cross_entropy(logits, target, reduction="sum"))
         top = logits.topk(k5, dim=1).indices  # (B, k5)
         hit = top == target[:, None]

@@ -33,6 +33,7 @@ import torch.nn.functional as F
 
 from sdt3_event.layers.attention import SpikeMatMulAttention
 from sdt3_event.layers.neurons import MultiSpike
+from sdt3_event.layers.snn import reset_net
 from sdt3_event.spikes.firing import FiringRecorder
 from sdt3_event.spikes.graph import LINEAR_TYPES, SpikeGraph, trace_spike_graph
 
@@ -291,9 +292,7 @@ def estimate_energy(
                 counter = OpCounter(model, graph).__enter__()
                 recorder = FiringRecorder(model).__enter__()
             model(x)
-            reset = getattr(model, "reset_state", None)
-            if callable(reset):
-                reset()
+            reset_net(model)
             samples += x.shape[0]
     finally:
         if counter is not None:

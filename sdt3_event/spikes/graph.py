@@ -17,6 +17,7 @@ import torch.nn as nn
 
 from sdt3_event.layers.attention import SpikeMatMulAttention
 from sdt3_event.layers.neurons import MultiSpike
+from sdt3_event.layers.snn import reset_net
 
 LINEAR_TYPES = (nn.Conv1d, nn.Conv2d, nn.Linear)
 
@@ -120,9 +121,7 @@ def trace_spike_graph(model: nn.Module, example: torch.Tensor | None = None) -> 
         for h in handles:
             h.remove()
         model.train(was_training)
-        reset = getattr(model, "reset_state", None)
-        if callable(reset):
-            reset()
+        reset_net(model)
     if not graph.neurons:
         raise ValueError(f"{type(model).__name__} has no MultiSpike neurons to make spike-driven")
     orphans = sorted(set(graph.neurons) - set(graph.consumers))
