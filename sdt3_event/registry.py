@@ -1,10 +1,10 @@
 """Model registry in the timm style: ``register_model`` / ``create_model`` / ``list_models``.
 
 The model families declare their factories in :mod:`sdt3_event.models` (``model_entry``), and the
-registry collects them the first time it needs them; no family module imports the registry. Official
-factory names
-(``Efficient_Spiking_Transformer_scaling_8_19M``, ``metaspikformer_8_512``, ...) are registered as
-aliases of the project's names (``sdt3_19m_hardvs``, ...).
+registry collects them the first time it needs them; nothing in :mod:`sdt3_event.models` imports the
+registry. Official factory names (``Efficient_Spiking_Transformer_scaling_8_19M``,
+``metaspikformer_8_512``, ...) are registered as aliases of the project's names (``sdt3_19m_hardvs``,
+...).
 """
 
 from __future__ import annotations

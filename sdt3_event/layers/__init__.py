@@ -6,8 +6,10 @@ Modules:
     attention: ``SpikeMatMulAttention``, the parameter-free ``scale·Q·Kᵀ·V`` product (linear order
         ``Q·(Kᵀ·V)`` by default, the official ``(Q·Kᵀ)·V`` order on request).
     sdt3_blocks / sdt3_large_blocks: V3 Base/DVS and Large blocks (official attribute names).
-    timestep: ``flat_apply`` for time-major tensors.
+    timestep: ``to_time_major`` (model input) and ``flat_apply`` for time-major tensors.
     lif: the LIF neurons of V1/V2 (spikingjelly 2.0).
+    snn: ``configure_snn`` (neuron backend, attention order) and ``reset_net``, the one place where
+        an application sets them.
 
 How a V3 model is laid out for spike-driven execution (what :mod:`sdt3_event.spikes` relies on):
 

@@ -123,6 +123,14 @@ def build_model(
     return model
 
 
+def entry_name(name: str) -> str:
+    """The declared model ``name`` stands for: itself, or the entry it is an official alias of."""
+    for key, (_, aliases) in MODEL_ENTRIES.items():
+        if name in aliases:
+            return key
+    return name
+
+
 def model_entry(
     name: str,
     cls: type[nn.Module],

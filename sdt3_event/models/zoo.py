@@ -42,7 +42,7 @@ from sdt3_event.hub import (
     download_file,
     looks_like_checkpoint,
 )
-from sdt3_event.models.sdt_v1 import IMAGENET_MEAN, IMAGENET_STD
+from sdt3_event.models._builder import IMAGENET_MEAN, IMAGENET_STD, MODEL_ENTRIES, entry_name
 
 logger = logging.getLogger(__name__)
 
@@ -150,12 +150,7 @@ def get_pretrained(name: str) -> PretrainedTag:
     if name in _TAGS:
         return _TAGS[name]
     arch, _, tag = name.partition(".")
-    try:
-        from sdt3_event.registry import resolve_name
-
-        canonical = f"{resolve_name(arch)}.{tag}"
-    except KeyError:
-        canonical = name
+    canonical = f"{entry_name(arch)}.{tag}"  # the package import declared every family
     if canonical in _TAGS:
         return _TAGS[canonical]
     import difflib
@@ -214,7 +209,6 @@ def verify_pretrained(tag: PretrainedTag, path: str | os.PathLike | None = None)
     """
     from sdt3_event.hub import file_sha256
     from sdt3_event.models.pretrained import load_pretrained, read_checkpoint
-    from sdt3_event.registry import create_model
 
     path = Path(path) if path is not None else tag.cache_path
     if not path.is_file():
@@ -224,7 +218,7 @@ def verify_pretrained(tag: PretrainedTag, path: str | os.PathLike | None = None)
     if not tag.sha256 and tag.size and path.stat().st_size != tag.size:
         raise DownloadError(f"{path}: {path.stat().st_size} bytes, expected {tag.size}")
     raw = read_checkpoint(path)
-    model = create_model(tag.architecture, **tag_kwargs(tag, raw))
+    model = MODEL_ENTRIES[tag.architecture][0](**tag_kwargs(tag, raw))
     return load_pretrained(
         model, raw, strict=True, adapt_stem=False, reinit_head=False, source=str(path)
     )
