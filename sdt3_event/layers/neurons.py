@@ -213,15 +213,8 @@ class TemporalIF(MultiSpike):
             window; a 0-d or 1-d input (no batch dimension).
     """
 
-    def __init__(
-        self,
-        D: int = 4,
-        norm: float | None = None,
-        rounding: str = "half_even",
-        inclusive: bool = True,
-        backend: str = "torch",
-    ) -> None:
-        super().__init__(D=D, norm=norm, rounding=rounding, inclusive=inclusive)
+    def __init__(self, *args: Any, backend: str = "torch", **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)  # D, norm, rounding, inclusive
         self.set_backend(backend)
 
     def check_backend(self, backend: str) -> None:

@@ -196,6 +196,28 @@ class SpikeMLP(nn.Module):
         return x.reshape(shape)  # (T, B, c, *spatial)
 
 
+def add_layer_scales(block: nn.Module, count: int, dim: int, enabled: bool, init: float) -> None:
+    """Give ``block`` the per-channel branch scales ``layer_scale1..count`` (official names, each
+    ``(dim,)`` filled with ``init``) when ``enabled``; :func:`layer_scaled` applies them."""
+    block.has_layer_scale = bool(enabled)
+    if enabled:
+        for i in range(1, count + 1):
+            setattr(block, f"layer_scale{i}", nn.Parameter(torch.full((dim,), init)))
+
+
+def layer_scaled(block: nn.Module, i: int, y: torch.Tensor) -> torch.Tensor:
+    """Branch output ``y`` times ``block.layer_scale{i}`` along its channel axis (``y`` unchanged
+    when the block has no layer scales).
+
+    Shape:
+        ``y``: ``(T, B, c, *spatial)`` -> same.
+    """
+    if not block.has_layer_scale:
+        return y
+    scale = getattr(block, f"layer_scale{i}")
+    return y * scale.view(-1, *([1] * (y.dim() - 3)))  # (c, 1, ...) broadcast over the spatial axes
+
+
 class SepConvTransformerBlock(nn.Module):
     """Transformer block (official ``MS_Block_Spike_SepConv``), optional DVS layer scales.
 
@@ -217,20 +239,12 @@ class SepConvTransformerBlock(nn.Module):
         layer_scale_init: float = 1e-6,
     ) -> None:
         super().__init__()
-        if layer_scale:
-            self.layer_scale1 = nn.Parameter(torch.full((dim,), layer_scale_init))
-            self.layer_scale2 = nn.Parameter(torch.full((dim,), layer_scale_init))
-            self.layer_scale3 = nn.Parameter(torch.full((dim,), layer_scale_init))
-        self.has_layer_scale = layer_scale
+        add_layer_scales(self, 3, dim, layer_scale, layer_scale_init)
         self.conv = SepConvSpike(dim, 3, neuron)
         self.attn = LinearSpikeAttention(dim, num_heads, neuron)
         self.mlp = SpikeMLP(dim, dim * mlp_ratio, neuron)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.has_layer_scale:
-            x = x + self.conv(x)
-            x = x + self.attn(x)
-            return x + self.mlp(x)
-        x = x + self.conv(x) * self.layer_scale1.view(-1, 1, 1)
-        x = x + self.attn(x) * self.layer_scale2.view(-1, 1, 1)
-        return x + self.mlp(x) * self.layer_scale3.view(-1, 1, 1)
+        x = x + layer_scaled(self, 1, self.conv(x))
+        x = x + layer_scaled(self, 2, self.attn(x))
+        return x + layer_scaled(self, 3, self.mlp(x))

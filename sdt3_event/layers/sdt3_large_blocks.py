@@ -11,7 +11,14 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from sdt3_event.layers.attention import SpikeMatMulAttention
-from sdt3_event.layers.sdt3_blocks import NeuronFactory, SpikeMLP, merge_heads, split_heads
+from sdt3_event.layers.sdt3_blocks import (
+    NeuronFactory,
+    SpikeMLP,
+    add_layer_scales,
+    layer_scaled,
+    merge_heads,
+    split_heads,
+)
 from sdt3_event.layers.timestep import flat_apply
 
 
@@ -125,10 +132,7 @@ class LargeTransformerBlock(nn.Module):
         layer_scale_init: float = 1e-6,
     ) -> None:
         super().__init__()
-        if layer_scale:
-            self.layer_scale1 = nn.Parameter(torch.full((dim,), layer_scale_init))
-            self.layer_scale2 = nn.Parameter(torch.full((dim,), layer_scale_init))
-        self.has_layer_scale = layer_scale
+        add_layer_scales(self, 2, dim, layer_scale, layer_scale_init)
         if rep_conv:
             self.lif = neuron()
             self.rep_conv = RepConv1d(dim, dim, dim)
@@ -139,11 +143,8 @@ class LargeTransformerBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.has_rep_conv:
             x = x + flat_apply(self.rep_conv, self.lif(x))
-        if self.has_layer_scale:
-            x = x + self.attn(x) * self.layer_scale1.view(-1, 1)
-            return x + self.mlp(x) * self.layer_scale2.view(-1, 1)
-        x = x + self.attn(x)
-        return x + self.mlp(x)
+        x = x + layer_scaled(self, 1, self.attn(x))
+        return x + layer_scaled(self, 2, self.mlp(x))
 
 
 class _ViTAttention(nn.Module):

@@ -30,6 +30,18 @@ CIFAR10_STD = (0.2470, 0.2435, 0.2616)
 # Build-time settings that are not constructor arguments: applied by configure_snn after building.
 SNN_SETTINGS = ("backend",)
 
+# The MetaFormer conv stages of V2 and V3 (official attribute names), in forward order.
+CONV_STAGES = (
+    "downsample1_1",
+    "ConvBlock1_1",
+    "downsample1_2",
+    "ConvBlock1_2",
+    "downsample2",
+    "ConvBlock2_1",
+    "ConvBlock2_2",
+    "downsample3",
+)
+
 # name -> (factory, official aliases); read by sdt3_event.registry.
 MODEL_ENTRIES: dict[str, tuple[Callable[..., nn.Module], tuple[str, ...]]] = {}
 
@@ -44,6 +56,44 @@ class SpikingModelMixin:
     T: int
     model_config: dict[str, Any]
     pretrained_cfg: dict[str, Any]
+
+    def record_config(self, args: dict[str, Any], **normalised: Any) -> None:
+        """Keep the constructor's arguments as ``model_config`` (what rebuilds the model).
+
+        Args:
+            args: the constructor's ``locals()`` taken before any of them is reassigned.
+            **normalised: values that replace the raw ones (e.g. a list for a tuple).
+
+        ``in_chans``, ``num_classes``, ``T`` and ``D`` are stored as ints, ``norm`` (``None``
+        means ``D``) and ``head_norm`` as floats; ``in_chans``, ``T`` (and ``num_classes``)
+        also become attributes.
+        """
+        conf = {k: v for k, v in args.items() if k not in ("self", "__class__")}
+        conf.update(normalised)
+        for key in ("in_chans", "num_classes", "T", "D"):
+            if key in conf:
+                conf[key] = int(conf[key])
+        if "D" in conf:
+            conf["norm"] = float(conf["D"] if conf.get("norm") is None else conf["norm"])
+        if "head_norm" in conf:
+            conf["head_norm"] = float(conf["head_norm"])
+        self.model_config = conf
+        self.in_chans, self.T = conf["in_chans"], conf["T"]
+        if "num_classes" in conf:
+            self.num_classes = conf["num_classes"]
+
+    def forward_conv_stages(self, x: torch.Tensor) -> torch.Tensor:
+        """The MetaFormer conv stages of V2 and V3: stem, ConvBlocks and downsamplings
+        (:data:`CONV_STAGES`) up to ``downsample3``.
+
+        Shape:
+            ``(T, B, P, H, W)`` -> ``(T, B, C2, H/16, W/16)``.
+        """
+        for name in CONV_STAGES:
+            stage = getattr(self, name)
+            for module in stage if isinstance(stage, nn.ModuleList) else (stage,):
+                x = module(x)
+        return x
 
     def to_time_major(self, x: torch.Tensor) -> torch.Tensor:
         """Validate the input and return a time-major float tensor (the model's one transpose).

@@ -18,8 +18,6 @@ from the tensors, not recomputed as ``H // ratio`` (which breaks on odd sizes).
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -247,20 +245,7 @@ class SpikeDrivenTransformer(SpikingModelMixin, nn.Module):
         super().__init__()
         if T < 1:
             raise ValueError(f"T must be >= 1, got {T}")
-        self.model_config: dict[str, Any] = {
-            "in_chans": in_chans,
-            "num_classes": num_classes,
-            "embed_dim": embed_dim,
-            "depth": depth,
-            "num_heads": num_heads,
-            "mlp_ratio": mlp_ratio,
-            "T": T,
-            "pooling_stat": pooling_stat,
-            "dvs_pool": dvs_pool,
-        }
-        self.in_chans = in_chans
-        self.num_classes = num_classes
-        self.T = T
+        self.record_config(locals())
         self.patch_embed = SpikingPatchSplitting(in_chans, embed_dim, pooling_stat)
         self.block = nn.ModuleList(
             [

@@ -23,8 +23,6 @@ released KD fine-tunes run at ``T=4`` (``create_model(..., T=4)``).
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -284,19 +282,7 @@ class MetaSpikeFormer(SpikingModelMixin, nn.Module):
             raise ValueError(
                 f"embed_dim needs 4 stage widths and depths 2 block counts; got {embed_dim}, {depths}"
             )
-        self.model_config: dict[str, Any] = {
-            "embed_dim": tuple(embed_dim),
-            "in_chans": in_chans,
-            "num_classes": num_classes,
-            "num_heads": num_heads,
-            "mlp_ratio": mlp_ratio,
-            "depths": tuple(depths),
-            "kd": kd,
-            "T": T,
-        }
-        self.in_chans = in_chans
-        self.num_classes = num_classes
-        self.T = T
+        self.record_config(locals(), embed_dim=tuple(embed_dim), depths=tuple(depths))
         self.kd = kd
         c0, c1, c2, c3 = embed_dim
         lif = MultiStepLIF  # the neuron factory of the downsampling layers
@@ -331,13 +317,7 @@ class MetaSpikeFormer(SpikingModelMixin, nn.Module):
             - Input: ``(T, B, P, H, W)``.
             - Output: ``(T, B, C3)`` spikes.
         """
-        x = self.downsample1_1(x)
-        x = self.ConvBlock1_1[0](x)
-        x = self.downsample1_2(x)
-        x = self.ConvBlock1_2[0](x)
-        x = self.downsample2(x)
-        x = self.ConvBlock2_2[0](self.ConvBlock2_1[0](x))
-        x = self.downsample3(x)
+        x = self.forward_conv_stages(x)  # (T, B, C2, H/16, W/16)
         for blk in self.block3:
             x = blk(x)
         x = self.downsample4(x)

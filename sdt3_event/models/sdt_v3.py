@@ -64,6 +64,7 @@ from sdt3_event.layers.sdt3_large_blocks import (
     sparsify_convs,
 )
 from sdt3_event.models._builder import (
+    CONV_STAGES,
     IMAGENET_MEAN,
     IMAGENET_STD,
     SpikingModelMixin,
@@ -136,32 +137,14 @@ class EfficientSpikeFormer(SpikingModelMixin, nn.Module):
         img_size: int = 224,
     ) -> None:
         super().__init__()
-        embed_dim = [int(c) for c in embed_dim]
+        self.record_config(
+            locals(), embed_dim=[int(c) for c in embed_dim], depths=list(_stage_depths(depths))
+        )
+        embed_dim = self.model_config["embed_dim"]
         if len(embed_dim) != 4:
             raise ValueError(f"embed_dim must have 4 stage widths, got {embed_dim}")
-        n3, n4 = _stage_depths(depths)
-        self.in_chans = int(in_chans)
-        self.num_classes = int(num_classes)
-        self.T = int(T)
+        n3, n4 = self.model_config["depths"]
         self.embed_dim = embed_dim
-        self.model_config = dict(
-            embed_dim=embed_dim,
-            depths=[n3, n4],
-            num_heads=num_heads,
-            mlp_ratio=mlp_ratio,
-            in_chans=self.in_chans,
-            num_classes=self.num_classes,
-            T=self.T,
-            D=int(D),
-            norm=float(D) if norm is None else float(norm),
-            head_norm=float(head_norm),
-            rounding=rounding,
-            inclusive=inclusive,
-            layer_scale=layer_scale,
-            layer_scale_init=layer_scale_init,
-            neuron=neuron,
-            img_size=img_size,
-        )
         sn = _neuron_factory(neuron, D, norm, rounding, inclusive)
         c0, c1, c2, c3 = embed_dim
 
@@ -198,17 +181,7 @@ class EfficientSpikeFormer(SpikingModelMixin, nn.Module):
         Shape:
             input as :meth:`forward` -> ``(T, B, C3, H/16, W/16)``.
         """
-        x = self.to_time_major(x)  # (T, B, P, H, W)
-        x = self.downsample1_1(x)
-        for blk in self.ConvBlock1_1:
-            x = blk(x)
-        x = self.downsample1_2(x)
-        for blk in self.ConvBlock1_2:
-            x = blk(x)
-        x = self.downsample2(x)
-        for blk in (*self.ConvBlock2_1, *self.ConvBlock2_2):
-            x = blk(x)
-        x = self.downsample3(x)
+        x = self.forward_conv_stages(self.to_time_major(x))  # (T, B, C2, H/16, W/16)
         for blk in self.block3:
             x = blk(x)
         x = self.downsample4(x)
@@ -273,34 +246,12 @@ class SpikFormerLarge(SpikingModelMixin, nn.Module):
         img_size: int = 224,
     ) -> None:
         super().__init__()
-        embed_dim = [int(c) for c in embed_dim]
+        self.record_config(locals(), embed_dim=[int(c) for c in embed_dim], kd=bool(kd))
+        embed_dim = self.model_config["embed_dim"]
         if len(embed_dim) != 3:
             raise ValueError(f"embed_dim must have 3 stage widths, got {embed_dim}")
-        self.in_chans = int(in_chans)
-        self.num_classes = int(num_classes)
-        self.T = int(T)
-        self.kd = bool(kd)
+        self.kd = self.model_config["kd"]
         self.embed_dim = embed_dim
-        self.model_config = dict(
-            embed_dim=embed_dim,
-            depth=depth,
-            num_heads=num_heads,
-            mlp_ratio=mlp_ratio,
-            rep_conv=rep_conv,
-            kd=self.kd,
-            in_chans=self.in_chans,
-            num_classes=self.num_classes,
-            T=self.T,
-            D=int(D),
-            norm=float(D) if norm is None else float(norm),
-            head_norm=float(head_norm),
-            rounding=rounding,
-            inclusive=inclusive,
-            layer_scale=layer_scale,
-            layer_scale_init=layer_scale_init,
-            neuron=neuron,
-            img_size=img_size,
-        )
         sn = _neuron_factory(neuron, D, norm, rounding, inclusive)
         _build_large_encoder(
             self,
@@ -351,18 +302,6 @@ class SpikFormerLarge(SpikingModelMixin, nn.Module):
         return out if out_kd is None else (out + out_kd) / 2
 
 
-CONV_STAGES = (
-    "downsample1_1",
-    "ConvBlock1_1",
-    "downsample1_2",
-    "ConvBlock1_2",
-    "downsample2",
-    "ConvBlock2_1",
-    "ConvBlock2_2",
-    "downsample3",
-)
-
-
 def _build_large_encoder(
     m: nn.Module,
     embed_dim: list[int],
@@ -393,23 +332,13 @@ def _build_large_encoder(
     )
 
 
-def _large_encoder_forward(m: nn.Module, x: torch.Tensor) -> torch.Tensor:
+def _large_encoder_forward(m: SpikingModelMixin, x: torch.Tensor) -> torch.Tensor:
     """Large encoder on time-major input.
 
     Shape:
         ``(T, B, P, H, W)`` -> ``(T, B, C2, N)``.
     """
-    x = m.downsample1_1(x)
-    for blk in m.ConvBlock1_1:
-        x = blk(x)
-    x = m.downsample1_2(x)
-    for blk in m.ConvBlock1_2:
-        x = blk(x)
-    x = m.downsample2(x)
-    for blk in (*m.ConvBlock2_1, *m.ConvBlock2_2):
-        x = blk(x)
-    x = m.downsample3(x)
-    x = x.flatten(3)  # (T, B, C2, N)
+    x = m.forward_conv_stages(x).flatten(3)  # (T, B, C2, H/16, W/16) -> (T, B, C2, N)
     for blk in m.block3:
         x = blk(x)
     return x
@@ -486,35 +415,15 @@ class SpikMAE(SpikingModelMixin, nn.Module):
         neuron: str = "quant",
     ) -> None:
         super().__init__()
-        embed_dim = [int(c) for c in embed_dim]
-        self.in_chans = int(in_chans)
-        self.T = int(T)
+        self.record_config(
+            locals(), embed_dim=[int(c) for c in embed_dim], mask_ratio=float(mask_ratio)
+        )
+        embed_dim = self.model_config["embed_dim"]
         self.patch_size = patch_size
         self.img_size = img_size
-        self.mask_ratio = float(mask_ratio)
+        self.mask_ratio = self.model_config["mask_ratio"]
         self.fill_mask_token = bool(fill_mask_token)
         self.grid = img_size // patch_size
-        self.model_config = dict(
-            embed_dim=embed_dim,
-            depth=depth,
-            num_heads=num_heads,
-            mlp_ratio=mlp_ratio,
-            rep_conv=rep_conv,
-            decoder_dim=decoder_dim,
-            decoder_depth=decoder_depth,
-            decoder_heads=decoder_heads,
-            patch_size=patch_size,
-            img_size=img_size,
-            mask_ratio=self.mask_ratio,
-            fill_mask_token=fill_mask_token,
-            in_chans=self.in_chans,
-            T=self.T,
-            D=int(D),
-            norm=float(D) if norm is None else float(norm),
-            rounding=rounding,
-            inclusive=inclusive,
-            neuron=neuron,
-        )
         sn = _neuron_factory(neuron, D, norm, rounding, inclusive)
         c2 = embed_dim[2]
         self.pos_embed = nn.Parameter(  # unused by the official model too; kept for its key
