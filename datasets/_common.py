@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
+
+from sdt3_event.events.schema import EVENT_DTYPE
 
 
 def apply_transforms(dataset: Any, sample: Any, target: Any) -> tuple[Any, Any]:
@@ -22,14 +26,44 @@ def apply_transforms(dataset: Any, sample: Any, target: Any) -> tuple[Any, Any]:
     return sample, target
 
 
+def require_folder(
+    folder: Path, dataset: str, title: str, root: str | os.PathLike, download: bool
+) -> None:
+    """Make sure a downloadable data set's ``folder`` exists.
+
+    Args:
+        folder: the folder the dataset class reads.
+        dataset: the name ``sdt3-event data download`` knows (``"cifar10dvs"``).
+        title: the data set's name in messages (``"CIFAR10-DVS"``).
+        root: the data root the download goes to.
+        download: download when the folder is missing.
+
+    Raises:
+        FileNotFoundError: the folder is missing (after the download, when asked); the message
+            gives the command that fetches it.
+    """
+    if not folder.is_dir() and download:
+        from sdt3_event.datasets.download import download_dataset
+
+        download_dataset(dataset, root)
+    if not folder.is_dir():
+        raise FileNotFoundError(
+            f"{title} folder {folder} not found; run `sdt3-event data download {dataset} "
+            f"--root {root}` or pass download=True"
+        )
+
+
 class EventDataset:
     """Tonic-style map dataset: ``dataset[i] -> (sample, target)`` with the transforms applied.
 
-    A subclass sets ``targets`` (one label per sample) and ``transform`` / ``target_transform``
+    Samples are structured events (``dtype``, in ``ordering``) unless a subclass says otherwise
+    (frame datasets set both to None). A subclass sets ``targets`` (one label per sample) and ``transform`` / ``target_transform``
     in its constructor and implements :meth:`load` (sample ``i``, untransformed) and
     :meth:`describe` (the fields its ``repr`` shows).
     """
 
+    dtype: Any = EVENT_DTYPE
+    ordering: str | None = "txyp"
     targets: list[int]
     transform: Callable | None = None
     target_transform: Callable | None = None

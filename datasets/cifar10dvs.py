@@ -8,11 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import tonic
-from sdt3_event.datasets._common import EventDataset
-from sdt3_event.datasets.download import download_dataset
+from sdt3_event.datasets._common import EventDataset, require_folder
 from tonic.dataset import Dataset as TonicDataset
-
-from sdt3_event.events.schema import EVENT_DTYPE
 
 _SUFFIXES = (".aedat4", ".aedat")
 _SPLITS = ("train", "test", "all")
@@ -73,9 +70,6 @@ class CIFAR10DVS(EventDataset, tonic.datasets.CIFAR10DVS):
         ValueError: a class folder without recordings, an unknown folder, or a bad split.
     """
 
-    dtype = EVENT_DTYPE
-    ordering = "txyp"
-
     def __init__(
         self,
         save_to: str | os.PathLike,
@@ -87,26 +81,14 @@ class CIFAR10DVS(EventDataset, tonic.datasets.CIFAR10DVS):
         transforms: Callable | None = None,
         download: bool = False,
     ) -> None:
-        TonicDataset.__init__(
-            self,
-            str(save_to),
-            transform=transform,
-            target_transform=target_transform,
-            transforms=transforms,
-        )
+        TonicDataset.__init__(self, str(save_to), transform, target_transform, transforms)
         if split not in _SPLITS:
             raise ValueError(f"split must be one of {_SPLITS}, got {split!r}")
         self.split = split
         self.test_fraction = float(test_fraction)
         self.seed = int(seed)
         folder = Path(self.location_on_system)
-        if not folder.is_dir() and download:
-            download_dataset("cifar10dvs", save_to)
-        if not folder.is_dir():
-            raise FileNotFoundError(
-                f"CIFAR10-DVS folder {folder} not found; run `sdt3-event data download cifar10dvs "
-                f"--root {save_to}` or pass download=True"
-            )
+        require_folder(folder, "cifar10dvs", "CIFAR10-DVS", save_to, download)
         files, targets = [], []
         for name, label in sorted(self.classes.items(), key=lambda kv: kv[1]):
             class_dir = folder / name

@@ -202,6 +202,24 @@ def _safe_target(root: Path, name: str, archive: Path) -> Path:
     return target
 
 
+def _extract_member(
+    root: Path, archive: Path, name: str, kind: str, open_member: Callable, files: list[Path]
+) -> None:
+    """Write one member (``kind`` ``"dir"`` or ``"file"``; anything else is skipped with a
+    warning) below ``root``, appending a written file to ``files``."""
+    target = _safe_target(root, name, archive)
+    if kind == "dir":
+        target.mkdir(parents=True, exist_ok=True)
+        return
+    if kind != "file":
+        logger.warning("%s: skipping non-regular member %s", archive, name)
+        return
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with open_member() as src, open(target, "wb") as dst:
+        shutil.copyfileobj(src, dst)
+    files.append(target)
+
+
 def extract_archive(archive: str | os.PathLike, to: str | os.PathLike) -> list[Path]:
     """Extract a zip, tar, tar.gz / tgz or tar.bz2 archive into ``to``.
 
@@ -220,14 +238,9 @@ def extract_archive(archive: str | os.PathLike, to: str | os.PathLike) -> list[P
         try:
             with zipfile.ZipFile(archive) as zf:
                 for info in zf.infolist():
-                    target = _safe_target(root, info.filename, archive)
-                    if info.is_dir():
-                        target.mkdir(parents=True, exist_ok=True)
-                        continue
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    with zf.open(info) as src, open(target, "wb") as dst:
-                        shutil.copyfileobj(src, dst)
-                    files.append(target)
+                    kind = "dir" if info.is_dir() else "file"
+                    opener = lambda info=info: zf.open(info)  # noqa: E731
+                    _extract_member(root, archive, info.filename, kind, opener, files)
         except zipfile.BadZipFile as exc:
             raise zipfile.BadZipFile(f"{archive}: corrupt zip archive ({exc})") from exc
         return files
@@ -240,18 +253,9 @@ def extract_archive(archive: str | os.PathLike, to: str | os.PathLike) -> list[P
     try:
         with tarfile.open(archive) as tf:
             for member in tf.getmembers():
-                target = _safe_target(root, member.name, archive)
-                if member.isdir():
-                    target.mkdir(parents=True, exist_ok=True)
-                elif member.isfile():
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    src = tf.extractfile(member)
-                    assert src is not None
-                    with src, open(target, "wb") as dst:
-                        shutil.copyfileobj(src, dst)
-                    files.append(target)
-                else:
-                    logger.warning("%s: skipping non-regular member %s", archive, member.name)
+                kind = "dir" if member.isdir() else "file" if member.isfile() else "other"
+                opener = lambda member=member: tf.extractfile(member)  # noqa: E731
+                _extract_member(root, archive, member.name, kind, opener, files)
     except tarfile.TarError as exc:
         raise tarfile.TarError(f"{archive}: corrupt tar archive ({exc})") from exc
     return files

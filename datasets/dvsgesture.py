@@ -9,8 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import tonic
-from sdt3_event.datasets._common import EventDataset
-from sdt3_event.datasets.download import download_dataset
+from sdt3_event.datasets._common import EventDataset, require_folder
 from tonic.dataset import Dataset as TonicDataset
 
 from sdt3_event.events.schema import EVENT_DTYPE, EventFormatError, validate_events
@@ -42,9 +41,6 @@ class DVSGesture(EventDataset, tonic.datasets.DVSGesture):
             named ``<label>.npy`` with a label in ``0..10``.
     """
 
-    dtype = EVENT_DTYPE
-    ordering = "txyp"
-
     def __init__(
         self,
         save_to: str | os.PathLike,
@@ -59,26 +55,14 @@ class DVSGesture(EventDataset, tonic.datasets.DVSGesture):
             if split not in ("train", "test"):
                 raise ValueError(f"DVS Gesture has splits 'train' and 'test', got {split!r}")
             train = split == "train"
-        TonicDataset.__init__(
-            self,
-            str(save_to),
-            transform=transform,
-            target_transform=target_transform,
-            transforms=transforms,
-        )
+        TonicDataset.__init__(self, str(save_to), transform, target_transform, transforms)
         self.train = train
         self.folder_name = "ibmGestureTrain" if train else "ibmGestureTest"
         self.filename = self.train_filename if train else self.test_filename
         self.url = self.train_url if train else self.test_url
         self.file_md5 = self.train_md5 if train else self.test_md5
         folder = Path(self.location_on_system) / self.folder_name
-        if not folder.is_dir() and download:
-            download_dataset("dvsgesture", save_to)
-        if not folder.is_dir():
-            raise FileNotFoundError(
-                f"DVS Gesture folder {folder} not found; run `sdt3-event data download dvsgesture "
-                f"--root {save_to}` or pass download=True"
-            )
+        require_folder(folder, "dvsgesture", "DVS Gesture", save_to, download)
         self.users: list[int] = []
         self.lighting: list[str] = []
         for sub in sorted(p for p in folder.iterdir() if p.is_dir()):
@@ -170,8 +154,6 @@ class DVSGestureRaw(EventDataset):
 
     sensor_size = (128, 128, 2)
     classes = list(tonic.datasets.DVSGesture.classes)
-    dtype = EVENT_DTYPE
-    ordering = "txyp"
 
     def __init__(
         self,

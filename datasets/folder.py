@@ -8,7 +8,7 @@ from pathlib import Path
 
 from sdt3_event.datasets._common import EventDataset
 
-from sdt3_event.events.schema import EVENT_DTYPE, SensorSize
+from sdt3_event.events.schema import SensorSize
 
 
 def supported_suffixes() -> tuple[str, ...]:
@@ -42,9 +42,6 @@ class EventFolder(EventDataset):
         FileNotFoundError: ``root`` or a requested class folder is missing.
         ValueError: no class folders, or a class folder with no readable files (named).
     """
-
-    dtype = EVENT_DTYPE
-    ordering = "txyp"
 
     def __init__(
         self,

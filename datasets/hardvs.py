@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 from sdt3_event.datasets._common import EventDataset
 
-from sdt3_event.events.schema import EVENT_DTYPE, EventFormatError
+from sdt3_event.events.schema import EventFormatError
 
 logger = logging.getLogger(__name__)
 
@@ -115,8 +115,6 @@ class HARDVS(EventDataset):
 
     sensor_size = SENSOR_SIZE
     classes = CLASSES
-    dtype = EVENT_DTYPE
-    ordering = "txyp"
 
     def __init__(
         self,
@@ -234,6 +232,7 @@ class HARDVSFrames(EventDataset):
 
     sensor_size = SENSOR_SIZE
     classes = CLASSES
+    dtype = ordering = None  # samples are frame tensors, not events
 
     def __init__(
         self,

@@ -361,9 +361,6 @@ class SyntheticGestures(EventDataset):
         ValueError: unknown split or class, or ``n_samples < 1``.
     """
 
-    ordering = "txyp"
-    dtype = EVENT_DTYPE
-
     def __init__(
         self,
         split: str = "train",
