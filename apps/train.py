@@ -83,6 +83,7 @@ def _run(args: argparse.Namespace) -> int:
     from sdt3_event.engine.config import ConfigError, load_config
     from sdt3_event.engine.runner import fit, run_dir_of
     from sdt3_event.engine.train import NonFiniteLossError
+    from sdt3_event.events.contract import RepresentationMismatchError
 
     overrides = list(args.overrides)
     if args.name:
@@ -123,6 +124,7 @@ def _run(args: argparse.Namespace) -> int:
         CheckpointError,
         NonFiniteLossError,
         ConfigError,
+        RepresentationMismatchError,
     ) as exc:
         sys.stderr.write(f"error: {exc}\n")
         return 1

@@ -59,9 +59,12 @@ class DataConfig:
         input_size: ``(H, W)`` the model sees.
         n_time_bins: ``T``.
         window_us: sample duration in µs; ``None`` bins the whole recording.
-        representation: ``count`` or ``binary``.
+        representation: ``count``, ``binary``, ``voxel`` or ``time_surface``.
         clamp: clip event counts to ``[0, clamp]``; ``None`` keeps them.
         spatial: sensor -> input mapping (``resize``, ``center_crop``, ``pad``, ``crop_or_pad``).
+        filters: event filters for every sample, e.g. ``"ba:2000,refractory:100"`` (the
+            ``live --filter`` grammar); stored in the data contract, so live applies them too.
+        tau_us: time-surface decay (µs); ``None``: one bin's length.
         batch_size: per process (per GPU).
         eval_batch_size: ``None`` uses ``batch_size``.
         num_workers: DataLoader workers per process.
@@ -78,6 +81,8 @@ class DataConfig:
     representation: str = "count"
     clamp: int | None = None
     spatial: str = "resize"
+    filters: str = ""
+    tau_us: float | None = None
     batch_size: int = 32
     eval_batch_size: int | None = None
     num_workers: int = 0

@@ -37,6 +37,8 @@ def make_contract(cfg: DataConfig, sensor_size, class_names) -> DataContract:
         clamp=cfg.clamp,
         spatial=cfg.spatial,
         class_names=tuple(class_names),
+        filters=cfg.filters,
+        tau_us=cfg.tau_us,
     )
 
 

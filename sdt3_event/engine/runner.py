@@ -135,6 +135,20 @@ def build_model(
     return name, model, model_config
 
 
+def _check_pretrained_representation(path: str, contract: DataContract) -> None:
+    """An sdt3-event checkpoint fine-tunes only on its own representation (official weights,
+    which carry no data contract, may start any)."""
+    from sdt3_event.events.contract import require_representation
+    from sdt3_event.models.pretrained import read_checkpoint
+
+    if not Path(path).is_file():
+        return  # build_model says so
+    payload = read_checkpoint(path)
+    if isinstance(payload, dict) and isinstance(payload.get("data_contract"), dict):
+        trained = DataContract.from_dict(dict(payload["data_contract"]))
+        require_representation(trained, contract.representation, f"model.pretrained {path}")
+
+
 @dataclass
 class FitResult:
     """What :func:`fit` returns: the run folder, best/last metrics and the step count."""
@@ -249,6 +263,8 @@ def _fit(
         datasets = build_datasets(cfg.data, seed=cfg.seed)
     train_ds, test_ds, contract = datasets
     num_classes = len(contract.class_names)
+    if cfg.model.pretrained is not None and resume_payload is None:
+        _check_pretrained_representation(cfg.model.pretrained, contract)
     # a resumed run takes its weights from the checkpoint, not from model.pretrained
     model_name, model, model_config = build_model(
         cfg, num_classes, contract.in_chans, load_pretrained=resume_payload is None

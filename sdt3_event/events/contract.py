@@ -12,7 +12,11 @@ from dataclasses import dataclass
 from typing import Any
 
 SPATIAL_MODES = ("resize", "center_crop", "pad", "crop_or_pad")
-REPRESENTATIONS = ("count", "binary")
+REPRESENTATIONS = ("count", "binary", "voxel", "time_surface")
+
+
+class RepresentationMismatchError(ValueError):
+    """Input of another representation than the one a model was trained on."""
 
 
 @dataclass(frozen=True)
@@ -25,10 +29,17 @@ class DataContract:
         n_time_bins: ``T``, the number of frames per sample.
         window_us: duration of one sample in microseconds; ``None`` means the whole recording
             (clip) is split into ``n_time_bins`` bins.
-        representation: ``"count"`` (events per pixel, per polarity) or ``"binary"`` (any event).
+        representation: ``"count"`` (events per pixel, per polarity), ``"binary"`` (any event),
+            ``"voxel"`` (one signed channel, bilinear in time, as Tonic's ``ToVoxelGrid``) or
+            ``"time_surface"`` (per polarity, ``exp(-age / tau_us)`` at each bin's end, as
+            Tonic's ``ToTimesurface``); see :mod:`sdt3_event.events.representations`.
         clamp: clip counts to ``[0, clamp]`` (the spike level ``D``); ``None`` keeps raw counts.
+            Count and binary frames only.
         spatial: how the sensor maps onto ``input_size``: one of ``SPATIAL_MODES``.
         class_names: label names in class-index order.
+        filters: event filters applied to each window before the spatial mapping, as a spec
+            string (``"ba:2000,roi:0,0,320,240"``, see :mod:`sdt3_event.events.filters`).
+        tau_us: the time surface's decay constant (µs); ``None``: one bin's length.
     """
 
     sensor_size: tuple[int, int, int]
@@ -39,6 +50,8 @@ class DataContract:
     clamp: int | None = None
     spatial: str = "resize"
     class_names: tuple[str, ...] = ()
+    filters: str = ""
+    tau_us: float | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "sensor_size", tuple(int(v) for v in self.sensor_size))
@@ -60,11 +73,25 @@ class DataContract:
             raise ValueError(f"spatial must be one of {SPATIAL_MODES}, got {self.spatial!r}")
         if self.clamp is not None and self.clamp < 1:
             raise ValueError(f"clamp must be >= 1 or None, got {self.clamp}")
+        self._check_representation()
+
+    def _check_representation(self) -> None:
+        from sdt3_event.events.filters import format_filters, parse_filters
+
+        object.__setattr__(self, "filters", format_filters(parse_filters(self.filters or "")))
+        if self.representation in ("voxel", "time_surface") and self.clamp is not None:
+            raise ValueError(f"clamp applies to count frames, not to {self.representation!r}")
+        if self.representation == "voxel" and self.sensor_size[2] != 2:
+            raise ValueError("representation 'voxel' needs a sensor with P = 2 (signed polarity)")
+        if self.tau_us is not None and (self.representation != "time_surface" or self.tau_us <= 0):
+            raise ValueError(
+                f"tau_us must be > 0 and goes with representation 'time_surface', got {self.tau_us}"
+            )
 
     @property
     def in_chans(self) -> int:
-        """``P``, the number of polarity channels the model receives."""
-        return self.sensor_size[2]
+        """``P``, the number of channels the model receives (1 for a voxel grid)."""
+        return 1 if self.representation == "voxel" else self.sensor_size[2]
 
     @property
     def frame_shape(self) -> tuple[int, int, int, int]:
@@ -90,3 +117,22 @@ class DataContract:
         if unknown:
             raise ValueError(f"unknown data contract keys {unknown}; valid keys: {sorted(valid)}")
         return cls(**d)
+
+
+def require_representation(trained: DataContract, representation: str, what: str) -> None:
+    """Refuse to feed a model input of another representation than it was trained on.
+
+    Args:
+        trained: the model's data contract (from its checkpoint).
+        representation: the representation about to be used.
+        what: the model, for the message (a checkpoint path).
+
+    Raises:
+        RepresentationMismatchError: the representations differ.
+    """
+    if representation != trained.representation:
+        raise RepresentationMismatchError(
+            f"{what} was trained on {trained.representation!r} input, not {representation!r}; "
+            f"use representation: {trained.representation} or a model trained on "
+            f"{representation!r} (or train from scratch)"
+        )

@@ -27,12 +27,14 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from sdt3_event.events.contract import DataContract
+from sdt3_event.events.filters import apply_filters, parse_filters
 from sdt3_event.events.frames import (
     SensorMap,
     count_window_mapped,
     count_window_mapped_torch,
     to_window_frames,
 )
+from sdt3_event.events.representations import WINDOW_REPRESENTATIONS, window_representation
 
 __all__ = [
     "generator",
@@ -372,8 +374,9 @@ class FrameTransform:
     """``events -> torch.float32 (T, P, H, W)`` as a data contract prescribes (see
     :func:`build_frame_transform`).
 
-    Steps: event augmentations (training only), the time window, the spatial mapping to
-    ``input_size`` (on events), binning into ``T`` equal bins, representation and clamp.
+    Steps: event augmentations (training only), the time window, the contract's event filters,
+    the spatial mapping to ``input_size`` (on events), binning into ``T`` equal bins,
+    representation (counts, binary, voxel grid, time surface) and clamp.
 
     The window: with ``contract.window_us`` set and ``t_start_us`` given, exactly
     ``[t_start_us, t_start_us + window_us)`` (live inference); without ``t_start_us`` a recording
@@ -446,6 +449,8 @@ class FrameTransform:
         :meth:`frames_torch` when it can stream or run on a device).
         """
         c = self.contract
+        if not self.device_bins:  # filters, voxel grids and time surfaces go step by step
+            return self._frames_stepwise(events, start, end, cut)
         frames = count_window_mapped(
             events,
             self.sensor_map,
@@ -477,6 +482,11 @@ class FrameTransform:
         """
         if self.train:
             raise ValueError("frames_torch serves inference; build the transform with train=False")
+        if not self.device_bins:
+            raise ValueError(
+                f"frames_torch bins count/binary frames without filters, not "
+                f"{self.contract.representation!r} with filters {self.contract.filters!r}"
+            )
         c = self.contract
         start, end = self.window(np.zeros(0, [("t", "<i8")]), t_start_us)
         return count_window_mapped_torch(
@@ -484,12 +494,19 @@ class FrameTransform:
         )
 
     @property
+    def device_bins(self) -> bool:
+        """Whether the compiled binner and :meth:`frames_torch` apply: count or binary frames
+        without event filters."""
+        c = self.contract
+        return c.representation in ("count", "binary") and not c.filters
+
+    @property
     def streams(self) -> bool:
         """Whether :meth:`add_events` can bin a stream chunk by chunk (count and binary
         representations with the compiled kernel; others bin whole windows)."""
         from sdt3_event.events.frames import _window_kernel
 
-        return self.contract.representation in ("count", "binary") and _window_kernel() is not None
+        return self.device_bins and _window_kernel() is not None
 
     def add_events(
         self, events: np.ndarray, t_start_us: int, t_end_us: int, out: np.ndarray
@@ -534,10 +551,14 @@ class FrameTransform:
         if cut:
             t = events["t"]
             events = events[(t >= start) & (t < end)]
+        if len(events) and c.filters:
+            events = apply_filters(events, parse_filters(c.filters))
         if len(events):
             events = _spatial(c)(events)
             if n_pol == 1:  # a single-channel contract merges the polarities
                 events["p"] = 0
+        if c.representation in WINDOW_REPRESENTATIONS:
+            return window_representation(c, events, start, end)  # (T, P, H, W)
         return to_window_frames(
             events,
             (c.input_size[1], c.input_size[0], n_pol),
