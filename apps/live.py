@@ -20,6 +20,8 @@ SPATIAL_CHOICES = ("resize", "center_crop", "pad", "crop_or_pad")
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
+    from sdt3_event.events.filters import FILTER_GRAMMAR
+
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.epilog = (
         "sources: synthetic: (default), file:REC.aedat4[?speed=2&loop=1], tcp://HOST:PORT,\n"
@@ -28,6 +30,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "  sdt3-event live\n"
         "  sdt3-event live --source file:rec.aedat4 --speed 0 --jsonl out.jsonl --max-windows 100\n"
         "  sdt3-event live --source tcp://127.0.0.1:7777 --model runs/x/checkpoints/best.pt\n"
+        '  sdt3-event live --source file:rec.aedat4 --filter "ba:2000,roi:0,0,320,240"\n'
+        "\n" + FILTER_GRAMMAR
     )
     parser.add_argument("--source", default="synthetic:", help="source URI (default: synthetic:)")
     parser.add_argument("--model", default=None, help="checkpoint (default: the bundled demo)")
@@ -70,6 +74,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--speed", type=float, default=None, help="replay speed for file/synthetic (0 = max)"
     )
     parser.add_argument("--loop", action="store_true", help="loop a file source")
+    parser.add_argument(
+        "--filter",
+        default=None,
+        metavar="SPEC",
+        help="event filters for every window, replacing the checkpoint's (grammar below; "
+        "'' for none)",
+    )
     parser.add_argument(
         "--lossless",
         action="store_true",
@@ -119,6 +130,13 @@ def run(args: argparse.Namespace) -> int:
         value = getattr(args, name)
         if value is not None and value < 1:
             return _error(f"--{name.replace('_', '-')} must be >= 1")
+    if args.filter is not None:
+        from sdt3_event.events.filters import FilterSpecError, parse_filters
+
+        try:
+            parse_filters(args.filter)
+        except FilterSpecError as exc:
+            return _error(f"--filter: {exc}")
     options = {}
     if args.speed is not None:
         options["speed"] = args.speed
@@ -147,6 +165,7 @@ def run(args: argparse.Namespace) -> int:
             drop_policy="block" if args.lossless else "drop_oldest",
             firing=not args.no_firing,
             energy_every=0 if args.no_firing else max(0, args.energy_every),
+            filters=args.filter,
         )
     except (FileNotFoundError, ValueError, EventFormatError, CheckpointError) as exc:
         return _error(str(exc))

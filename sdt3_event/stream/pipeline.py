@@ -29,6 +29,7 @@ it ends in a ``StreamStatus(state="error")`` record with the reason.
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import logging
 import threading
 import time
@@ -526,6 +527,7 @@ def build_pipeline(
     status_interval_s: float = 1.0,
     drop_policy: str = "drop_oldest",
     warmup: bool = True,
+    filters: str | None = None,
 ) -> LivePipeline:
     """Open a source, load a checkpoint and wire them into a (not yet started) :class:`LivePipeline`.
 
@@ -545,6 +547,8 @@ def build_pipeline(
         max_queued_windows, max_window_events, status_interval_s, drop_policy: see
             :class:`LivePipeline`.
         warmup: run one forward pass before returning (and compile, with ``compile=True``).
+        filters: event filters for every window (``"ba:2000,roi:0,0,320,240"``, see
+            :mod:`sdt3_event.events.filters`) instead of the checkpoint contract's; ``""`` none.
 
     Raises:
         FileNotFoundError: missing checkpoint or recording.
@@ -564,6 +568,8 @@ def build_pipeline(
     device = device or default_device()
     loaded = load_model_from_checkpoint(checkpoint, device=device)
     contract = loaded.contract
+    if filters is not None:
+        contract = dataclasses.replace(contract, filters=filters)
     window_us = window_us or contract.window_us
     if window_us is None:
         raise ValueError(

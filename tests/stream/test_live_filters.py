@@ -1,0 +1,68 @@
+"""``live --filter``: the grammar reaches the live contract; bad specs are CLI errors."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from checkpoint_support import save_inference_checkpoint
+
+from sdt3_event.events.contract import DataContract
+from sdt3_event.events.schema import make_events
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    from sdt3_event import create_model
+    from sdt3_event.events.io import write_events
+
+    torch.manual_seed(0)
+    model = create_model("sdt3_micro", num_classes=3, in_chans=2, T=2)
+    contract = DataContract(
+        (40, 32, 2), (32, 32), 2, window_us=20_000, class_names=("a", "b", "c"), filters="ba:500"
+    )
+    folder = tmp_path_factory.mktemp("live_filters")
+    save_inference_checkpoint(folder / "tiny.pt", model, contract)
+    rng = np.random.default_rng(1)
+    n = 3_000
+    t = np.sort(rng.integers(0, 100_000, n))
+    ev = make_events(t, rng.integers(0, 40, n), rng.integers(0, 32, n), rng.integers(0, 2, n))
+    write_events(folder / "rec.npz", ev, (40, 32, 2))
+    return folder / "tiny.pt", folder / "rec.npz"
+
+
+def _run(capsys, *args):
+    from sdt3_event.apps.cli import main
+
+    code = main(["live", "--device", "cpu", "--predictions-only", "--lossless", *args])
+    out, err = capsys.readouterr()
+    return code, [json.loads(line) for line in out.splitlines() if line.strip()], err
+
+
+def test_live_filter_replaces_the_checkpoint_filters(files):
+    from sdt3_event.stream.pipeline import build_pipeline
+
+    ckpt, rec = files
+    pipeline = build_pipeline(f"file:{rec}", str(ckpt), device="cpu", warmup=False)
+    assert pipeline.predictor.contract.filters == "ba:500"  # training's filters by default
+    pipeline.stop()
+    pipeline = build_pipeline(
+        f"file:{rec}", str(ckpt), device="cpu", warmup=False, filters="pol:on, roi:0,0,20,32"
+    )
+    assert pipeline.predictor.contract.filters == "pol:on,roi:0,0,20,32"
+    pipeline.stop()
+
+
+def test_live_filter_runs_and_bad_specs_exit_2(files, capsys):
+    ckpt, rec = files
+    src = ["--source", f"file:{rec}?speed=0", "--model", str(ckpt)]
+    code, records, err = _run(capsys, *src, "--filter", "ba:2000,roi:0,0,20,16,pol:off")
+    assert code == 0, err
+    assert len(records) > 5 and all(r["type"] == "prediction" for r in records)
+    for bad, message in [("ba:fast", "--filter: ba: 'fast' is not an integer"), ("x:1", "unknown")]:
+        code, out, err = _run(capsys, *src, "--filter", bad)
+        assert code == 2 and out == [] and message in err and "Traceback" not in err
