@@ -26,6 +26,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "data": ("data", "download, verify and inspect data sets and recordings"),
     "models": ("models", "list the registered models and their parameter counts"),
     "weights": ("weights", "list, download, locate and verify the official pretrained weights"),
+    "export": ("export", "export a checkpoint to ONNX (integer model, quantiser as ONNX ops)"),
 }
 
 

@@ -36,6 +36,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--source", default="synthetic:", help="source URI (default: synthetic:)")
     parser.add_argument("--model", default=None, help="checkpoint (default: the bundled demo)")
     parser.add_argument("--spike-driven", action="store_true", help="run the spike-driven executor")
+    parser.add_argument(
+        "--runtime",
+        choices=("torch", "onnx"),
+        default="torch",
+        help="onnx: run --model OUT.onnx (from `sdt3-event export`) with onnxruntime on the CPU",
+    )
     parser.add_argument("--window-us", type=int, default=None, help="window length (µs)")
     parser.add_argument("--stride-us", type=int, default=None, help="window stride (µs)")
     parser.add_argument("--jsonl", default=None, metavar="FILE", help="also write JSON lines here")
@@ -130,6 +136,16 @@ def run(args: argparse.Namespace) -> int:
         value = getattr(args, name)
         if value is not None and value < 1:
             return _error(f"--{name.replace('_', '-')} must be >= 1")
+    if args.runtime == "onnx":
+        if args.model is None or not str(args.model).endswith(".onnx"):
+            return _error(
+                "--runtime onnx needs --model FILE.onnx; make one with: "
+                "sdt3-event export CKPT --onnx FILE.onnx"
+            )
+        if args.spike_driven or args.compile:
+            return _error("--runtime onnx cannot be combined with --spike-driven or --compile")
+    elif args.model is not None and str(args.model).endswith(".onnx"):
+        return _error(f"--model {args.model} is an ONNX file: add --runtime onnx")
     if args.filter is not None:
         from sdt3_event.events.filters import FilterSpecError, parse_filters
 
@@ -166,6 +182,7 @@ def run(args: argparse.Namespace) -> int:
             firing=not args.no_firing,
             energy_every=0 if args.no_firing else max(0, args.energy_every),
             filters=args.filter,
+            runtime=args.runtime,
         )
     except (FileNotFoundError, ValueError, EventFormatError, CheckpointError) as exc:
         return _error(str(exc))

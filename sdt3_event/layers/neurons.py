@@ -68,8 +68,12 @@ class _QuantSTE(torch.autograd.Function):
 def quantize(
     u: torch.Tensor, D: int, rounding: str = "half_even", inclusive: bool = True
 ) -> torch.Tensor:
-    """Integer spike counts ``round(clamp(u, 0, D))`` with the STE gradient (not divided by norm)."""
-    if not (u.requires_grad and torch.is_grad_enabled()):  # inference: no autograd node needed
+    """Integer spike counts ``round(clamp(u, 0, D))`` with the STE gradient (not divided by norm).
+
+    Without autograd (inference), and while exporting to ONNX, it is the plain ops (Clip, Round or
+    Floor(x + 0.5)); ONNX ``Round`` rounds half to even, as ``torch.round``.
+    """
+    if torch.onnx.is_in_onnx_export() or not (u.requires_grad and torch.is_grad_enabled()):
         clamped = torch.clamp(u, 0, D)
         return torch.floor(clamped + 0.5) if rounding == "half_up" else torch.round(clamped)
     return _QuantSTE.apply(u, float(D), rounding == "half_up", inclusive)

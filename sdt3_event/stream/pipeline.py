@@ -528,6 +528,7 @@ def build_pipeline(
     drop_policy: str = "drop_oldest",
     warmup: bool = True,
     filters: str | None = None,
+    runtime: str = "torch",
 ) -> LivePipeline:
     """Open a source, load a checkpoint and wire them into a (not yet started) :class:`LivePipeline`.
 
@@ -549,6 +550,9 @@ def build_pipeline(
         warmup: run one forward pass before returning (and compile, with ``compile=True``).
         filters: event filters for every window (``"ba:2000,roi:0,0,320,240"``, see
             :mod:`sdt3_event.events.filters`) instead of the checkpoint contract's; ``""`` none.
+        runtime: ``"torch"``, or ``"onnx"`` to run an ``.onnx`` file from
+            :func:`sdt3_event.engine.deploy.export_onnx` with onnxruntime (no firing statistics,
+            energy or spike-driven executor there).
 
     Raises:
         FileNotFoundError: missing checkpoint or recording.
@@ -565,8 +569,18 @@ def build_pipeline(
         from sdt3_event.assets import DEMO_CHECKPOINT
 
         checkpoint = DEMO_CHECKPOINT
-    device = device or default_device()
-    loaded = load_model_from_checkpoint(checkpoint, device=device)
+    if runtime == "onnx":
+        from sdt3_event.engine.deploy import load_onnx_model
+
+        if spike_driven or compile:
+            raise ValueError("the onnx runtime has no spike-driven executor and no torch.compile")
+        device, firing, energy_every = "cpu", False, 0
+        loaded = load_onnx_model(checkpoint)
+    elif runtime == "torch":
+        device = device or default_device()
+        loaded = load_model_from_checkpoint(checkpoint, device=device)
+    else:
+        raise ValueError(f"runtime must be 'torch' or 'onnx', got {runtime!r}")
     contract = loaded.contract
     if filters is not None:
         contract = dataclasses.replace(contract, filters=filters)
