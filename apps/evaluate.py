@@ -2,6 +2,10 @@
 
 Writes ``eval.json`` and ``confusion.png`` to ``--out`` (default ``runs/eval/<checkpoint name>``).
 ``CKPT`` may be ``demo`` for the bundled demo model.
+
+``sdt3-event eval CKPT --events REC --labels CSV`` instead replays a recording (such as one made
+with ``live --record``) through the model window by window and scores the windows against labelled
+time intervals (:mod:`sdt3_event.stream.replay`).
 """
 
 from __future__ import annotations
@@ -36,6 +40,22 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--spike-driven", action="store_true", help="evaluate the spike-driven executor"
     )
     parser.add_argument("--out", default=None, help="output folder for eval.json / confusion.png")
+    parser.add_argument(
+        "--events",
+        default=None,
+        metavar="REC",
+        help="replay this recording (e.g. from live --record) through the model, window by "
+        "window, and score it against --labels",
+    )
+    parser.add_argument(
+        "--labels",
+        default=None,
+        metavar="CSV",
+        help="with --events: rows class,start_us,end_us (class name or 1-based index)",
+    )
+    parser.add_argument(
+        "--runtime", choices=("torch", "onnx"), default="torch", help="with --events: CKPT.onnx"
+    )
 
 
 def resolve_checkpoint(name: str) -> Path:
@@ -114,6 +134,8 @@ def run(args: argparse.Namespace) -> int:
     from sdt3_event.engine.evaluation import evaluate_checkpoint
 
     ckpt = resolve_checkpoint(args.checkpoint)
+    if args.events is not None or args.labels is not None:
+        return _score_recording(args, ckpt)
     try:
         dataset, root = data_arguments(args)
         metrics, loaded = evaluate_checkpoint(
@@ -165,6 +187,36 @@ def run(args: argparse.Namespace) -> int:
         f"{metrics['model_name']}: top-1 {metrics['acc1']:.1f} %",
     )
     _out(f"\nwrote {out / 'eval.json'} and {out / 'confusion.png'}")
+    return 0
+
+
+def _score_recording(args: argparse.Namespace, ckpt: Path) -> int:
+    """``eval CKPT --events REC --labels CSV``: replay and score window by window."""
+    from sdt3_event.engine.checkpoint import CheckpointError
+    from sdt3_event.events.schema import EventFormatError
+    from sdt3_event.stream.replay import score_recording
+
+    if args.events is None or args.labels is None:
+        sys.stderr.write("error: --events and --labels go together\n")
+        return 2
+    try:
+        result = score_recording(
+            ckpt, args.events, args.labels, runtime=args.runtime, device=resolve_device(args.device)
+        )
+    except (FileNotFoundError, CheckpointError, EventFormatError, ValueError, ImportError) as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        return 1
+    acc = result["accuracy"]
+    _out(
+        f"{args.events}: {result['windows']} windows, {result['labelled_windows']} labelled, "
+        + ("accuracy n/a" if acc is None else f"accuracy {100 * acc:.2f} %")
+    )
+    for name, c in result["per_class"].items():
+        _out(f"  {name:<16} {c['correct']:>5} / {c['windows']:<5}")
+    out = Path(args.out) if args.out else Path("runs") / "eval" / Path(args.events).stem
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "eval_events.json").write_text(json.dumps(result, indent=1))
+    _out(f"wrote {out / 'eval_events.json'}")
     return 0
 
 

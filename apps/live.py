@@ -81,6 +81,23 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--loop", action="store_true", help="loop a file source")
     parser.add_argument(
+        "--record",
+        default=None,
+        metavar="OUT.aedat4",
+        help="record the events to AEDAT 4.0 while inferring (after --filter / the checkpoint's "
+        "filters); predictions go beside it to OUT.predictions.jsonl",
+    )
+    parser.add_argument(
+        "--record-raw", action="store_true", help="record the events before the filters"
+    )
+    parser.add_argument(
+        "--record-max-mb",
+        type=float,
+        default=None,
+        metavar="MB",
+        help="start a new file (OUT-001.aedat4, ...) every MB megabytes",
+    )
+    parser.add_argument(
         "--filter",
         default=None,
         metavar="SPEC",
@@ -108,6 +125,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--predictions-only", action="store_true", help="JSON lines without status records"
     )
+
+
+def predictions_path(record: str):
+    """``OUT.predictions.jsonl`` beside ``OUT.aedat4``."""
+    from pathlib import Path
+
+    path = Path(record)
+    return path.with_name(f"{path.stem}.predictions.jsonl")
 
 
 def _error(msg: str) -> int:
@@ -146,6 +171,12 @@ def run(args: argparse.Namespace) -> int:
             return _error("--runtime onnx cannot be combined with --spike-driven or --compile")
     elif args.model is not None and str(args.model).endswith(".onnx"):
         return _error(f"--model {args.model} is an ONNX file: add --runtime onnx")
+    if args.record is None and (args.record_raw or args.record_max_mb is not None):
+        return _error("--record-raw and --record-max-mb need --record OUT.aedat4")
+    if args.record is not None and not args.record.endswith(".aedat4"):
+        return _error(f"--record {args.record}: the file name must end in .aedat4")
+    if args.record_max_mb is not None and args.record_max_mb <= 0:
+        return _error("--record-max-mb must be > 0")
     if args.filter is not None:
         from sdt3_event.events.filters import FilterSpecError, parse_filters
 
@@ -183,6 +214,9 @@ def run(args: argparse.Namespace) -> int:
             energy_every=0 if args.no_firing else max(0, args.energy_every),
             filters=args.filter,
             runtime=args.runtime,
+            record=args.record,
+            record_raw=args.record_raw,
+            record_max_mb=args.record_max_mb,
         )
     except (FileNotFoundError, ValueError, EventFormatError, CheckpointError) as exc:
         return _error(str(exc))
@@ -193,9 +227,12 @@ def run(args: argparse.Namespace) -> int:
     try:
         if args.jsonl:
             sinks.append(JsonLinesSink.to_file(args.jsonl, statuses=not args.predictions_only))
+        if args.record:
+            target = predictions_path(args.record)
+            sinks.append(JsonLinesSink.to_file(target, statuses=False))
     except OSError as exc:
         pipeline.stop()
-        return _error(f"cannot write {args.jsonl}: {exc}")
+        return _error(f"cannot write {exc.filename}: {exc.strerror}")
 
     # JSON lines: Ctrl-C / SIGTERM only set a flag that the drain loop polls. Raised as
     # KeyboardInterrupt in the main thread, they could land inside the pipeline's locking code
@@ -240,6 +277,12 @@ def run(args: argparse.Namespace) -> int:
             pipeline.stop()
             for sink in sinks:
                 sink.close()
+            if pipeline.recorder is not None:
+                rec = pipeline.recorder
+                files = str(rec.paths[0]) if rec.paths else "no file (no events)"
+                if len(rec.paths) > 1:
+                    files += f" .. {rec.paths[-1].name} ({len(rec.paths)} files)"
+                sys.stderr.write(f"sdt3-event live: recorded {rec.n_events} events to {files}\n")
         finally:
             # only now, with the pipeline threads stopped, may a signal raise again
             if stop_request is not None:

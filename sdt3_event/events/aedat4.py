@@ -1019,6 +1019,11 @@ class Aedat4Writer:
             self.n_events += len(events)
             self._last_t = int(events["t"][-1])
 
+    @property
+    def bytes_written(self) -> int:
+        """Bytes in the file so far (header and packets; the data table comes on ``close``)."""
+        return self._offset
+
     def close(self) -> Path:
         """Finish the file (data table, final header) and move it into place. Idempotent."""
         if self._fp is None:

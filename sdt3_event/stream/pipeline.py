@@ -115,6 +115,7 @@ class LivePipeline:
         max_records: int = 256,
         status_interval_s: float = 1.0,
         drop_policy: str = "drop_oldest",
+        recorder: Any = None,
     ) -> None:
         if max_queued_windows < 1 or max_records < 1:
             raise ValueError("max_queued_windows and max_records must be >= 1")
@@ -123,6 +124,7 @@ class LivePipeline:
         if drop_policy not in DROP_POLICIES:
             raise ValueError(f"drop_policy must be one of {DROP_POLICIES}, got {drop_policy!r}")
         self.drop_policy = drop_policy
+        self.recorder = recorder  # an EventRecorder: gets every chunk; closed by stop()
         self.source = source
         self.predictor = predictor
         self.window_us = int(window_us)
@@ -227,6 +229,8 @@ class LivePipeline:
         alive = [t.name for t in self._threads if t.is_alive()]
         if alive:
             log.warning("threads still running after stop(): %s", alive)
+        if self.recorder is not None:
+            self.recorder.close()
 
     def get(self, timeout: float | None = None) -> Record | None:
         """The next record, waiting up to ``timeout`` seconds (``None``: until one comes or the
@@ -347,6 +351,8 @@ class LivePipeline:
             if int(x.view(np.uint16).max()) >= size[0] or int(y.view(np.uint16).max()) >= size[1]:
                 inside = (x >= 0) & (x < size[0]) & (y >= 0) & (y < size[1])
                 chunk = chunk[inside]
+        if self.recorder is not None and size is not None:
+            self.recorder.write(chunk, size)
         w = self._windower
         late0, over_w0, over_e0, restarts0 = (
             w.stats.events_late,
@@ -529,6 +535,9 @@ def build_pipeline(
     warmup: bool = True,
     filters: str | None = None,
     runtime: str = "torch",
+    record: str | None = None,
+    record_raw: bool = False,
+    record_max_mb: float | None = None,
 ) -> LivePipeline:
     """Open a source, load a checkpoint and wire them into a (not yet started) :class:`LivePipeline`.
 
@@ -553,6 +562,9 @@ def build_pipeline(
         runtime: ``"torch"``, or ``"onnx"`` to run an ``.onnx`` file from
             :func:`sdt3_event.engine.deploy.export_onnx` with onnxruntime (no firing statistics,
             energy or spike-driven executor there).
+        record: write the stream to this AEDAT 4.0 file while inferring (see
+            :class:`~sdt3_event.stream.recorder.EventRecorder`); the events after the filters,
+            or as they came with ``record_raw``; rotated every ``record_max_mb`` MB.
 
     Raises:
         FileNotFoundError: missing checkpoint or recording.
@@ -601,6 +613,13 @@ def build_pipeline(
             options["sensor"] = tuple(contract.sensor_size)
         if "gesture_us" not in query and "gesture_us" not in options and contract.window_us:
             options["gesture_us"] = contract.window_us  # one gesture per trained window
+    recorder = None
+    if record is not None:
+        from sdt3_event.stream.recorder import EventRecorder
+
+        recorder = EventRecorder(
+            record, filters="" if record_raw else contract.filters, max_mb=record_max_mb
+        )
     stream = open_source(source_uri, **options)
     try:
         predictor = Predictor(
@@ -630,6 +649,7 @@ def build_pipeline(
     return LivePipeline(
         stream,
         predictor,
+        recorder=recorder,
         window_us=window_us,
         stride_us=stride_us,
         max_queued_windows=max_queued_windows,
