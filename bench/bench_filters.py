@@ -103,11 +103,13 @@ def main(argv=None) -> int:
         lambda: R.to_voxel_grid(events, sensor, 10),
         lambda: tonic.transforms.ToVoxelGrid(sensor, 10)(ref),
     )
+    # dense output (slices x P x H x W float64): on the first --hats-events x 20 events
+    surf, surf_ref = events[: args.hats_events * 20], ref[: args.hats_events * 20]
     row(
-        "ToTimeSurface(dt=1 s, tau=100 ms)",
-        len(events),
-        lambda: R.to_time_surface(events, sensor, 1_000_000, 100_000),
-        lambda: tonic.transforms.ToTimesurface(sensor, 1_000_000, 100_000)(ref),
+        "ToTimeSurface(dt=30 ms, tau=3 ms)",
+        len(surf),
+        lambda: R.to_time_surface(surf, sensor, 30_000, 3_000),
+        lambda: tonic.transforms.ToTimesurface(sensor, 30_000, 3_000)(surf_ref),
     )
     row(
         "ToAveragedTimeSurface(5, 10, 10 ms, 1 ms)",
