@@ -46,6 +46,13 @@ def tonic_random_input(sensor_size=(200, 100, 2), n_events=10000, seed=0, t0=0):
     return ev
 
 
+def random_events(n, w, h, t_range, seed=0):
+    """Our schema: ``n`` events on a ``w`` x ``h`` sensor, times sorted in ``[t_range)``."""
+    rng = np.random.default_rng(seed)
+    t = np.sort(rng.integers(*t_range, n))
+    return make_events(t, rng.integers(0, w, n), rng.integers(0, h, n), rng.integers(0, 2, n))
+
+
 def real_recording():
     path = RECORDINGS / "dvxplorer_320x240.aedat4"
     if not path.is_file():
@@ -210,14 +217,7 @@ def test_representations_equal_tonic_on_a_real_recording():
 
 
 def test_window_representations_bin_like_frames():
-    rng = np.random.default_rng(3)
-    n = 3000
-    events = make_events(
-        np.sort(rng.integers(1000, 11000, n)),
-        rng.integers(0, 16, n),
-        rng.integers(0, 8, n),
-        rng.integers(0, 2, n),
-    )
+    events = random_events(3000, 16, 8, (1000, 11000), seed=3)
     edges = bin_edges(1000, 11000, 3)
     bins = (events["t"] - 1000) * 3 // 10000
     for k in range(3):
@@ -249,14 +249,7 @@ def test_contract_representations_build_frames(representation):
         representation=representation,
         filters="ba:1000",
     )
-    rng = np.random.default_rng(0)
-    n = 20000
-    events = make_events(
-        np.sort(rng.integers(0, 100_000, n)),
-        rng.integers(0, 64, n),
-        rng.integers(0, 48, n),
-        rng.integers(0, 2, n),
-    )
+    events = random_events(20000, 64, 48, (0, 100_000))
     transform = build_frame_transform(contract)
     frames = transform(events, t_start_us=0)
     assert tuple(frames.shape) == contract.frame_shape
@@ -268,14 +261,7 @@ def test_contract_representations_build_frames(representation):
 
 
 def test_contract_filters_change_the_frames():
-    rng = np.random.default_rng(0)
-    n = 4000
-    events = make_events(
-        np.sort(rng.integers(0, 100_000, n)),
-        rng.integers(0, 64, n),
-        rng.integers(0, 48, n),
-        rng.integers(0, 2, n),
-    )
+    events = random_events(4000, 64, 48, (0, 100_000))
     plain = DataContract((64, 48, 2), (48, 64), 2, window_us=100_000)
     roi = DataContract((64, 48, 2), (48, 64), 2, window_us=100_000, filters="roi:0,0,32,48")
     a = build_frame_transform(plain)(events, t_start_us=0)
