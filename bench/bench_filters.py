@@ -118,7 +118,14 @@ def main(argv=None) -> int:
         lambda: tonic.transforms.ToAveragedTimesurface(sensor, 5, 10, 1e4, 1e3)(as_tonic(hats)),
         approx=True,
     )
-    # no Tonic peer: ours alone, against the numpy boolean mask a user would write
+    hot = [tuple(map(int, xy)) for xy in np.random.default_rng(0).integers(0, 128, (32, 2))]
+    row(
+        "HotPixelFilter(pixels=32 given) / DropPixel",
+        len(events),
+        lambda: F.HotPixelFilter(pixels=hot)(events),
+        lambda: tonic.transforms.DropPixel(coordinates=hot)(ref),
+    )
+    # no Tonic peer: ours alone
     t_roi, _ = cpu_time(lambda: F.region_of_interest(events, 10, 10, 100, 100), args.repeat)
     t_hot, _ = cpu_time(lambda: F.hot_pixel_filter(events, 10.0, 100_000), args.repeat)
 
@@ -129,7 +136,7 @@ def main(argv=None) -> int:
     )
     print(f"{'transform':48s} {'events':>11s} {'tonic s':>9s} {'ours s':>8s} {'ratio':>8s}")
     for name, n, t_tonic, t_ours in rows:
-        print(f"{name:48s} {n:>11,d} {t_tonic:>9.3f} {t_ours:>8.4f} {t_tonic / t_ours:>7.0f}x")
+        print(f"{name:48s} {n:>11,d} {t_tonic:>9.3f} {t_ours:>8.4f} {t_tonic / t_ours:>7.1f}x")
     print(f"{'RegionOfInterest (no tonic peer)':48s} {len(events):>11,d} {'':>9s} {t_roi:>8.4f}")
     print(
         f"{'HotPixelFilter(10, 100 ms) (no tonic peer)':48s} {len(events):>11,d} {'':>9s} {t_hot:>8.4f}"

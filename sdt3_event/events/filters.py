@@ -81,6 +81,13 @@ def _dims(events: np.ndarray) -> tuple[int, int]:
     return int(events["x"].max()) + 1, int(events["y"].max()) + 1
 
 
+def _select(events: np.ndarray, keep: np.ndarray) -> np.ndarray:
+    """``events[keep]``, copied as raw records (numpy's structured-array mask copies field by
+    field, several times slower)."""
+    raw = events.view(np.dtype((np.void, events.dtype.itemsize)))
+    return raw[keep].view(events.dtype)
+
+
 def _check_coordinates(events: np.ndarray) -> None:
     if int(events["x"].min()) < 0 or int(events["y"].min()) < 0:
         raise ValueError("events have negative coordinates; drop or shift them before filtering")
@@ -112,7 +119,13 @@ def _kernels():
             keep[i] = ti - memory[yi, xi] > time_us
             memory[yi, xi] = ti
 
-    return background_activity, refractory
+    @numba.njit(cache=True, nogil=True)
+    def pixel_mask(x, y, w, h, bad, keep):  # keep events whose pixel is not marked in bad (H, W)
+        for i in range(x.shape[0]):
+            xi, yi = np.int64(x[i]), np.int64(y[i])
+            keep[i] = not (0 <= xi < w and 0 <= yi < h and bad[yi, xi])
+
+    return background_activity, refractory, pixel_mask
 
 
 def _offsets(radius: int, neighbourhood: str) -> tuple[np.ndarray, np.ndarray]:
@@ -153,7 +166,7 @@ def background_activity_filter(
     keep = np.zeros(len(events), np.bool_)
     dx, dy = _offsets(int(radius), neighbourhood)
     _kernels()[0](events["t"], events["x"], events["y"], w, h, int(time_us), dx, dy, keep)
-    return events[keep]
+    return _select(events, keep)
 
 
 def refractory_filter(events: np.ndarray, time_us: int) -> np.ndarray:
@@ -180,7 +193,7 @@ def refractory_filter(events: np.ndarray, time_us: int) -> np.ndarray:
     w, h = _dims(events)
     keep = np.zeros(len(events), np.bool_)
     _kernels()[1](events["t"], events["x"], events["y"], w, h, int(time_us), keep)
-    return events[keep]
+    return _select(events, keep)
 
 
 def hot_pixels(events: np.ndarray, factor: float = 10.0, learn_us: int | None = None) -> np.ndarray:
@@ -232,21 +245,27 @@ def hot_pixel_filter(
     if len(hot) == 0:
         return events.copy()
     hot = hot.reshape(-1, 2)
-    w = max(int(events["x"].max()), int(hot[:, 0].max())) + 1
-    codes = events["y"].astype(np.int64) * w + events["x"]
-    return events[~np.isin(codes, hot[:, 1] * w + hot[:, 0])]
+    hot = hot[(hot >= 0).all(axis=1)]
+    if len(hot) == 0:
+        return events.copy()
+    w, h = int(hot[:, 0].max()) + 1, int(hot[:, 1].max()) + 1
+    bad = np.zeros((h, w), np.bool_)
+    bad[hot[:, 1], hot[:, 0]] = True
+    keep = np.empty(len(events), np.bool_)
+    _kernels()[2](events["x"], events["y"], w, h, bad, keep)
+    return _select(events, keep)
 
 
 def region_of_interest(events: np.ndarray, x: int, y: int, w: int, h: int) -> np.ndarray:
     """Keep the events in ``[x, x + w) x [y, y + h)``; coordinates are not shifted."""
     ex, ey = events["x"], events["y"]
-    return events[(ex >= x) & (ex < x + w) & (ey >= y) & (ey < y + h)]
+    return _select(events, (ex >= x) & (ex < x + w) & (ey >= y) & (ey < y + h))
 
 
 def polarity_filter(events: np.ndarray, on: bool = True) -> np.ndarray:
     """Keep the ON (``on=True``) or the OFF events (``p`` bool, or ints with ON > 0)."""
     p = events["p"]
-    return events[p > 0] if on else events[p <= 0]
+    return _select(events, p > 0 if on else p <= 0)
 
 
 def _check_ba(time_us, radius, neighbourhood) -> None:
