@@ -277,8 +277,8 @@ def run(args: argparse.Namespace) -> int:
             pipeline.stop()
             for sink in sinks:
                 sink.close()
-            if pipeline.recorder is not None:
-                rec = pipeline.recorder
+            rec = getattr(pipeline, "recorder", None)
+            if rec is not None:
                 files = str(rec.paths[0]) if rec.paths else "no file (no events)"
                 if len(rec.paths) > 1:
                     files += f" .. {rec.paths[-1].name} ({len(rec.paths)} files)"
