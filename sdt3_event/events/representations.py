@@ -41,6 +41,7 @@ __all__ = [
     "bin_edges",
     "window_representation",
     "WINDOW_REPRESENTATIONS",
+    "display_frame",
     "ToVoxelGrid",
     "ToTimeSurface",
     "ToAveragedTimeSurface",
@@ -357,6 +358,15 @@ def window_representation(contract, events: np.ndarray, t_start: int, t_end: int
     else:
         raise ValueError(f"{contract.representation!r} is not a window representation")
     return out.astype(np.float32)
+
+
+def display_frame(contract, frames) -> np.ndarray:
+    """One ``(P, H, W)`` picture of a sample's model input ``(T, P, H, W)`` for the monitor: the
+    sum over ``T``; a signed voxel grid is split into OFF (negative) and ON (positive) channels."""
+    frame = frames.sum(0).cpu().numpy()  # (P, H, W)
+    if contract.representation == "voxel":
+        return np.concatenate([np.clip(-frame, 0, None), np.clip(frame, 0, None)])  # (2, H, W)
+    return frame
 
 
 @dataclass(frozen=True)

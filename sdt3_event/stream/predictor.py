@@ -21,6 +21,7 @@ import torch
 import torch.nn as nn
 
 from sdt3_event.events.contract import SPATIAL_MODES, DataContract
+from sdt3_event.events.representations import display_frame
 from sdt3_event.events.schema import EVENT_DTYPE, SensorSize
 from sdt3_event.stream.records import Prediction
 from sdt3_event.stream.windowing import EventWindow
@@ -362,7 +363,7 @@ class Predictor:
             firing=firing,
             energy_uj=energy,
             wall_time=time.time(),
-            frame=frames.sum(0).cpu().numpy() if self.keep_frames else None,  # (P, H, W)
+            frame=display_frame(self.contract, frames) if self.keep_frames else None,
         )
         if true_label is not None:
             return LabeledPrediction(**fields, true_label=true_label)

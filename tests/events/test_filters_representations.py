@@ -295,3 +295,15 @@ def test_finetuning_refuses_another_representation(tmp_path):
         _check_pretrained_representation(str(path), counts)
     _check_pretrained_representation(str(path), trained)  # same representation: fine
     assert load_config(None, ["data.representation=time_surface", "data.filters=ba:10"])
+
+
+def test_display_frame_splits_a_voxel_grid_into_off_and_on():
+    import torch
+
+    from sdt3_event.events.representations import display_frame
+
+    voxel = DataContract((8, 8, 2), (1, 2), 2, representation="voxel")
+    frames = torch.tensor([[[[1.0, -2.0]]], [[[0.5, 0.0]]]])  # (T, 1, H, W)
+    np.testing.assert_array_equal(display_frame(voxel, frames), [[[0, 2]], [[1.5, 0]]])
+    counts = DataContract((8, 8, 2), (1, 2), 2)
+    assert display_frame(counts, frames).shape == (1, 1, 2)
