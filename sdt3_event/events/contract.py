@@ -133,6 +133,6 @@ def require_representation(trained: DataContract, representation: str, what: str
     if representation != trained.representation:
         raise RepresentationMismatchError(
             f"{what} was trained on {trained.representation!r} input, not {representation!r}; "
-            f"use representation: {trained.representation} or a model trained on "
+            f"set data.representation: {trained.representation}, or use a model trained on "
             f"{representation!r} (or train from scratch)"
         )
