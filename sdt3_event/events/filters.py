@@ -54,10 +54,13 @@ __all__ = [
     "parse_filters",
     "format_filters",
     "apply_filters",
+    "new_memory",
+    "StreamFilters",
     "FILTER_GRAMMAR",
 ]
 
 NEIGHBOURHOODS = ("square", "cross")
+_NEVER = np.iinfo(np.int64).min // 2  # "never fired" in a timestamp memory (no overflow in t - m)
 
 FILTER_GRAMMAR = """\
 filters (--filter SPEC; applied in order, comma-separated):
@@ -99,9 +102,7 @@ def _kernels():
     import numba
 
     @numba.njit(cache=True, nogil=True)
-    def background_activity(t, x, y, w, h, time_us, offsets_x, offsets_y, keep):
-        never = np.iinfo(np.int64).min // 2
-        memory = np.full((h, w), never, np.int64)
+    def background_activity(t, x, y, w, h, time_us, offsets_x, offsets_y, keep, memory):
         for i in range(t.shape[0]):
             xi, yi, ti = np.int64(x[i]), np.int64(y[i]), np.int64(t[i])
             memory[yi, xi] = ti
@@ -112,8 +113,7 @@ def _kernels():
                     break
 
     @numba.njit(cache=True, nogil=True)
-    def refractory(t, x, y, w, h, time_us, keep):
-        memory = np.full((h, w), np.iinfo(np.int64).min // 2, np.int64)
+    def refractory(t, x, y, w, h, time_us, keep, memory):
         for i in range(t.shape[0]):
             xi, yi, ti = np.int64(x[i]), np.int64(y[i]), np.int64(t[i])
             keep[i] = ti - memory[yi, xi] > time_us
@@ -137,8 +137,29 @@ def _offsets(radius: int, neighbourhood: str) -> tuple[np.ndarray, np.ndarray]:
     return dx[near].astype(np.int64), dy[near].astype(np.int64)
 
 
+def new_memory(sensor_size) -> np.ndarray:
+    """A blank per-pixel timestamp memory ``(H, W)`` for filtering a stream chunk by chunk (the
+    ``memory=`` argument of :func:`background_activity_filter` and :func:`refractory_filter`)."""
+    return np.full((int(sensor_size[1]), int(sensor_size[0])), _NEVER, np.int64)
+
+
+def _memory_for(events: np.ndarray, memory: np.ndarray | None) -> np.ndarray:
+    if memory is None:
+        w, h = _dims(events)
+        return new_memory((w, h))
+    h, w = memory.shape
+    if int(events["x"].max()) >= w or int(events["y"].max()) >= h:
+        raise ValueError(f"events lie outside the {w}x{h} memory; drop them first")
+    return memory
+
+
 def background_activity_filter(
-    events: np.ndarray, time_us: int, radius: int = 1, neighbourhood: str = "square"
+    events: np.ndarray,
+    time_us: int,
+    radius: int = 1,
+    neighbourhood: str = "square",
+    *,
+    memory: np.ndarray | None = None,
 ) -> np.ndarray:
     """Keep the events that a recent neighbour supports (nearest-neighbour background activity filter).
 
@@ -151,6 +172,8 @@ def background_activity_filter(
         time_us: support window (µs), > 0.
         radius: neighbourhood radius in pixels, >= 1.
         neighbourhood: ``"square"`` (8 neighbours at radius 1) or ``"cross"`` (4, Tonic's Denoise).
+        memory: a :func:`new_memory` carried from chunk to chunk of one stream (updated in
+            place), so that the stream is filtered as one array; ``None``: a fresh one.
 
     Returns:
         The kept events (a copy).
@@ -162,14 +185,18 @@ def background_activity_filter(
     if len(events) == 0:
         return events.copy()
     _check_coordinates(events)
-    w, h = _dims(events)
+    memory = _memory_for(events, memory)
+    h, w = memory.shape
     keep = np.zeros(len(events), np.bool_)
     dx, dy = _offsets(int(radius), neighbourhood)
-    _kernels()[0](events["t"], events["x"], events["y"], w, h, int(time_us), dx, dy, keep)
+    ev = events
+    _kernels()[0](ev["t"], ev["x"], ev["y"], w, h, int(time_us), dx, dy, keep, memory)
     return _select(events, keep)
 
 
-def refractory_filter(events: np.ndarray, time_us: int) -> np.ndarray:
+def refractory_filter(
+    events: np.ndarray, time_us: int, *, memory: np.ndarray | None = None
+) -> np.ndarray:
     """Drop events that follow another event of the same pixel by ``time_us`` or less.
 
     Every event, kept or not, restarts its pixel's refractory period (as in Tonic's
@@ -178,6 +205,7 @@ def refractory_filter(events: np.ndarray, time_us: int) -> np.ndarray:
     Args:
         events: structured events sorted by ``t``.
         time_us: refractory period (µs), >= 0.
+        memory: as in :func:`background_activity_filter`.
 
     Returns:
         The kept events (a copy).
@@ -190,9 +218,10 @@ def refractory_filter(events: np.ndarray, time_us: int) -> np.ndarray:
     if len(events) == 0:
         return events.copy()
     _check_coordinates(events)
-    w, h = _dims(events)
+    memory = _memory_for(events, memory)
+    h, w = memory.shape
     keep = np.zeros(len(events), np.bool_)
-    _kernels()[1](events["t"], events["x"], events["y"], w, h, int(time_us), keep)
+    _kernels()[1](events["t"], events["x"], events["y"], w, h, int(time_us), keep, memory)
     return _select(events, keep)
 
 
@@ -471,3 +500,41 @@ def apply_filters(events: np.ndarray, filters) -> np.ndarray:
     for f in filters:
         events = f(events)
     return events
+
+
+class StreamFilters:
+    """Filters applied to a stream chunk by chunk as if to the whole stream at once.
+
+    The background-activity and refractory filters keep their per-pixel memory from one chunk to
+    the next (the result equals filtering the concatenated chunks); the region of interest and
+    the polarity filter have no state; a hot-pixel filter learns on each chunk unless it was given
+    its ``pixels``.
+
+    Args:
+        filters: transforms, or a spec string.
+        sensor_size: ``(W, H, P)`` of the stream.
+    """
+
+    def __init__(self, filters, sensor_size) -> None:
+        self.filters = parse_filters(filters) if isinstance(filters, str) else tuple(filters)
+        self.sensor_size = tuple(int(v) for v in sensor_size)
+        self._memory = [
+            new_memory(self.sensor_size)
+            if isinstance(f, BackgroundActivityFilter | RefractoryFilter)
+            else None
+            for f in self.filters
+        ]
+
+    def __call__(self, events: np.ndarray) -> np.ndarray:
+        for f, memory in zip(self.filters, self._memory, strict=True):
+            if not len(events):
+                break
+            if isinstance(f, BackgroundActivityFilter):
+                events = background_activity_filter(
+                    events, f.time_us, f.radius, f.neighbourhood, memory=memory
+                )
+            elif isinstance(f, RefractoryFilter):
+                events = refractory_filter(events, f.time_us, memory=memory)
+            else:
+                events = f(events)
+        return events

@@ -3,8 +3,9 @@
 :class:`EventRecorder` receives every chunk the pipeline's reader takes from the source (after the
 sensor-bounds check, before windowing) and appends it to an
 :class:`~sdt3_event.events.aedat4.Aedat4Writer`, losslessly. With ``filters`` (the contract's or
-``--filter``'s spec) the chunk is filtered first; each chunk is filtered on its own, so a stateful
-filter (background activity, refractory) starts from a blank memory at every chunk boundary.
+``--filter``'s spec) the chunks are filtered first, as one stream
+(:class:`~sdt3_event.events.filters.StreamFilters`: the background-activity and refractory memories
+carry over from chunk to chunk).
 
 Files appear atomically: each is written beside its final name and moved into place when closed
 (at rotation, on :meth:`close`, on Ctrl-C / SIGTERM through ``live``), so a file at the final path
@@ -23,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from sdt3_event.events.aedat4 import Aedat4Writer
-from sdt3_event.events.filters import apply_filters, parse_filters
+from sdt3_event.events.filters import StreamFilters, parse_filters
 from sdt3_event.events.schema import SensorSize
 
 log = logging.getLogger(__name__)
@@ -79,6 +80,7 @@ class EventRecorder:
         self._last_t: int | None = None
         self._lock = threading.Lock()
         self._closed = False
+        self._stream: StreamFilters | None = None
 
     def _open(self, sensor_size: SensorSize) -> Aedat4Writer:
         target = rotated_path(self.path, self._index)
@@ -100,22 +102,26 @@ class EventRecorder:
         with self._lock:
             if self._closed:
                 return
-            if self.filters and len(events):
-                events = apply_filters(events, self.filters)
+            size = tuple(int(v) for v in sensor_size)
             if self._last_t is not None and len(events) and int(events["t"][0]) < self._last_t:
                 late = events["t"] < self._last_t
                 self.n_late += int(np.count_nonzero(late))
                 events = events[~late]
             if not len(events):
                 return
-            size = tuple(int(v) for v in sensor_size)
+            self._last_t = int(events["t"][-1])  # of the input: late means late for the filters too
+            if self.filters:
+                if self._stream is None or self._stream.sensor_size[:2] != size[:2]:
+                    self._stream = StreamFilters(self.filters, size)
+                events = self._stream(events)
+                if not len(events):
+                    return
             if self._writer is not None and size != self._sensor:
                 log.warning("%s: sensor changed %s -> %s; new file", self.path, self._sensor, size)
                 self._finish()
             writer = self._writer or self._open(size)
             writer.write(events)
             self.n_events += len(events)
-            self._last_t = int(events["t"][-1])
             if self.max_bytes is not None and writer.bytes_written >= self.max_bytes:
                 self._finish()
 

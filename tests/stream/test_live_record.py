@@ -15,7 +15,7 @@ import pytest
 from stream.test_aedat4_codec import aedat_events, dv_events
 from testpaths import REPO
 
-from sdt3_event.events.filters import background_activity_filter
+from sdt3_event.events.filters import background_activity_filter, refractory_filter
 from sdt3_event.events.io import read_events, write_events
 from sdt3_event.events.schema import make_events
 from sdt3_event.stream.recorder import EventRecorder, rotated_path
@@ -57,13 +57,21 @@ def test_recorder_round_trip_rotation_and_late_events(tmp_path):
     assert dv_events(paths[0])[1] == (128, 128)
 
 
-def test_recorder_filters_each_chunk(tmp_path):
+def test_recorder_filters_the_stream_as_one_array(tmp_path):
     events = _stream(20_000)
-    rec = EventRecorder(tmp_path / "f.aedat4", filters="ba:2000")
-    rec.write(events, SENSOR)
+    rec = EventRecorder(tmp_path / "f.aedat4", filters="ba:20000,refractory:50000,pol:on")
+    for chunk in np.array_split(events, 23):
+        rec.write(chunk, SENSOR)
     rec.close()
-    expected = background_activity_filter(events, 2000)
-    assert 0 < len(expected) < len(events)
+    expected = refractory_filter(background_activity_filter(events, 20000), 50000)
+    expected = expected[expected["p"]]
+    per_chunk = np.concatenate(
+        [
+            refractory_filter(background_activity_filter(c, 20000), 50000)
+            for c in np.array_split(events, 23)
+        ]
+    )
+    assert 0 < len(expected) < len(events) and len(per_chunk[per_chunk["p"]]) != len(expected)
     assert _same(aedat_events(tmp_path / "f.aedat4"), expected)
 
 
