@@ -143,14 +143,20 @@ def new_memory(sensor_size) -> np.ndarray:
     return np.full((int(sensor_size[1]), int(sensor_size[0])), _NEVER, np.int64)
 
 
-def _memory_for(events: np.ndarray, memory: np.ndarray | None) -> np.ndarray:
+def _memory_filter(kernel: int, events: np.ndarray, memory: np.ndarray | None, *args):
+    """Run a timestamp-memory kernel (0: background activity, 1: refractory) over ``events``."""
+    if len(events) == 0:
+        return events.copy()
+    _check_coordinates(events)
     if memory is None:
-        w, h = _dims(events)
-        return new_memory((w, h))
+        memory = new_memory(_dims(events))
     h, w = memory.shape
     if int(events["x"].max()) >= w or int(events["y"].max()) >= h:
         raise ValueError(f"events lie outside the {w}x{h} memory; drop them first")
-    return memory
+    keep = np.zeros(len(events), np.bool_)
+    # args: (time_us, offsets_x, offsets_y) for background activity, (time_us,) for refractory
+    _kernels()[kernel](events["t"], events["x"], events["y"], w, h, *args, keep, memory)
+    return _select(events, keep)
 
 
 def background_activity_filter(
@@ -182,16 +188,7 @@ def background_activity_filter(
         ValueError: a bad parameter or negative coordinates.
     """
     _check_ba(time_us, radius, neighbourhood)
-    if len(events) == 0:
-        return events.copy()
-    _check_coordinates(events)
-    memory = _memory_for(events, memory)
-    h, w = memory.shape
-    keep = np.zeros(len(events), np.bool_)
-    dx, dy = _offsets(int(radius), neighbourhood)
-    ev = events
-    _kernels()[0](ev["t"], ev["x"], ev["y"], w, h, int(time_us), dx, dy, keep, memory)
-    return _select(events, keep)
+    return _memory_filter(0, events, memory, int(time_us), *_offsets(int(radius), neighbourhood))
 
 
 def refractory_filter(
@@ -215,14 +212,7 @@ def refractory_filter(
     """
     if time_us < 0:
         raise ValueError(f"time_us must be >= 0, got {time_us}")
-    if len(events) == 0:
-        return events.copy()
-    _check_coordinates(events)
-    memory = _memory_for(events, memory)
-    h, w = memory.shape
-    keep = np.zeros(len(events), np.bool_)
-    _kernels()[1](events["t"], events["x"], events["y"], w, h, int(time_us), keep, memory)
-    return _select(events, keep)
+    return _memory_filter(1, events, memory, int(time_us))
 
 
 def hot_pixels(events: np.ndarray, factor: float = 10.0, learn_us: int | None = None) -> np.ndarray:
