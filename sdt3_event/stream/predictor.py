@@ -206,6 +206,8 @@ class Predictor:
 
             factory = build_frame_transform
         self._transform = factory(live)
+        if not getattr(self._transform, "device_bins", True):
+            self.device_binning = False  # filters, voxel grids, time surfaces: on the CPU
         self.live = live
         return live
 

@@ -66,3 +66,24 @@ def test_live_filter_runs_and_bad_specs_exit_2(files, capsys):
     for bad, message in [("ba:fast", "--filter: ba: 'fast' is not an integer"), ("x:1", "unknown")]:
         code, out, err = _run(capsys, *src, "--filter", bad)
         assert code == 2 and out == [] and message in err and "Traceback" not in err
+
+
+def test_filters_and_window_representations_bin_on_the_cpu():
+    from sdt3_event.events.transforms import build_frame_transform
+    from sdt3_event.stream.predictor import Predictor
+
+    plain = DataContract((8, 8, 2), (8, 8), 2, window_us=100)
+    assert build_frame_transform(plain).device_bins
+    for contract in (
+        DataContract((8, 8, 2), (8, 8), 2, window_us=100, filters="ba:10"),
+        DataContract((8, 8, 2), (8, 8), 2, window_us=100, representation="voxel"),
+        DataContract((8, 8, 2), (8, 8), 2, window_us=100, representation="time_surface"),
+    ):
+        transform = build_frame_transform(contract)
+        assert not transform.device_bins and not transform.streams
+        with pytest.raises(ValueError, match="frames_torch"):
+            transform.frames_torch(*(torch.zeros(1, dtype=torch.long),) * 4, t_start_us=0)
+        model = torch.nn.Flatten()
+        predictor = Predictor(model, contract, device="cpu", device_binning=True, firing=False)
+        predictor.bind((8, 8, 2))
+        assert not predictor.device_binning
