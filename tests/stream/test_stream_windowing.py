@@ -161,3 +161,37 @@ def test_a_watermark_closes_windows_without_waiting_for_the_next_event():
     assert w.stats.events_late == 1
     # windows with nothing in them are still skipped
     assert w.advance(10_000) == []
+
+
+def test_windows_own_their_events_whole_records_and_all():
+    """A window is a new contiguous array (byte copies of the chunks): a source may reuse its
+    chunk buffers, and every field of every event comes over."""
+    ev = _events(np.arange(0, 1000, 3))
+    ev["y"], ev["p"] = np.arange(len(ev)) % 11 - 5, np.arange(len(ev)) % 3 == 0
+    w = SlidingWindower(300)
+    chunks = [c.copy() for c in np.split(ev, [10, 11, 150, 240])]
+    got = [win for c in chunks for win in w.push(c)] + w.flush()
+    for c in chunks:
+        c.fill(0)  # the source overwrites its buffers
+    for win in got:
+        assert win.events.flags.c_contiguous and win.events.dtype == ev.dtype
+        inside = ev[(ev["t"] >= win.start_us) & (ev["t"] < win.end_us)]
+        np.testing.assert_array_equal(win.events, inside)
+    assert sum(len(win.events) for win in got) == len(ev)
+
+
+@pytest.mark.parametrize("compiled", [True, False])
+def test_sortedness_check_sees_a_descent_anywhere(monkeypatch, compiled):
+    from sdt3_event.stream import windowing
+
+    if not compiled:
+        monkeypatch.setattr(windowing, "_sorted_kernel", lambda: None)
+    n = (1 << 16) * 2 + 5  # several numpy blocks
+    ev = _events(np.arange(n))
+    assert windowing._is_sorted(ev["t"])
+    assert windowing._is_sorted(ev["t"][:1]) and windowing._is_sorted(ev["t"][:0])
+    for i in (1, 1 << 16, (1 << 16) + 1, n - 1):  # block edges included
+        t = ev["t"].copy()
+        t[i] = t[i - 1] - 1
+        assert not windowing._is_sorted(t)
+        assert not windowing._is_sorted(_events(t)["t"])
