@@ -43,7 +43,7 @@ import numpy as np
 from sdt3_event.events.schema import EVENT_DTYPE
 from sdt3_event.stream.records import Prediction, StreamStatus
 from sdt3_event.stream.source import EventSource, open_source, split_uri
-from sdt3_event.stream.windowing import EventWindow, SlidingWindower
+from sdt3_event.stream.windowing import EventWindow, SlidingWindower, scan_chunk
 
 log = logging.getLogger(__name__)
 
@@ -345,12 +345,12 @@ class LivePipeline:
             raise TypeError(f"{self.source_uri} yielded {chunk.dtype}, expected {EVENT_DTYPE}")
         n_in = len(chunk)
         size = self.source.sensor_size
+        ordered = None
         if size is not None and n_in:
-            x, y = chunk["x"], chunk["y"]
-            # as unsigned, a negative coordinate is huge: one max per axis checks both bounds
-            if int(x.view(np.uint16).max()) >= size[0] or int(y.view(np.uint16).max()) >= size[1]:
-                inside = (x >= 0) & (x < size[0]) & (y >= 0) & (y < size[1])
-                chunk = chunk[inside]
+            ordered, inside = scan_chunk(chunk, size[0], size[1])
+            if not inside:  # a boolean index keeps the order
+                x, y = chunk["x"], chunk["y"]
+                chunk = chunk[(x >= 0) & (x < size[0]) & (y >= 0) & (y < size[1])]
         if self.recorder is not None and size is not None:
             self.recorder.write(chunk, size)
         w = self._windower
@@ -360,7 +360,7 @@ class LivePipeline:
             w.stats.events_overflow,
             w.stats.restarts,
         )
-        windows = w.push(chunk, arrival)
+        windows = w.push(chunk, arrival, ordered=ordered)
         watermark = getattr(self.source, "watermark_us", None)
         if watermark is not None:
             windows += w.advance(watermark)

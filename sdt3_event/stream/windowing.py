@@ -119,13 +119,17 @@ class SlidingWindower:
     def next_start_us(self) -> int | None:
         return self._start
 
-    def push(self, chunk: np.ndarray, arrival: float | None = None) -> list[EventWindow]:
+    def push(
+        self, chunk: np.ndarray, arrival: float | None = None, *, ordered: bool | None = None
+    ) -> list[EventWindow]:
         """Add a chunk; return the windows it completes, oldest first.
 
         Args:
             chunk: events of :data:`EVENT_DTYPE`; unsorted chunks are sorted, events older than the
                 newest already seen are dropped (``stats.events_late``).
             arrival: when the chunk arrived (default: now, ``time.perf_counter()``).
+            ordered: whether the chunk's times never decrease, when the caller knows it already
+                (:func:`scan_chunk`); ``None``: checked here.
         """
         if chunk.dtype != EVENT_DTYPE:
             raise TypeError(f"expected events of dtype {EVENT_DTYPE}, got {chunk.dtype}")
@@ -134,7 +138,9 @@ class SlidingWindower:
             return []
         self.stats.events_in += len(chunk)
         t = chunk["t"]
-        if len(chunk) > 1 and not _is_sorted(t):
+        if ordered is None:
+            ordered = len(chunk) < 2 or _is_sorted(t)
+        if not ordered:
             chunk = chunk[np.argsort(t, kind="stable")]
             t = chunk["t"]
         if self._last_t is not None and t[0] < self._last_t - self.restart_gap_us:
@@ -391,6 +397,35 @@ def _first_at(t: np.ndarray, value: int, lo: int = 0) -> int:
     whole column; a bisection reads only ``log2(len(t))`` of its elements.
     """
     return bisect.bisect_left(t, value, lo)
+
+
+def scan_chunk(chunk: np.ndarray, width: int, height: int) -> tuple[bool, bool]:
+    """``(ordered, inside)``: whether the times of ``chunk`` (:data:`EVENT_DTYPE`) never decrease,
+    and whether every event lies inside a ``width x height`` sensor. One compiled pass over the
+    records where numba is installed (each cache line read once), else a few numpy passes."""
+    if len(chunk) == 0:
+        return True, True
+    kernel = _scan_kernel()
+    if kernel is not None:
+        flags = kernel(chunk["t"], chunk["x"], chunk["y"], int(width), int(height))
+        return not flags & 1, not flags & 2
+    x, y = chunk["x"], chunk["y"]
+    # as unsigned, a negative coordinate is huge: one max per axis checks both bounds
+    inside = int(x.view(np.uint16).max()) < width and int(y.view(np.uint16).max()) < height
+    return _is_sorted(chunk["t"]), inside
+
+
+def _scan(t, x, y, width, height):  # bit 0: a time decreases, bit 1: an event outside
+    flags = 0
+    for i in range(t.shape[0]):
+        if x[i] < 0 or x[i] >= width or y[i] < 0 or y[i] >= height:
+            flags |= 2
+        if i > 0 and t[i] < t[i - 1]:
+            flags |= 1
+    return flags
+
+
+_scan_kernel = _compiled(_scan)  # behind :func:`scan_chunk`
 
 
 def _is_sorted(t: np.ndarray) -> bool:

@@ -195,3 +195,27 @@ def test_sortedness_check_sees_a_descent_anywhere(monkeypatch, compiled):
         t[i] = t[i - 1] - 1
         assert not windowing._is_sorted(t)
         assert not windowing._is_sorted(_events(t)["t"])
+
+
+@pytest.mark.parametrize("compiled", [True, False])
+def test_scan_chunk_reports_order_and_bounds(monkeypatch, compiled):
+    from sdt3_event.stream import windowing
+
+    if not compiled:
+        monkeypatch.setattr(windowing, "_scan_kernel", lambda: None)
+    ev = _events(np.arange(50))  # x < 7, y < 5
+    assert windowing.scan_chunk(ev, 7, 5) == (True, True)
+    assert windowing.scan_chunk(ev[:0], 1, 1) == (True, True)
+    assert windowing.scan_chunk(ev, 6, 5) == (True, False)
+    assert windowing.scan_chunk(ev, 7, 4) == (True, False)
+    neg = ev.copy()
+    neg["y"][3] = -1
+    assert windowing.scan_chunk(neg, 7, 5) == (True, False)
+    back = ev.copy()
+    back["t"][-1] = 0
+    assert windowing.scan_chunk(back, 7, 5) == (False, True)
+    # a chunk said to be unordered is sorted, one said ordered is trusted as it is
+    w = SlidingWindower(100)
+    w.push(back, ordered=False)
+    (win,) = w.flush()
+    assert w.stats.events_late == 0 and list(win.events["t"]) == sorted(back["t"])
