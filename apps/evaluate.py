@@ -1,7 +1,7 @@
 """``sdt3-event eval CKPT [--data synthetic|PATH]``: top-1/top-5, per-class accuracy, confusion matrix.
 
 Writes ``eval.json`` and ``confusion.png`` to ``--out`` (default ``runs/eval/<checkpoint name>``).
-``CKPT`` may be ``demo`` for the bundled demo model.
+``CKPT`` may be ``demo`` or ``nmnist`` for a bundled model.
 
 ``sdt3-event eval CKPT --events REC --labels CSV`` instead replays a recording (such as one made
 with ``live --record``) through the model window by window and scores the windows against labelled
@@ -18,7 +18,9 @@ from pathlib import Path
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("checkpoint", help="an sdt3-event checkpoint (.pt), or 'demo'")
+    parser.add_argument(
+        "checkpoint", help="an sdt3-event checkpoint (.pt), or a bundled model: demo, nmnist"
+    )
     parser.add_argument(
         "--data",
         default=None,
@@ -59,11 +61,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def resolve_checkpoint(name: str) -> Path:
-    if name == "demo":
-        from sdt3_event.assets import DEMO_CHECKPOINT
+    """A checkpoint path, or a bundled model's name (``demo``, ``nmnist``)."""
+    from sdt3_event.assets import bundled_checkpoint
 
-        return DEMO_CHECKPOINT
-    return Path(name)
+    return bundled_checkpoint(name)
 
 
 def resolve_device(name: str) -> str:

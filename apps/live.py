@@ -31,10 +31,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "  sdt3-event live --source file:rec.aedat4 --speed 0 --jsonl out.jsonl --max-windows 100\n"
         "  sdt3-event live --source tcp://127.0.0.1:7777 --model runs/x/checkpoints/best.pt\n"
         '  sdt3-event live --source file:rec.aedat4 --filter "ba:2000,roi:0,0,320,240"\n'
+        "  sdt3-event live --model nmnist --clip --source file:Test/3/00001.bin\n"
         "\n" + FILTER_GRAMMAR
     )
     parser.add_argument("--source", default="synthetic:", help="source URI (default: synthetic:)")
-    parser.add_argument("--model", default=None, help="checkpoint (default: the bundled demo)")
+    parser.add_argument(
+        "--model",
+        default=None,
+        help="checkpoint, or a bundled model: demo (default), nmnist",
+    )
     parser.add_argument("--spike-driven", action="store_true", help="run the spike-driven executor")
     parser.add_argument(
         "--runtime",
@@ -44,6 +49,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--window-us", type=int, default=None, help="window length (µs)")
     parser.add_argument("--stride-us", type=int, default=None, help="window stride (µs)")
+    parser.add_argument(
+        "--clip",
+        action="store_true",
+        help="one window per recording, binned from its first event as in training "
+        "(N-MNIST .bin files)",
+    )
     parser.add_argument("--jsonl", default=None, metavar="FILE", help="also write JSON lines here")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: best)")
     parser.add_argument("--compile", action="store_true", help="torch.compile the model")
@@ -184,6 +195,8 @@ def run(args: argparse.Namespace) -> int:
             parse_filters(args.filter)
         except FilterSpecError as exc:
             return _error(f"--filter: {exc}")
+    if args.clip and args.stride_us is not None:
+        return _error("--clip takes one window per recording: drop --stride-us")
     options = {}
     if args.speed is not None:
         options["speed"] = args.speed
@@ -217,6 +230,7 @@ def run(args: argparse.Namespace) -> int:
             record=args.record,
             record_raw=args.record_raw,
             record_max_mb=args.record_max_mb,
+            clip=args.clip,
         )
     except (FileNotFoundError, ValueError, EventFormatError, CheckpointError) as exc:
         return _error(str(exc))

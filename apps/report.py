@@ -15,10 +15,16 @@ from pathlib import Path
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("checkpoint", help="an sdt3-event checkpoint (.pt), or 'demo'")
+    parser.add_argument(
+        "checkpoint", help="an sdt3-event checkpoint (.pt), or a bundled model: demo, nmnist"
+    )
     parser.add_argument("--data", default=None, help="'synthetic' or the data set folder")
     parser.add_argument("--dataset", default=None, help="data set name for --data PATH")
-    parser.add_argument("--split", default="test")
+    parser.add_argument(
+        "--split",
+        default=None,
+        help="split to measure (default: the one the checkpoint's training run evaluated on)",
+    )
     parser.add_argument("--samples", type=int, default=None, help="synthetic data: sample count")
     parser.add_argument("--batches", type=int, default=4, help="batches to measure (default 4)")
     parser.add_argument("--batch-size", type=int, default=16)
@@ -99,9 +105,10 @@ def run(args: argparse.Namespace) -> int:
             loaded.contract,
             dataset or data_cfg.get("dataset", "synthetic"),
             root=root or data_cfg.get("root"),
-            split=args.split,
+            split=args.split or data_cfg.get("eval_split", "test"),
             n_samples=args.samples or args.batches * args.batch_size,
             seed=int(cfg.get("seed", 42)),
+            val_fraction=float(data_cfg.get("val_fraction", 0.0)),
         )
     except (FileNotFoundError, CheckpointError, ValueError) as exc:
         sys.stderr.write(f"error: {exc}\n")

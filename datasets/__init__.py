@@ -4,6 +4,7 @@
 - :mod:`.cifar10dvs`: ``CIFAR10DVS`` with a seeded stratified split.
 - :mod:`.dvsgesture`: ``DVSGesture`` with users and lighting as metadata.
 - :mod:`.hardvs`: ``HARDVS`` (``.npz`` events) and ``HARDVSFrames`` (SDT-V3's PNG rawframes).
+- :mod:`.nmnist`: ``NMNIST`` in the official ``Train/`` / ``Test/`` layout, with a validation split.
 - :mod:`.folder`: ``EventFolder`` for your own recordings (one folder per class).
 - :mod:`.download`: URLs, checksums, download / verify / extract.
 
@@ -28,6 +29,7 @@ _EXPORTS = {
     "HARDVS": "hardvs",
     "HARDVSFrames": "hardvs",
     "EventFolder": "folder",
+    "NMNIST": "nmnist",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -4,6 +4,7 @@ The resources (URLs and checksums) are the ones Tonic and SpikingJelly use:
 
 - CIFAR10-DVS: Tonic's AEDAT 4.0 conversion on figshare (one zip of ten per-class zips).
 - DVS Gesture: Tonic's preprocessed train / test archives on figshare (``.npy`` per gesture).
+- N-MNIST: the authors' ``train.zip`` / ``test.zip`` on Mendeley Data (the files Tonic fetches).
 - HARDVS: published only on Baidu Netdisk (no direct links), so it is downloaded by hand; the
   checksums of its label lists and event archive let :func:`verify` check what the user fetched.
 
@@ -89,6 +90,26 @@ DATASETS: dict[str, DatasetInfo] = {
             ),
         ),
         "Tonic's preprocessed DVS128 Gesture: one .npy per gesture, users 1-23 train, 24-29 test.",
+    ),
+    "nmnist": DatasetInfo(
+        "nmnist",
+        "NMNIST",
+        (
+            Resource(
+                "train.zip",
+                "https://data.mendeley.com/public-files/datasets/468j46mzdv/files/"
+                "39c25547-014b-4137-a934-9d29fa53c7a0/file_downloaded",
+                "20959b8e626244a1b502305a9e6e2031",
+            ),
+            Resource(
+                "test.zip",
+                "https://data.mendeley.com/public-files/datasets/468j46mzdv/files/"
+                "05a4d654-7e03-4c15-bdfa-9bb2bcbea494/file_downloaded",
+                "69ca8762b2fe404d9b9bad1103e97832",
+            ),
+        ),
+        "The official N-MNIST release (Orchard et al., 2015) on Mendeley Data: Train/ (60,000) and "
+        "Test/ (10,000) folders of 34x34 ATIS .bin recordings, one folder per digit.",
     ),
     "dvsgestureraw": DatasetInfo(
         "dvsgestureraw",

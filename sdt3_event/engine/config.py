@@ -53,7 +53,8 @@ class DataConfig:
     """Which data and how events become frames (the data contract).
 
     Attributes:
-        dataset: ``synthetic``, ``dvs_gesture``, ``cifar10dvs``, ``hardvs`` or ``folder``.
+        dataset: ``synthetic``, ``dvs_gesture``, ``cifar10dvs``, ``hardvs``, ``nmnist`` or
+            ``folder``.
         root: data folder (not needed for ``synthetic``).
         sensor_size: ``(W, H, P)``; ``None`` takes the dataset's own.
         input_size: ``(H, W)`` the model sees.
@@ -70,6 +71,18 @@ class DataConfig:
         num_workers: DataLoader workers per process.
         train_samples: synthetic data only: samples in the train split.
         test_samples: synthetic data only: samples in the test split.
+        val_fraction: ``nmnist``: hold out this share of every class of the training recordings
+            as the ``val`` split (seeded, stratified); 0 trains on all of them.
+        eval_split: what the epoch evaluations run on: ``test``, ``val`` (needs
+            ``val_fraction``) or ``train`` (the training recordings without augmentation, for
+            data without a test split at hand).
+        translate_px: training augmentation: random shift of the whole sample by up to this
+            many sensor pixels; ``None`` takes 1/16 of the sensor side.
+        spatial_jitter_px: training augmentation: Gaussian noise of this std (pixels) on every
+            event's x and y; 0 disables it.
+        time_jitter_us: training augmentation: Gaussian noise of this std (µs) on every
+            timestamp; 0 disables it.
+        event_drop: training augmentation: EventDrop (drop by time, by area or at random).
     """
 
     dataset: str = "synthetic"
@@ -88,6 +101,12 @@ class DataConfig:
     num_workers: int = 0
     train_samples: int = 2000
     test_samples: int = 500
+    val_fraction: float = 0.0
+    eval_split: str = "test"
+    translate_px: int | None = None
+    spatial_jitter_px: float = 0.0
+    time_jitter_us: float = 0.0
+    event_drop: bool = True
 
 
 @dataclass
@@ -188,8 +207,19 @@ class ExperimentConfig:
         _choice(
             "data.dataset",
             self.data.dataset,
-            ("synthetic", "dvs_gesture", "cifar10dvs", "hardvs", "folder"),
+            ("synthetic", "dvs_gesture", "cifar10dvs", "hardvs", "nmnist", "folder"),
         )
+        _choice("data.eval_split", self.data.eval_split, ("test", "val", "train"))
+        if not 0.0 <= self.data.val_fraction < 1.0:
+            raise ConfigError(f"data.val_fraction must be in [0, 1), got {self.data.val_fraction}")
+        if self.data.eval_split == "val" and self.data.val_fraction == 0:
+            raise ConfigError("data.eval_split=val needs data.val_fraction > 0, e.g. 0.2")
+        if min(self.data.spatial_jitter_px, self.data.time_jitter_us) < 0 or (
+            self.data.translate_px is not None and self.data.translate_px < 0
+        ):
+            raise ConfigError(
+                "data.translate_px, data.spatial_jitter_px and data.time_jitter_us must be >= 0"
+            )
         positive = {
             "train.epochs": self.train.epochs,
             "data.batch_size": self.data.batch_size,

@@ -51,10 +51,19 @@ def class_names_of(dataset: Any) -> list[str]:
     return [str(c) for c in classes]
 
 
-def _frame_transform(contract: DataContract, train: bool):
-    from sdt3_event.events.transforms import build_frame_transform
+def _frame_transform(contract: DataContract, train: bool, cfg: DataConfig | None = None):
+    from sdt3_event.events.transforms import build_frame_transform, default_augmentations
 
-    return build_frame_transform(contract, train=train)
+    augmentations = None
+    if train and cfg is not None:
+        augmentations = default_augmentations(
+            contract,
+            translate_px=cfg.translate_px,
+            spatial_jitter_px=cfg.spatial_jitter_px,
+            time_jitter_us=cfg.time_jitter_us,
+            event_drop=cfg.event_drop,
+        )
+    return build_frame_transform(contract, train=train, augmentations=augmentations)
 
 
 def _real_dataset(cfg: DataConfig, split: str, transform) -> Any:
@@ -76,6 +85,7 @@ def _real_dataset(cfg: DataConfig, split: str, transform) -> Any:
         "dvs_gesture": "DVSGesture",
         "cifar10dvs": "CIFAR10DVS",
         "hardvs": "HARDVS",
+        "nmnist": "NMNIST",
         "folder": "EventFolder",
     }
     if cfg.dataset not in factories:
@@ -88,6 +98,8 @@ def _real_dataset(cfg: DataConfig, split: str, transform) -> Any:
         )
     if cfg.dataset == "folder":
         return cls(str(root), sensor_size=cfg.sensor_size, split=split, transform=transform)
+    if cfg.dataset == "nmnist":
+        return cls(str(root), split=split, val_fraction=cfg.val_fraction, transform=transform)
     return cls(str(root), split=split, transform=transform)
 
 
@@ -111,7 +123,7 @@ def build_datasets(cfg: DataConfig, seed: int = 0) -> tuple[Dataset, Dataset, Da
             contract = DataContract(**{**contract.to_dict(), "window_us": window})
         common = dict(seed=seed, sensor_size=sensor, duration_us=window)
         train = SyntheticGestures(
-            "train", cfg.train_samples, transform=_frame_transform(contract, True), **common
+            "train", cfg.train_samples, transform=_frame_transform(contract, True, cfg), **common
         )
         test = SyntheticGestures(
             "test", cfg.test_samples, transform=_frame_transform(contract, False), **common
@@ -128,8 +140,8 @@ def build_datasets(cfg: DataConfig, seed: int = 0) -> tuple[Dataset, Dataset, Da
     if not classes:
         raise ValueError(f"data set {cfg.dataset!r} at {cfg.root} reports no classes")
     contract = make_contract(cfg, sensor, classes)
-    train.transform = _frame_transform(contract, True)
-    test = _real_dataset(cfg, "test", _frame_transform(contract, False))
+    train.transform = _frame_transform(contract, True, cfg)
+    test = _real_dataset(cfg, cfg.eval_split, _frame_transform(contract, False))
     return train, test, contract
 
 
@@ -181,6 +193,7 @@ def build_eval_dataset(
     split: str = "test",
     n_samples: int = 500,
     seed: int = 42,
+    val_fraction: float = 0.0,
 ) -> Dataset:
     """The evaluation split of a data set, preprocessed by the checkpoint's own contract.
 
@@ -191,6 +204,7 @@ def build_eval_dataset(
         split: ``test`` (or ``val``/``train``).
         n_samples: synthetic data only: number of samples.
         seed: synthetic data only: the training run's seed.
+        val_fraction: ``nmnist``: the training run's ``data.val_fraction`` (``split="val"``).
 
     Raises:
         FileNotFoundError: missing data folder.
@@ -211,5 +225,5 @@ def build_eval_dataset(
             classes=contract.class_names,
             transform=transform,
         )
-    cfg = DataConfig(dataset=dataset, root=root)
+    cfg = DataConfig(dataset=dataset, root=root, val_fraction=val_fraction)
     return _real_dataset(cfg, split, transform)

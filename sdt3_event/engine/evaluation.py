@@ -58,6 +58,7 @@ def evaluate_checkpoint(
         split=split,
         n_samples=n_samples or data_cfg.get("test_samples", 500),
         seed=int(cfg.get("seed", 42)),
+        val_fraction=float(data_cfg.get("val_fraction", 0.0)),
     )
     loader = DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=num_workers)
     model = loaded.model

@@ -52,6 +52,7 @@ __all__ = [
     "DropRandom",
     "RandomTimeCrop",
     "TimeJitter",
+    "SpatialJitter",
     "FrameTransform",
     "build_frame_transform",
 ]
@@ -370,6 +371,29 @@ class TimeJitter:
 
 
 @dataclass(frozen=True)
+class SpatialJitter:
+    """Move every event by its own rounded Gaussian offset of ``std_px`` pixels in x and y
+    (Tonic's ``SpatialJitter`` with ``clip_outliers=True``): events moved off the sensor are
+    dropped."""
+
+    sensor_size: tuple[int, int, int]
+    std_px: float = 1.0
+
+    def __call__(self, events: np.ndarray) -> np.ndarray:
+        if len(events) == 0 or self.std_px <= 0:
+            return events.copy()
+        w, h = _wh(self.sensor_size)
+        d = np.rint(generator().normal(0, self.std_px, (2, len(events)))).astype(np.int64)
+        x = events["x"].astype(np.int64) + d[0]
+        y = events["y"].astype(np.int64) + d[1]
+        keep = (x >= 0) & (x < w) & (y >= 0) & (y < h)
+        out = events[keep]  # a copy
+        out["x"] = x[keep]
+        out["y"] = y[keep]
+        return out
+
+
+@dataclass(frozen=True)
 class FrameTransform:
     """``events -> torch.float32 (T, P, H, W)`` as a data contract prescribes (see
     :func:`build_frame_transform`).
@@ -606,18 +630,31 @@ def _spatial(contract: DataContract):
     return CropOrPad(contract.sensor_size, size)
 
 
-def default_augmentations(contract: DataContract) -> tuple:
-    """Label-preserving event augmentations for training: small translations and EventDrop.
+def default_augmentations(
+    contract: DataContract,
+    translate_px: int | None = None,
+    spatial_jitter_px: float = 0.0,
+    time_jitter_us: float = 0.0,
+    event_drop: bool = True,
+) -> tuple:
+    """Label-preserving event augmentations for training: small translations (``translate_px``,
+    default 1/16 of each sensor side) and EventDrop, plus optional per-event spatial and time
+    jitter (Tonic's ``SpatialJitter`` / ``TimeJitter``).
 
     Horizontal / polarity flips are left out on purpose: they swap classes such as clockwise vs
     counter-clockwise rotation or left vs right swipes (DVS Gesture, SyntheticGestures). Add
     :class:`RandomFlipLR` yourself for data sets where a mirror keeps the label.
     """
     w, h = _wh(contract.sensor_size)
-    return (
-        RandomTranslate(contract.sensor_size, (max(w // 16, 1), max(h // 16, 1))),
-        EventDrop(contract.sensor_size),
-    )
+    shift = (max(w // 16, 1), max(h // 16, 1)) if translate_px is None else (translate_px,) * 2
+    augs: list = [RandomTranslate(contract.sensor_size, shift)] if max(shift) > 0 else []
+    if spatial_jitter_px > 0:
+        augs.append(SpatialJitter(contract.sensor_size, spatial_jitter_px))
+    if time_jitter_us > 0:
+        augs.append(TimeJitter(time_jitter_us))
+    if event_drop:
+        augs.append(EventDrop(contract.sensor_size))
+    return tuple(augs)
 
 
 def build_frame_transform(

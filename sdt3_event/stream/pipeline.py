@@ -538,13 +538,15 @@ def build_pipeline(
     record: str | None = None,
     record_raw: bool = False,
     record_max_mb: float | None = None,
+    clip: bool = False,
 ) -> LivePipeline:
     """Open a source, load a checkpoint and wire them into a (not yet started) :class:`LivePipeline`.
 
     Args:
         source_uri: see :func:`sdt3_event.stream.source.open_source`; ``None`` = ``synthetic:``.
         source: the same as ``source_uri``, as a keyword (the monitor's spelling).
-        checkpoint: an sdt3-event checkpoint; ``None`` = the bundled demo model.
+        checkpoint: an sdt3-event checkpoint or a bundled model's name (``demo``, ``nmnist``);
+            ``None`` = the bundled demo model.
         spike_driven: run the spike-driven executor instead of the integer model.
         device: default CUDA when available, else CPU.
         window_us: live window; default the checkpoint's data contract window.
@@ -565,6 +567,9 @@ def build_pipeline(
         record: write the stream to this AEDAT 4.0 file while inferring (see
             :class:`~sdt3_event.stream.recorder.EventRecorder`); the events after the filters,
             or as they came with ``record_raw``; rotated every ``record_max_mb`` MB.
+        clip: clip mode for recordings of one sample each (N-MNIST ``.bin`` files): windows
+            of the contract's length that do not overlap, each binned from its first event as
+            in training (see :class:`~sdt3_event.stream.predictor.Predictor`).
 
     Raises:
         FileNotFoundError: missing checkpoint or recording.
@@ -577,10 +582,9 @@ def build_pipeline(
     if source_uri is not None and source is not None and source_uri != source:
         raise ValueError(f"two different sources given: {source_uri!r} and {source!r}")
     source_uri = source_uri or source or "synthetic:"
-    if checkpoint is None:
-        from sdt3_event.assets import DEMO_CHECKPOINT
+    from sdt3_event.assets import DEMO_CHECKPOINT, bundled_checkpoint
 
-        checkpoint = DEMO_CHECKPOINT
+    checkpoint = DEMO_CHECKPOINT if checkpoint is None else bundled_checkpoint(checkpoint)
     if runtime == "onnx":
         from sdt3_event.engine.deploy import load_onnx_model
 
@@ -602,7 +606,9 @@ def build_pipeline(
             f"{checkpoint} was trained on whole clips (no window in its data contract); "
             "pass window_us (--window-us)"
         )
-    stride_us = stride_us or max(1, window_us // 2)
+    if clip and stride_us is not None and stride_us != window_us:
+        raise ValueError("clip mode takes one window per recording: leave stride_us unset")
+    stride_us = window_us if clip else stride_us or max(1, window_us // 2)
     options = dict(source_options or {})
     scheme, _, query = split_uri(source_uri)
     # Emulated and synthetic sensors have no native size: make them the model's trained sensor.
@@ -638,6 +644,7 @@ def build_pipeline(
             keep_frames=keep_frames,
             window_us=window_us,
             sensor_map=sensor_map,
+            clip=clip,
         )
         if stream.sensor_size is not None:
             predictor.bind(stream.sensor_size)

@@ -123,6 +123,9 @@ class Predictor:
         cuda_graph: on CUDA, capture the forward pass in a CUDA graph and replay it (one launch
             instead of one per kernel); firing statistics and energy counting are then off, as
             with ``compile``. A model that cannot be captured runs eagerly (logged once).
+        clip: clip mode: every window is one whole recording, binned from its first event as
+            training and evaluation bin a sample (``transform(events)``), and predicted on its
+            own (no smoothing across windows).
 
     Raises:
         ValueError: ``top_k < 1`` or ``smoothing`` outside ``[0, 1)``.
@@ -148,6 +151,7 @@ class Predictor:
         transform_factory: Callable[[DataContract], Callable] | None = None,
         device_binning: bool | None = None,
         cuda_graph: bool = False,
+        clip: bool = False,
     ) -> None:
         if top_k < 1:
             raise ValueError(f"top_k must be >= 1, got {top_k}")
@@ -158,7 +162,8 @@ class Predictor:
         self.model_name = model_name or type(model).__name__
         self.class_names = tuple(contract.class_names)
         self.top_k = int(top_k)
-        self.smoothing = float(smoothing)
+        self.clip = bool(clip)
+        self.smoothing = 0.0 if self.clip else float(smoothing)
         self.keep_frames = keep_frames
         self.window_us = window_us
         self.sensor_map = sensor_map
@@ -238,8 +243,8 @@ class Predictor:
     def make_windower(self, window_us: int, stride_us: int | None = None):
         """A :class:`~sdt3_event.stream.windowing.FrameWindower` that bins events with this
         predictor's transform as they arrive, or ``None`` where windows must keep their events:
-        device binning, a representation that does not stream, a stride that is not a whole
-        number of time bins, or a transform without ``add_events``.
+        clip mode, device binning, a representation that does not stream, a stride that is not a
+        whole number of time bins, or a transform without ``add_events``.
 
         Raises:
             RuntimeError: called before :meth:`bind`.
@@ -248,7 +253,7 @@ class Predictor:
 
         if self._transform is None or self.live is None:
             raise RuntimeError("call bind(sensor_size) before make_windower")
-        if self.device_binning or not getattr(self._transform, "streams", False):
+        if self.clip or self.device_binning or not getattr(self._transform, "streams", False):
             return None
         try:
             return FrameWindower(
@@ -268,6 +273,8 @@ class Predictor:
             return torch.from_numpy(window.frames)
         if self._transform is None:
             raise RuntimeError("call bind(sensor_size) before predicting")
+        if self.clip:
+            return self._transform(window.events)
         return self._transform(window.events, t_start_us=window.start_us)
 
     def device_frames(self, window: EventWindow) -> torch.Tensor:
@@ -277,7 +284,7 @@ class Predictor:
         Shape:
             returns ``(T, P, H, W)`` float32 on ``device``.
         """
-        if window.frames is not None or not self.device_binning:
+        if window.frames is not None or not self.device_binning or self.clip:
             return self._upload("frames", self.frames(window))
         if self._transform is None:
             raise RuntimeError("call bind(sensor_size) before predicting")

@@ -25,6 +25,7 @@ from sdt3_event.events.transforms import (
     RandomFlipPolarity,
     RandomTimeCrop,
     RandomTranslate,
+    SpatialJitter,
     SpatialResize,
     TimeJitter,
     build_frame_transform,
@@ -54,6 +55,7 @@ def _all_transforms():
         DropRandom(0.3),
         RandomTimeCrop(50_000),
         TimeJitter(50.0),
+        SpatialJitter(SENSOR, 1.5),
     ]
 
 
@@ -227,3 +229,17 @@ def test_loader_workers_draw_different_random_streams():
     torch.manual_seed(0)
     again = list(DataLoader(_Draws(), batch_size=None, num_workers=2))
     assert draws == again  # and the streams follow torch's seed
+
+
+def test_spatial_jitter_moves_events_by_their_own_offsets_and_drops_off_sensor():
+    n = 4000
+    centre = make_events(np.arange(n), np.full(n, 20), np.full(n, 15), np.ones(n, bool))
+    seed_transforms(3)
+    out = SpatialJitter(SENSOR, 1.0)(centre)
+    assert len(out) == n  # nothing leaves the sensor from its centre
+    dx = out["x"].astype(int) - 20
+    assert 0.9 < np.std(dx) < 1.1 and len(np.unique(dx)) > 3  # per event, not one shift
+    corner = make_events(np.arange(n), np.zeros(n), np.zeros(n), np.ones(n, bool))
+    out = SpatialJitter(SENSOR, 1.0)(corner)
+    assert 0.1 * n < len(out) < 0.5 * n and out["x"].min() >= 0 and out["y"].min() >= 0
+    np.testing.assert_array_equal(SpatialJitter(SENSOR, 0.0)(centre), centre)

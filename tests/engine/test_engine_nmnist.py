@@ -1,0 +1,134 @@
+"""The bundled N-MNIST model: small, self-describing, trained by the shipped recipe, and right on
+the real recordings in ../shared/data/nmnist_small (spike-driven too, live in clip mode)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from sdt3_event.datasets.nmnist import NMNIST_CLASSES
+from testpaths import REPO, SHARED
+
+from sdt3_event.assets import NMNIST_CHECKPOINT, bundled_checkpoint
+from sdt3_event.engine.checkpoint import load_checkpoint, load_model_from_checkpoint
+from sdt3_event.engine.config import ConfigError, load_config
+
+NMNIST_SMALL = SHARED / "data" / "nmnist_small"
+RECIPE = REPO / "configs" / "nmnist_sdt3_micro.yaml"
+needs_data = pytest.mark.skipif(
+    not NMNIST_SMALL.is_dir(), reason="../shared/data/nmnist_small is absent"
+)
+
+
+def test_nmnist_checkpoint_is_small_and_carries_its_data_contract():
+    assert bundled_checkpoint("nmnist") == NMNIST_CHECKPOINT and NMNIST_CHECKPOINT.is_file()
+    assert NMNIST_CHECKPOINT.stat().st_size < 5 * 2**20
+    payload = load_checkpoint(NMNIST_CHECKPOINT)  # weights_only=True
+    assert payload["optimizer"] is None and payload["model_name"] == "sdt3_micro"
+    c = load_model_from_checkpoint(NMNIST_CHECKPOINT).contract
+    assert c.sensor_size == (34, 34, 2) and c.input_size == (34, 34)
+    assert c.class_names == NMNIST_CLASSES and c.window_us == 330_000
+    assert c.frame_shape == (3, 2, 34, 34) and c.representation == "count"
+
+
+def test_nmnist_checkpoint_was_trained_by_the_shipped_config():
+    shipped = load_config(RECIPE).to_dict()
+    stored = load_checkpoint(NMNIST_CHECKPOINT)["config"]
+    for section in ("model", "data", "optim", "train"):
+        for key in shipped[section].keys() - {"num_workers"}:  # loader workers do not change data
+            assert stored[section][key] == shipped[section][key], f"{section}.{key}"
+    assert stored["seed"] == shipped["seed"] and stored["data"]["val_fraction"] == 0.0
+
+
+def test_nmnist_weights_load_through_create_model():
+    from sdt3_event import create_model
+
+    loaded = load_model_from_checkpoint(NMNIST_CHECKPOINT)
+    conf = loaded.model.model_config
+    model = create_model("sdt3_micro", pretrained=str(NMNIST_CHECKPOINT), **conf).eval()
+    x = torch.rand(2, *loaded.contract.frame_shape).mul(4).round()
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), loaded.model(x))
+
+
+def test_validation_settings_are_checked():
+    with pytest.raises(ConfigError, match="val_fraction > 0"):
+        load_config(RECIPE, ["data.eval_split=val"])
+    with pytest.raises(ConfigError, match="eval_split must be one of"):
+        load_config(RECIPE, ["data.eval_split=holdout"])
+    with pytest.raises(ConfigError, match="time_jitter_us"):
+        load_config(RECIPE, ["data.time_jitter_us=-1"])
+
+
+@needs_data
+def test_recipe_builds_the_validation_split_and_its_augmentations():
+    from sdt3_event.engine.data import build_datasets
+    from sdt3_event.events.transforms import EventDrop, SpatialJitter, TimeJitter
+
+    cfg = load_config(
+        RECIPE, [f"data.root={NMNIST_SMALL}", "data.val_fraction=0.2", "data.eval_split=val"]
+    )
+    train, val, contract = build_datasets(cfg.data)
+    assert (len(train), len(val)) == (801, 199) and not set(train.data) & set(val.data)
+    kinds = {type(a) for a in train.transform.augmentations}
+    assert {SpatialJitter, TimeJitter, EventDrop} <= kinds and not val.transform.augmentations
+    assert train[0][0].shape == contract.frame_shape
+
+
+@needs_data
+@pytest.mark.slow
+def test_nmnist_model_spike_driven_equals_integer_on_real_recordings():
+    from sdt3_event.datasets.nmnist import NMNIST
+
+    from sdt3_event.events.transforms import build_frame_transform
+    from sdt3_event.spikes import to_spike_driven
+
+    loaded = load_model_from_checkpoint(NMNIST_CHECKPOINT)
+    ds = NMNIST(NMNIST_SMALL, transform=build_frame_transform(loaded.contract))
+    idx = range(0, 1000, 50)  # two recordings of every digit
+    x = torch.stack([ds[i][0] for i in idx]).double()  # (20, T, P, H, W)
+    labels = torch.tensor([ds.targets[i] for i in idx])
+    model = loaded.model.double()
+    with torch.no_grad():
+        ref = model(x)
+        out = to_spike_driven(model, x[:1])(x)
+    torch.testing.assert_close(out, ref, rtol=1e-9, atol=1e-9)
+    assert (ref.argmax(1) == labels).float().mean() >= 0.9
+
+
+class _Keep:
+    """A sink that keeps the records."""
+
+    def __init__(self) -> None:
+        self.records: list = []
+
+    def write(self, record) -> None:
+        self.records.append(record)
+
+
+@needs_data
+@pytest.mark.slow
+def test_nmnist_live_clip_names_the_digit_of_real_recordings():
+    from sdt3_event.stream.pipeline import build_pipeline
+    from sdt3_event.stream.records import Prediction
+    from sdt3_event.stream.sinks import drain
+
+    files = [sorted((NMNIST_SMALL / "Train" / str(d)).glob("*.bin"))[0] for d in (0, 3, 7)]
+    for digit, path in zip((0, 3, 7), files, strict=True):
+        pipeline = build_pipeline(
+            f"file:{path}",
+            "nmnist",
+            clip=True,
+            spike_driven=True,
+            source_options={"speed": 0},
+            drop_policy="block",
+            device="cpu",
+        )
+        sink = _Keep()
+        pipeline.start()
+        try:
+            drain(pipeline, [sink])
+        finally:
+            pipeline.stop()
+        preds = [r for r in sink.records if isinstance(r, Prediction)]
+        assert len(preds) == 1 and preds[0].n_events > 1000
+        assert preds[0].labels[0] == NMNIST_CLASSES[digit], (path, preds[0].labels)
