@@ -88,7 +88,7 @@ def plot_report(report, path: Path, title: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from sdt3_event.apps.evaluate import data_arguments, resolve_checkpoint, resolve_device
-    from torch.utils.data import DataLoader
+    from torch.utils.data import DataLoader, Subset
 
     from sdt3_event.engine.checkpoint import CheckpointError, load_model_from_checkpoint
     from sdt3_event.engine.data import build_eval_dataset
@@ -113,7 +113,10 @@ def run(args: argparse.Namespace) -> int:
     except (FileNotFoundError, CheckpointError, ValueError) as exc:
         sys.stderr.write(f"error: {exc}\n")
         return 1
-    loader = DataLoader(ds, batch_size=args.batch_size, shuffle=False)
+    # a recorded split is sorted by class: measure samples spread evenly over all of it
+    n = min(len(ds), args.batches * args.batch_size)
+    spread = [round(i * (len(ds) - 1) / max(n - 1, 1)) for i in range(n)]
+    loader = DataLoader(Subset(ds, spread), batch_size=args.batch_size, shuffle=False)
     report = estimate_energy(loaded.model, loader, max_batches=args.batches)
     f = report.firing
     _out(f"{loaded.model_name}: {report.samples} samples of {ckpt}")

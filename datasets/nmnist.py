@@ -68,7 +68,6 @@ class NMNIST:
         ValueError: a bad split, a digit folder without recordings, or an unknown folder.
     """
 
-    base_url = "https://data.mendeley.com/public-files/datasets/468j46mzdv/files/"
     classes = list(NMNIST_CLASSES)
     sensor_size = (34, 34, 2)
     dtype = EVENT_DTYPE

@@ -132,3 +132,82 @@ def test_nmnist_live_clip_names_the_digit_of_real_recordings():
         preds = [r for r in sink.records if isinstance(r, Prediction)]
         assert len(preds) == 1 and preds[0].n_events > 1000
         assert preds[0].labels[0] == NMNIST_CLASSES[digit], (path, preds[0].labels)
+
+
+def _fake_official_layout(root, digits=range(10), per_class=2):
+    import numpy as np
+
+    from sdt3_event.events._nmnist import encode_nmnist
+    from sdt3_event.events.schema import EVENT_DTYPE
+
+    rng = np.random.default_rng(0)
+    for d in digits:
+        (root / "Test" / str(d)).mkdir(parents=True)
+        for i in range(per_class):
+            ev = np.zeros(500, EVENT_DTYPE)
+            ev["t"] = np.sort(rng.integers(0, 300_000, 500))
+            ev["x"], ev["y"] = rng.integers(0, 34, (2, 500))
+            (root / "Test" / str(d) / f"{i + 1:05d}.bin").write_bytes(encode_nmnist(ev))
+    return root
+
+
+def test_eval_nmnist_on_an_official_folder_reports_per_class_and_confusion(tmp_path, capsys):
+    import json
+
+    from sdt3_event.apps.cli import main
+
+    root = _fake_official_layout(tmp_path / "NMNIST")
+    out = tmp_path / "out"
+    assert main(["eval", "nmnist", "--data", str(root), "--device", "cpu", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "nmnist/test (20 samples" in text and "9 - nine" in text and "top-1" in text
+    record = json.loads((out / "eval.json").read_text())
+    assert len(record["per_class_acc"]) == 10 and sum(map(sum, record["confusion"])) == 20
+    assert (out / "confusion.png").stat().st_size > 0
+
+
+def test_eval_nmnist_bad_folders_name_the_path(tmp_path, capsys):
+    from sdt3_event.apps.cli import main
+
+    assert main(["eval", "nmnist", "--data", str(tmp_path), "--device", "cpu"]) == 1
+    assert "NMNIST/Test not found" in capsys.readouterr().err
+    root = _fake_official_layout(tmp_path / "n", digits=range(9))
+    (root / "Test" / "9").mkdir()
+    assert main(["eval", "nmnist", "--data", str(root), "--device", "cpu"]) == 1
+    assert "Test/9: no .bin recordings for digit 9" in capsys.readouterr().err
+
+
+def test_recipe_trains_on_an_official_layout_with_a_validation_split(tmp_path, capsys):
+    import json
+    import shutil
+
+    from sdt3_event.apps.cli import main
+
+    root = _fake_official_layout(tmp_path / "NMNIST", per_class=3)
+    shutil.move(root / "Test", root / "Train")  # a training folder only, as in nmnist_small
+    args = ["train", "-c", str(RECIPE), "--output-dir", str(tmp_path), "--name", "r"]
+    sets = {
+        "data.root": root,
+        "data.val_fraction": 0.34,
+        "data.eval_split": "val",
+        "data.batch_size": 10,
+        "data.num_workers": 0,
+        "train.epochs": 1,
+        "train.warmup_epochs": 0,
+    }
+    for key, value in sets.items():
+        args += ["--set", f"{key}={value}"]
+    assert main([*args, "--no-progress"]) == 0
+    evals = [
+        json.loads(line)
+        for line in (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()
+        if '"eval"' in line
+    ]
+    assert len(evals) == 1 and 0 <= evals[0]["acc1"] <= 100
+    ckpt = tmp_path / "r" / "checkpoints" / "last.pt"
+    assert load_checkpoint(ckpt)["config"]["data"]["val_fraction"] == 0.34
+    capsys.readouterr()
+    assert (
+        main(["eval", str(ckpt), "--split", "val", "--device", "cpu", "--out", str(tmp_path)]) == 0
+    )
+    assert "nmnist/val (10 samples" in capsys.readouterr().out
