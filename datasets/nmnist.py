@@ -6,11 +6,10 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from sdt3_event.datasets._common import apply_transforms
+from sdt3_event.datasets._common import EventDataset, require_folder
 from sdt3_event.datasets.cifar10dvs import stratified_split
-from sdt3_event.datasets.download import download_dataset
 
-from sdt3_event.events.schema import EVENT_DTYPE, EventFormatError
+from sdt3_event.events.schema import EventFormatError
 
 NMNIST_CLASSES = (
     "0 - zero",
@@ -40,7 +39,7 @@ def nmnist_folder(save_to: str | os.PathLike) -> Path:
     return root / "NMNIST"
 
 
-class NMNIST:
+class NMNIST(EventDataset):
     """N-MNIST: MNIST digits recorded by an ATIS sensor (34x34) moved in three saccades.
 
     Tonic's ``tonic.datasets.NMNIST`` interface (``train``, ``first_saccade_only``,
@@ -70,8 +69,6 @@ class NMNIST:
 
     classes = list(NMNIST_CLASSES)
     sensor_size = (34, 34, 2)
-    dtype = EVENT_DTYPE
-    ordering = "txyp"
 
     def __init__(
         self,
@@ -101,15 +98,8 @@ class NMNIST:
         self.transforms = transforms
         self.location_on_system = str(nmnist_folder(save_to))
         folder = Path(self.location_on_system) / _FOLDERS[split]
-        if not folder.is_dir() and download:
-            download_dataset("nmnist", Path(self.location_on_system).parent)
-            folder = nmnist_folder(save_to) / _FOLDERS[split]
-        if not folder.is_dir():
-            raise FileNotFoundError(
-                f"N-MNIST folder {folder} not found; point save_to (--set data.root=...) at the "
-                f"folder holding Train/ and Test/, or run `sdt3-event data download nmnist "
-                f"--root {save_to}`"
-            )
+        root = Path(self.location_on_system).parent
+        require_folder(folder, "nmnist", "N-MNIST", root, download)
         files, targets = _scan(folder)
         if split != "test" and self.val_fraction > 0:
             keep_train, keep_val = stratified_split(targets, self.val_fraction, self.seed)
@@ -123,7 +113,7 @@ class NMNIST:
     def class_names(self) -> list[str]:
         return list(self.classes)
 
-    def __getitem__(self, index: int):
+    def load(self, index: int):
         from sdt3_event.events.io import read_events
 
         path = self.data[index]
@@ -136,16 +126,16 @@ class NMNIST:
             ) from exc
         if self.first_saccade_only:
             events = events[events["t"] < FIRST_SACCADE_US]
-        return apply_transforms(self, events, self.targets[index])
+        return events
 
-    def __len__(self) -> int:
-        return len(self.data)
-
-    def __repr__(self) -> str:
-        return (
-            f"NMNIST(split={self.split!r}, n={len(self)}, val_fraction={self.val_fraction}, "
-            f"first_saccade_only={self.first_saccade_only}, root={self.location_on_system!r})"
-        )
+    def describe(self) -> dict:
+        return {
+            "split": self.split,
+            "n": len(self),
+            "val_fraction": self.val_fraction,
+            "first_saccade_only": self.first_saccade_only,
+            "root": self.location_on_system,
+        }
 
 
 def _scan(folder: Path) -> tuple[list[Path], list[int]]:
