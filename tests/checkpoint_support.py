@@ -18,3 +18,24 @@ def save_inference_checkpoint(path: Path, model, contract, model_name: str = "sd
             "data_contract": contract.to_dict(),
         },
     )
+
+
+def assert_trained_by(checkpoint: Path, recipe: Path) -> dict:
+    """Assert that ``recipe`` (a YAML config) is the config stored in ``checkpoint``; settings
+    added to the config after the checkpoint was trained must keep their defaults there.
+
+    Returns:
+        the stored config.
+    """
+    from sdt3_event.engine.checkpoint import load_checkpoint
+    from sdt3_event.engine.config import load_config
+
+    shipped = load_config(recipe).to_dict()
+    stored = load_checkpoint(checkpoint)["config"]
+    defaults = load_config(None).to_dict()
+    for section in ("model", "data", "optim", "train"):
+        for key in shipped[section].keys() - {"num_workers"}:  # loader workers do not change data
+            value = stored[section].get(key, defaults[section][key])
+            assert value == shipped[section][key], f"{section}.{key}"
+    assert stored["seed"] == shipped["seed"]
+    return stored

@@ -26,18 +26,10 @@ def test_demo_checkpoint_is_small_and_self_describing():
 
 def test_demo_checkpoint_was_trained_by_the_shipped_config():
     """The recipe in configs/synthetic_demo.yaml is the one stored in the shipped checkpoint."""
+    from checkpoint_support import assert_trained_by
     from testpaths import REPO
 
-    from sdt3_event.engine.config import load_config
-
-    shipped = load_config(REPO / "configs" / "synthetic_demo.yaml").to_dict()
-    stored = load_checkpoint(DEMO_CHECKPOINT)["config"]
-    defaults = load_config(None).to_dict()  # settings added after the demo was trained
-    for section in ("model", "data", "optim", "train"):
-        for key in shipped[section].keys() - {"num_workers"}:  # loader workers do not change data
-            value = stored[section].get(key, defaults[section][key])
-            assert value == shipped[section][key], f"{section}.{key}"
-    assert stored["seed"] == shipped["seed"]
+    assert_trained_by(DEMO_CHECKPOINT, REPO / "configs" / "synthetic_demo.yaml")
 
 
 @pytest.mark.slow
