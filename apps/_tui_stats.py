@@ -38,6 +38,7 @@ class LiveStats:
         self.history: deque[Prediction] = deque(maxlen=history)
         self._arrivals: deque[float] = deque(maxlen=4096)
         self.last: Prediction | None = None
+        self.first_start_us: int | None = None  # the stream's first window: "recent" is relative
         self.status: StreamStatus | None = None
         self.n_predictions = 0
         self.last_arrival: float | None = None
@@ -50,6 +51,8 @@ class LiveStats:
             elif isinstance(rec, Prediction):
                 now = self.clock()
                 self.last = rec
+                if self.first_start_us is None:
+                    self.first_start_us = int(rec.window_start_us)
                 self.history.append(rec)
                 self.latency_ms.append(float(rec.latency_ms))
                 self.rate_mev_s.append(float(rec.event_rate_mev_s))

@@ -1,6 +1,9 @@
 """The ``sdt3-event`` command: one entry point, one module per subcommand.
 
 Each subcommand module defines ``configure(parser)`` (adds its arguments) and ``run(args) -> int``.
+A failure prints ``sdt3-event COMMAND: error: ...`` in one or two lines and exits non-zero;
+``--debug`` (after the subcommand) prints the traceback too.
+
 Modules are imported lazily so ``sdt3-event --help`` stays fast and a subcommand's heavy dependencies
 (torch, textual) load only when it runs.
 """
@@ -42,6 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
     for name, (module_name, help_text) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
         p.set_defaults(_module=module_name)
+        p.add_argument(
+            "--debug", action="store_true", help="print the traceback of an error as well"
+        )
         module = _load(module_name)
         if module is not None:
             module.configure(p)
@@ -57,6 +63,26 @@ def _load(module_name: str):
         raise
 
 
+class _CliFormatter(logging.Formatter):
+    """Log lines in the command line's terms (``pass --sensor WxH``, not ``sensor_size=``)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        from ._errors import cli_text
+
+        return cli_text(super().format(record))
+
+
+def _configure_logging(verbose: int) -> None:
+    handler = logging.StreamHandler()
+    fmt = (
+        "%(asctime)s %(levelname)s %(name)s: %(message)s"
+        if verbose
+        else "%(levelname)s: %(message)s"
+    )
+    handler.setFormatter(_CliFormatter(fmt))
+    logging.basicConfig(level=logging.WARNING - 10 * min(verbose, 2), handlers=[handler])
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     # `sdt3-event` alone runs the main job: the live demo on the embedded synthetic stream.
@@ -64,17 +90,19 @@ def main(argv: list[str] | None = None) -> int:
         argv = ["live"]
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.WARNING - 10 * min(args.verbose, 2),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    _configure_logging(args.verbose)
     module = _load(args._module)
     if module is None:
         parser.error(f"the {args.command!r} command is not available in this installation")
+    from . import _errors
+
+    _errors.DEBUG = bool(args.debug)
     try:
         return int(module.run(args) or 0)
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:  # every failure ends in one or two lines (--debug: the traceback)
+        return _errors.report(args.command, exc)
 
 
 if __name__ == "__main__":

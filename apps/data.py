@@ -13,6 +13,10 @@ from __future__ import annotations
 
 import argparse
 import sys
+from argparse import SUPPRESS
+
+from ._errors import fail, report
+from ._source_args import READ, add_source_arguments, source_spec
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -32,15 +36,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
         ("preview", "render an event file as ON/OFF frames into an image"),
     ):
         p = sub.add_parser(name, help=help_text)
-        p.add_argument("file")
-        p.add_argument(
-            "--sensor-size",
-            type=int,
-            nargs=2,
-            metavar=("W", "H"),
-            default=None,
-            help="sensor width and height (needed for EVT 2.0 files)",
-        )
+        p.add_argument("file", help="an event file: a path or file:PATH[?sensor=WxH]")
+        p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=SUPPRESS)
+        add_source_arguments(p, READ)
         if name == "preview":
             p.add_argument("--out", required=True, help="output image (.png)")
             p.add_argument("--bins", type=int, default=4, help="frames side by side (default 4)")
@@ -59,10 +57,15 @@ def run(args: argparse.Namespace) -> int:
             sys.stderr.write(f"error: {exc.args[0]}\n")
             return 2
         return _download(args) if command == "download" else _verify(args.name, args.root)
-    sensor = None
-    if args.sensor_size is not None:
-        sensor = (args.sensor_size[0], args.sensor_size[1], 2)
-    return _info(args.file, sensor) if command == "info" else _preview(args, sensor)
+    try:
+        spec = source_spec(args, args.file, bare_path=True)
+        if spec.scheme != "file":
+            return fail(
+                "data", f"{command} reads an event file (FILE or file:FILE), not {args.file!r}"
+            )
+    except Exception as exc:
+        return report("data", exc)
+    return _info(spec) if command == "info" else _preview(args, spec)
 
 
 def _list() -> int:
@@ -109,19 +112,24 @@ def _verify(name: str, root: str) -> int:
     return 0 if ok else 1
 
 
-def _read(path: str, sensor):
+def _read(spec):
     from sdt3_event.events.io import detect_format, read_events
 
-    fmt = detect_format(path)
-    events, sensor_size = read_events(path, sensor)
+    fmt = detect_format(spec.target)
+    events, sensor_size = read_events(
+        spec.target,
+        spec.sensor_size,
+        allow_truncated=bool(spec.options.get("allow_truncated", False)),
+    )
     return fmt, events, sensor_size
 
 
-def _info(path: str, sensor) -> int:
+def _info(spec) -> int:
+    path = spec.target
     try:
-        fmt, events, sensor_size = _read(path, sensor)
+        fmt, events, sensor_size = _read(spec)
     except (OSError, ValueError) as exc:
-        sys.stderr.write(f"error: {exc}\n")
+        report("data", exc)
         return 1
     n = len(events)
     lines = [f"file:        {path}", f"format:      {fmt}", f"events:      {n:,}"]
@@ -146,7 +154,7 @@ def _info(path: str, sensor) -> int:
     return 0
 
 
-def _preview(args, sensor) -> int:
+def _preview(args, spec) -> int:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -156,17 +164,15 @@ def _preview(args, sensor) -> int:
     from sdt3_event.events.frames import to_window_frames
 
     if args.bins < 1:
-        sys.stderr.write("error: --bins must be >= 1\n")
-        return 2
+        return fail("data", "--bins must be >= 1")
     try:
-        _, events, sensor_size = _read(args.file, sensor)
+        _, events, sensor_size = _read(spec)
     except (OSError, ValueError) as exc:
-        sys.stderr.write(f"error: {exc}\n")
+        report("data", exc)
         return 1
     if sensor_size is None:
         if not len(events):
-            sys.stderr.write("error: empty file and no --sensor-size\n")
-            return 1
+            return fail("data", "empty file and no --sensor WxH", 1)
         sensor_size = (int(events["x"].max()) + 1, int(events["y"].max()) + 1, 2)
     w, h = sensor_size[0], sensor_size[1]
     t0 = int(events["t"][0]) if len(events) else 0

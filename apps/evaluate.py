@@ -1,6 +1,7 @@
 """``sdt3-event eval CKPT [--data synthetic|PATH]``: top-1/top-5, per-class accuracy, confusion matrix.
 
-Writes ``eval.json`` and ``confusion.png`` to ``--out`` (default ``runs/eval/<checkpoint name>``).
+Writes ``eval.json`` and ``confusion.png`` to ``--out``, by default beside the checkpoint's run:
+``runs/<name>/eval/<checkpoint name>/`` for ``runs/<name>/checkpoints/<checkpoint name>.pt``.
 ``CKPT`` may be ``demo`` or ``nmnist`` for a bundled model.
 
 ``sdt3-event eval CKPT --events REC --labels CSV`` instead replays a recording (such as one made
@@ -16,11 +17,14 @@ import math
 import sys
 from pathlib import Path
 
+from ._errors import report
+
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "checkpoint", help="an sdt3-event checkpoint (.pt), or a bundled model: demo, nmnist"
     )
+    add_arch_argument(parser)
     parser.add_argument(
         "--data",
         default=None,
@@ -41,7 +45,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--spike-driven", action="store_true", help="evaluate the spike-driven executor"
     )
-    parser.add_argument("--out", default=None, help="output folder for eval.json / confusion.png")
+    parser.add_argument(
+        "--out",
+        default=None,
+        help="output folder for eval.json / confusion.png (default: beside the checkpoint's run)",
+    )
     parser.add_argument(
         "--events",
         default=None,
@@ -68,11 +76,32 @@ def resolve_checkpoint(name: str) -> Path:
 
 
 def resolve_device(name: str) -> str:
-    import torch
+    """The checked device (see :func:`sdt3_event.engine.device.resolve_device`)."""
+    from sdt3_event.engine.device import resolve_device as check
 
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return name
+    return str(check(name))
+
+
+def add_arch_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--arch",
+        default=None,
+        metavar="NAME",
+        help="model name for a bare state_dict or an official checkpoint (see `sdt3-event models`)",
+    )
+
+
+def default_out(ckpt: Path, kind: str) -> Path:
+    """Where ``eval`` / ``report`` write without ``--out``: beside the checkpoint's run
+    (``runs/<name>/<kind>/<stem>`` for ``runs/<name>/checkpoints/<stem>.pt``), else
+    ``runs/<kind>/demo`` for the demo model and ``<folder>/<stem>_<kind>`` for other files."""
+    from sdt3_event.assets import DEMO_CHECKPOINT
+
+    if ckpt.parent.name == "checkpoints":
+        return ckpt.parent.parent / kind / ckpt.stem
+    if ckpt.resolve() == Path(DEMO_CHECKPOINT).resolve():
+        return Path("runs") / kind / "demo"
+    return ckpt.parent / f"{ckpt.stem}_{kind}"
 
 
 def data_arguments(args: argparse.Namespace) -> tuple[str | None, str | None]:
@@ -131,7 +160,6 @@ def _out(text: str = "") -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from sdt3_event.engine.checkpoint import CheckpointError
     from sdt3_event.engine.evaluation import evaluate_checkpoint
 
     ckpt = resolve_checkpoint(args.checkpoint)
@@ -151,10 +179,10 @@ def run(args: argparse.Namespace) -> int:
             use_ema=not args.no_ema,
             spike_driven=args.spike_driven,
             progress=_sample_progress() if sys.stderr.isatty() else None,
+            arch=args.arch,
         )
-    except (FileNotFoundError, CheckpointError, ValueError) as exc:
-        sys.stderr.write(f"error: {exc}\n")
-        return 1
+    except Exception as exc:
+        return report("eval", exc)
     names = metrics["class_names"]
     _out(
         f"{metrics['model_name']} on {metrics['dataset']}/{metrics['split']} "
@@ -175,7 +203,7 @@ def run(args: argparse.Namespace) -> int:
             f"{n:<{width}}  {int(conf[i].sum()):>6}  "
             + ("    n/a" if math.isnan(acc) else f"{acc:>7.2f}")
         )
-    out = Path(args.out) if args.out else Path("runs") / "eval" / ckpt.stem
+    out = Path(args.out) if args.out else default_out(ckpt, "eval")
     out.mkdir(parents=True, exist_ok=True)
     record = {k: v for k, v in metrics.items() if k != "confusion"}
     record["confusion"] = conf.tolist()

@@ -16,7 +16,8 @@ import signal
 import sys
 import threading
 
-SPATIAL_CHOICES = ("resize", "center_crop", "pad", "crop_or_pad")
+from ._errors import UsageError, report
+from ._source_args import LIVE, add_source_arguments, source_spec
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -26,6 +27,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.epilog = (
         "sources: synthetic: (default), file:REC.aedat4[?speed=2&loop=1], tcp://HOST:PORT,\n"
         "         camera:[SERIAL], webcam:N, video:CLIP.mp4\n"
+        "         every source option is also a flag: ?sensor=640x480 is --sensor 640x480\n"
         "examples:\n"
         "  sdt3-event live\n"
         "  sdt3-event live --source file:rec.aedat4 --speed 0 --jsonl out.jsonl --max-windows 100\n"
@@ -35,11 +37,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "\n" + FILTER_GRAMMAR
     )
     parser.add_argument("--source", default="synthetic:", help="source URI (default: synthetic:)")
-    parser.add_argument(
-        "--model",
-        default=None,
-        help="checkpoint, or a bundled model: demo (default), nmnist",
-    )
+    add_model_arguments(parser)
     parser.add_argument("--spike-driven", action="store_true", help="run the spike-driven executor")
     parser.add_argument(
         "--runtime",
@@ -81,16 +79,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--duration", type=float, default=None, metavar="S", help="stop after S seconds"
     )
     parser.add_argument("--top-k", type=int, default=5, help="classes per prediction")
-    parser.add_argument(
-        "--sensor-map",
-        choices=SPATIAL_CHOICES,
-        default=None,
-        help="map a source sensor of another size onto the model input",
-    )
-    parser.add_argument(
-        "--speed", type=float, default=None, help="replay speed for file/synthetic (0 = max)"
-    )
-    parser.add_argument("--loop", action="store_true", help="loop a file source")
     parser.add_argument(
         "--record",
         default=None,
@@ -136,6 +124,19 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--predictions-only", action="store_true", help="JSON lines without status records"
     )
+    add_source_arguments(parser, LIVE)
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--model PATH`` and ``--arch NAME`` (for checkpoints that do not name their model)."""
+    parser.add_argument("--model", default=None, help="checkpoint (default: the bundled demo)")
+    parser.add_argument(
+        "--arch",
+        default=None,
+        metavar="NAME",
+        help="model name for a bare state_dict or an official checkpoint given as --model "
+        "(see `sdt3-event models`)",
+    )
 
 
 def predictions_path(record: str):
@@ -162,8 +163,6 @@ def _monitor_entry():
 
 
 def run(args: argparse.Namespace) -> int:
-    from sdt3_event.engine.checkpoint import CheckpointError
-    from sdt3_event.events.schema import EventFormatError
     from sdt3_event.stream.pipeline import build_pipeline
     from sdt3_event.stream.records import StreamStatus
     from sdt3_event.stream.sinks import JsonLinesSink, TeePipeline, drain
@@ -197,11 +196,13 @@ def run(args: argparse.Namespace) -> int:
             return _error(f"--filter: {exc}")
     if args.clip and args.stride_us is not None:
         return _error("--clip takes one window per recording: drop --stride-us")
-    options = {}
-    if args.speed is not None:
-        options["speed"] = args.speed
-    if args.loop:
-        options["loop"] = True
+    try:
+        spec = source_spec(args, args.source)
+        device = _device(args.device)
+        if args.arch and not args.model:
+            raise UsageError("--arch names the model of a checkpoint given with --model PATH")
+    except Exception as exc:
+        return report("live", exc)
     _set_threads(args.threads)
     use_monitor = sys.stdout.isatty() and not args.json
     monitor = _monitor_entry() if use_monitor else None
@@ -209,18 +210,18 @@ def run(args: argparse.Namespace) -> int:
         sys.stderr.write("sdt3-event live: the monitor is not available; writing JSON lines\n")
     try:
         pipeline = build_pipeline(
-            args.source,
+            spec.uri,
             args.model,
             spike_driven=args.spike_driven,
-            device=args.device,
+            device=device,
             window_us=args.window_us,
             stride_us=args.stride_us,
             top_k=args.top_k,
-            sensor_map=args.sensor_map,
+            sensor_map=spec.sensor_map,
             compile=args.compile,
             cuda_graph=args.cuda_graph,
             channels_last=args.channels_last,
-            source_options=options,
+            source_options=spec.options,
             keep_frames=monitor is not None,
             drop_policy="block" if args.lossless else "drop_oldest",
             firing=not args.no_firing,
@@ -231,11 +232,11 @@ def run(args: argparse.Namespace) -> int:
             record_raw=args.record_raw,
             record_max_mb=args.record_max_mb,
             clip=args.clip,
+            arch=args.arch,
         )
-    except (FileNotFoundError, ValueError, EventFormatError, CheckpointError) as exc:
-        return _error(str(exc))
-    except (ImportError, RuntimeError, OSError) as exc:
-        return _error(f"{type(exc).__name__}: {exc}")
+    except Exception as exc:
+        return report("live", exc)
+    warn_window_limits(pipeline, args.duration, spec)
 
     sinks = []
     try:
@@ -289,6 +290,7 @@ def run(args: argparse.Namespace) -> int:
     finally:
         try:
             pipeline.stop()
+            warn_dropped(pipeline)
             for sink in sinks:
                 sink.close()
             rec = getattr(pipeline, "recorder", None)
@@ -303,6 +305,51 @@ def run(args: argparse.Namespace) -> int:
                 stop_request.restore(previous)
             else:
                 _restore_sigterm(previous)
+
+
+def _device(name: str | None) -> str | None:
+    """The checked device (``None``: the pipeline's default)."""
+    if name is None:
+        return None
+    from sdt3_event.engine.device import resolve_device
+
+    return str(resolve_device(name))
+
+
+def warn_window_limits(pipeline, duration_s: float | None, spec) -> None:
+    """Warn once when the window is so long that no prediction can come in time."""
+    window_s = pipeline.window_us * 1e-6
+    speed = spec.options.get("speed", 1.0) or 0
+    if duration_s is not None and speed and window_s / speed > duration_s:
+        sys.stderr.write(
+            f"sdt3-event live: warning: a window of {window_s:g} s cannot end within "
+            f"--duration {duration_s:g}, so no prediction will come; shorten --window-us\n"
+        )
+        return
+    span = getattr(pipeline.source, "duration_us", None)
+    if span is not None and not spec.options.get("loop") and pipeline.window_us > span:
+        sys.stderr.write(
+            f"sdt3-event live: warning: the window ({window_s:g} s) is longer than the "
+            f"recording ({span * 1e-6:g} s): at most one prediction; shorten --window-us\n"
+        )
+    elif speed and window_s / speed > 10 and duration_s is None:
+        sys.stderr.write(
+            f"sdt3-event live: warning: the first prediction comes after {window_s / speed:g} s "
+            "(the window length); shorten --window-us for faster answers\n"
+        )
+
+
+def warn_dropped(pipeline) -> None:
+    """Warn once, at the end, when almost every window was dropped."""
+    stats = pipeline.stats
+    dropped = stats.windows_dropped + stats.windows_overflow
+    if stats.windows_in >= 20 and dropped >= 0.9 * stats.windows_in:
+        sys.stderr.write(
+            f"sdt3-event live: warning: {dropped:,} of {stats.windows_in:,} windows were dropped "
+            f"because the model cannot keep up with a window every "
+            f"{pipeline.stride_us:,} us; raise --stride-us / --window-us, or pass --lossless "
+            "to predict every window of a file\n"
+        )
 
 
 def _set_threads(threads: int | None) -> None:

@@ -1,4 +1,8 @@
-"""``sdt3-event models``: list registered models, their aliases and exact parameter counts."""
+"""``sdt3-event models``: list registered models, their exact parameter counts and aliases.
+
+Counting builds each model on the ``meta`` device (shapes only, no memory, no initialisation), so
+listing all of them takes about a second.
+"""
 
 from __future__ import annotations
 
@@ -9,12 +13,23 @@ import sys
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("pattern", nargs="?", default="*", help="shell-style filter, e.g. 'sdt3_*'")
     parser.add_argument(
-        "--params", action="store_true", help="build each model and count parameters"
+        "--no-params", action="store_true", help="names and aliases only (no parameter counts)"
     )
 
 
+def count_parameters(name: str) -> int:
+    """Parameters of the registered model ``name`` with its default arguments."""
+    import torch
+
+    from sdt3_event.registry import create_model
+
+    with torch.device("meta"):
+        model = create_model(name)
+    return sum(p.numel() for p in model.parameters())
+
+
 def run(args: argparse.Namespace) -> int:
-    from sdt3_event.registry import _ALIASES, create_model, list_models
+    from sdt3_event.registry import _ALIASES, list_models
 
     names = list_models(args.pattern)
     if not names:
@@ -23,11 +38,11 @@ def run(args: argparse.Namespace) -> int:
     aliases: dict[str, list[str]] = {}
     for alias, target in _ALIASES.items():
         aliases.setdefault(target, []).append(alias)
+    width = max(len(n) for n in names)
     for name in names:
-        line = name
-        if args.params:
-            n = sum(p.numel() for p in create_model(name).parameters())
-            line += f"  {n:,}"
+        line = f"{name:<{width}}"
+        if not args.no_params:
+            line += f"  {count_parameters(name):>13,}"
         if name in aliases:
             line += "  (" + ", ".join(sorted(aliases[name])) + ")"
         sys.stdout.write(line + "\n")

@@ -14,6 +14,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ._errors import report
+from ._source_args import LIVE, add_source_arguments, source_spec
+from .live import add_model_arguments
+
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
@@ -36,11 +40,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="live source URI (synthetic:, file:REC.aedat4, tcp://HOST:PORT, camera:, ...); "
         "default: the synthetic demo stream",
     )
-    parser.add_argument(
-        "--model",
-        default=None,
-        help="checkpoint for the live view (default: the bundled demo model)",
-    )
+    add_model_arguments(parser)
     parser.add_argument(
         "--device", default=None, help="inference device: cpu, cuda, cuda:1 (default: best)"
     )
@@ -67,6 +67,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         default=0.5,
         help="seconds between reads of metrics.jsonl in the training view (default 0.5)",
     )
+    add_source_arguments(parser, LIVE)
 
 
 def run_dashboard(
@@ -128,7 +129,9 @@ def summarize_run(path: str | Path, now: float | None = None) -> str:
     frac = pr.fraction
     epoch = "?" if pr.epoch is None else min(pr.epoch + 1, pr.total_epochs or pr.epoch + 1)
     state = "finished" if pr.finished else "running or stopped"
-    if not pr.finished and pr.last_time is not None:
+    if pr.failed is not None:
+        state = f"failed: {pr.failed}"
+    elif not pr.finished and pr.last_time is not None:
         state += f" (last record {format_duration(now - pr.last_time)} ago)"
     lines = [
         f"{follower.path}: model {pr.model or '?'}, epoch {epoch}/{pr.total_epochs or '?'}, "
@@ -151,7 +154,7 @@ def summarize_run(path: str | Path, now: float | None = None) -> str:
         if pr.throughput:
             line += f", {format_count(pr.throughput[-1][1])} samples/s"
         eta = pr.eta_s(now)
-        if eta is not None and not pr.finished:
+        if eta is not None and not pr.finished and pr.failed is None:
             line += f", ETA {format_duration(eta)}"
         lines.append(line)
     if follower.n_malformed:
@@ -206,16 +209,21 @@ def run(args: argparse.Namespace) -> int:
         return 2
     from sdt3_event.stream.pipeline import build_pipeline
 
+    from .live import _device
+
     try:
+        spec = source_spec(args, args.source or "synthetic:")
         pipeline = build_pipeline(
-            source=args.source,
+            source=spec.uri,
             checkpoint=args.model,
-            device=args.device,
+            device=_device(args.device),
             spike_driven=args.spike_driven,
+            sensor_map=spec.sensor_map,
+            source_options=spec.options,
+            arch=args.arch,
         )
-    except (FileNotFoundError, ValueError, ImportError, RuntimeError, OSError) as exc:
-        sys.stderr.write(f"sdt3-event monitor: error: {type(exc).__name__}: {exc}\n")
-        return 2
+    except Exception as exc:
+        return report("monitor", exc)
     return run_dashboard(
         pipeline,
         title=f"sdt3-event monitor · {pipeline.model_name} · {pipeline.source_uri}",

@@ -387,8 +387,9 @@ class LiveMonitorApp(SizeGuard, App[int]):
             text.append(bar(score, 12), style="green")
             text.append(f" {score:5.2f}\n")
         text.append("\nrecent\n", style="bold")
-        for pred in reversed(self.stats.history):
-            text.append(f"{pred.window_end_us / 1e6:8.2f}s ", style="dim")
+        t0 = self.stats.first_start_us or 0
+        for pred in reversed(self.stats.history):  # stream time since the first window
+            text.append(f"{(pred.window_end_us - t0) / 1e6:7.2f}s ", style="dim")
             text.append(f"{pred.label[:name_w]:<{name_w}} {pred.score:.2f}\n")
         return text
 
@@ -465,7 +466,8 @@ class LiveMonitorApp(SizeGuard, App[int]):
             self.notify(f"snapshot failed: {exc}", severity="error")
             return
         self.last_snapshot = path
-        self.notify(f"saved {path.resolve()}")
+        # in the header, not a toast: a toast covers the System panel and a long path wraps
+        self.sub_title = f"saved {path.name}"
 
     def action_quit_monitor(self) -> None:
         """Leave: exit status 1 when the source ended in an error, else 0."""

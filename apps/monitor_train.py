@@ -239,7 +239,7 @@ class TrainingMonitorApp(SizeGuard, App[int]):
         )
         eta = pr.eta_s(now)
         self.query_one("#progress-text", Static).update(
-            f"elapsed {format_duration(elapsed)} · ETA {'done' if pr.finished else format_duration(eta)}"
+            f"elapsed {format_duration(elapsed)} · ETA {_eta_text(pr, eta)}"
         )
         best = Text()
         if pr.best_acc1 is None:
@@ -261,7 +261,9 @@ class TrainingMonitorApp(SizeGuard, App[int]):
         if not f.exists:
             text.append(f"waiting for {f.path} (not written yet)", style="yellow")
         else:
-            if pr.finished:
+            if pr.failed is not None:
+                text.append(f"● failed: {pr.failed}", style="bold red")
+            elif pr.finished:
                 text.append("● finished", style="cyan")
             elif pr.last_time is not None:
                 text.append("● running", style="green")
@@ -302,3 +304,9 @@ def _eval_points(pr: TrainingProgress, key: str) -> list[tuple[float, float]]:
             if isinstance(step, int | float):
                 out.append((float(step), float(value)))
     return out
+
+
+def _eta_text(pr: TrainingProgress, eta: float | None) -> str:
+    if pr.finished:
+        return "done"
+    return "-" if pr.failed is not None else format_duration(eta)

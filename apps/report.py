@@ -3,7 +3,7 @@
 Runs the checkpoint's model over a few batches of its evaluation data and reports per-layer firing
 rates and spike-level histograms, MACs / SOPs per layer, and the energy per inference by the
 spiking-transformer papers' convention (printed with the numbers). Writes ``report.json`` and
-``report.png`` to ``--out`` (default ``runs/report/<checkpoint name>``).
+``report.png`` to ``--out`` (default beside the checkpoint's run, ``runs/<name>/report/<stem>``).
 """
 
 from __future__ import annotations
@@ -13,11 +13,21 @@ import json
 import sys
 from pathlib import Path
 
+from ._errors import report as report_error
+from .evaluate import (
+    add_arch_argument,
+    data_arguments,
+    default_out,
+    resolve_checkpoint,
+    resolve_device,
+)
+
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "checkpoint", help="an sdt3-event checkpoint (.pt), or a bundled model: demo, nmnist"
     )
+    add_arch_argument(parser)
     parser.add_argument("--data", default=None, help="'synthetic' or the data set folder")
     parser.add_argument("--dataset", default=None, help="data set name for --data PATH")
     parser.add_argument(
@@ -77,9 +87,12 @@ def plot_report(report, path: Path, title: str) -> None:
     axes[2].bar(range(len(names)), mac, color="tab:red", label="MAC (4.6 pJ)")
     axes[2].bar(range(len(names)), ac, bottom=mac, color="tab:orange", label="AC (0.9 pJ)")
     axes[2].set_xticks(range(len(names)), names, rotation=60, ha="right", fontsize=8)
+    top = max((m + a for m, a in zip(mac, ac, strict=True)), default=0.0)
+    if top > 0:
+        axes[2].set_ylim(0, top * 1.25)  # headroom: the tallest bar stays below the legend
     axes[2].set_ylabel("µJ per inference")
     axes[2].set_title(f"energy: {report.energy_pj * 1e-6:.3f} µJ per inference")
-    axes[2].legend(fontsize=8)
+    axes[2].legend(fontsize=8, loc="upper right")
     fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -87,18 +100,19 @@ def plot_report(report, path: Path, title: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from sdt3_event.apps.evaluate import data_arguments, resolve_checkpoint, resolve_device
     from torch.utils.data import DataLoader, Subset
 
-    from sdt3_event.engine.checkpoint import CheckpointError, load_model_from_checkpoint
+    from sdt3_event.engine.checkpoint import load_model_from_checkpoint
     from sdt3_event.engine.data import build_eval_dataset
     from sdt3_event.spikes import estimate_energy
 
     ckpt = resolve_checkpoint(args.checkpoint)
-    device = resolve_device(args.device)
     try:
+        device = resolve_device(args.device)
         dataset, root = data_arguments(args)
-        loaded = load_model_from_checkpoint(ckpt, device=device, use_ema=not args.no_ema)
+        loaded = load_model_from_checkpoint(
+            ckpt, device=device, use_ema=not args.no_ema, arch=args.arch
+        )
         cfg = loaded.meta.get("config") or {}
         data_cfg = cfg.get("data", {})
         ds = build_eval_dataset(
@@ -110,9 +124,8 @@ def run(args: argparse.Namespace) -> int:
             seed=int(cfg.get("seed", 42)),
             val_fraction=float(data_cfg.get("val_fraction", 0.0)),
         )
-    except (FileNotFoundError, CheckpointError, ValueError) as exc:
-        sys.stderr.write(f"error: {exc}\n")
-        return 1
+    except Exception as exc:
+        return report_error("report", exc)
     # a recorded split is sorted by class: measure samples spread evenly over all of it
     n = min(len(ds), args.batches * args.batch_size)
     spread = [round(i * (len(ds) - 1) / max(n - 1, 1)) for i in range(n)]
@@ -157,7 +170,7 @@ def run(args: argparse.Namespace) -> int:
         f"(same network as a dense ANN: {report.ann_energy_pj * 1e-6:.4f} uJ)"
     )
     _out(f"convention: {report.convention}")
-    out = Path(args.out) if args.out else Path("runs") / "report" / ckpt.stem
+    out = Path(args.out) if args.out else default_out(ckpt, "report")
     out.mkdir(parents=True, exist_ok=True)
     record = report.to_dict()
     record.update(

@@ -10,29 +10,25 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ._errors import UsageError, fail, report
+from ._source_args import REPLAY, add_source_arguments, source_spec
+
 
 def _out(text: str) -> None:
     sys.stdout.write(text + "\n")
     sys.stdout.flush()
 
 
-def _err(text: str) -> None:
-    sys.stderr.write(f"error: {text}\n")
-
-
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("file", help="the recording to replay (.aedat4, or any readable format)")
+    parser.add_argument(
+        "file",
+        help="the recording to replay: a path or file:PATH[?sensor=WxH&speed=2&loop=1] "
+        "(.aedat4, or any readable format)",
+    )
     parser.add_argument(
         "--port", type=int, default=7777, help="TCP port (0 = pick a free one; default 7777)"
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    parser.add_argument(
-        "--speed",
-        type=float,
-        default=1.0,
-        help="multiple of the recorded speed; 0 = as fast as clients read (default 1)",
-    )
-    parser.add_argument("--loop", action="store_true", help="replay forever")
     parser.add_argument(
         "--compression",
         default="none",
@@ -42,50 +38,42 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--packet-us", type=int, default=1000, help="packet duration in event time (µs)"
     )
-    parser.add_argument(
-        "--sensor", default=None, help="WxH for formats that do not store it (e.g. 640x480)"
-    )
     parser.add_argument("--max-clients", type=int, default=16, help="simultaneous clients accepted")
+    add_source_arguments(parser, REPLAY)
 
 
 def run(args: argparse.Namespace) -> int:
-    from sdt3_event.events.schema import EventFormatError
     from sdt3_event.stream.network import DVServer
 
-    sensor = None
-    if args.sensor:
-        try:
-            parts = [int(v) for v in args.sensor.lower().replace("x", ",").split(",")]
-        except ValueError:
-            parts = []
-        if len(parts) not in (2, 3) or min(parts) <= 0:
-            _err(f"--sensor expects WxH like 640x480, got {args.sensor!r}")
-            return 2
-        sensor = (parts[0], parts[1], parts[2] if len(parts) == 3 else 2)
     try:
+        spec = source_spec(args, args.file, bare_path=True)
+        if spec.scheme != "file":
+            raise UsageError(f"serve replays a recording (FILE or file:FILE), not {args.file!r}")
+        speed = spec.options.get("speed", 1.0)
+        loop = bool(spec.options.get("loop", False))
         server = DVServer.from_file(
-            args.file,
-            sensor,
+            spec.target,
+            spec.sensor_size,
+            allow_truncated=bool(spec.options.get("allow_truncated", False)),
             host=args.host,
             port=args.port,
-            speed=args.speed,
-            loop=args.loop,
+            speed=speed,
+            loop=loop,
             compression=args.compression,
             packet_us=args.packet_us,
             max_clients=args.max_clients,
         )
+    except Exception as exc:
+        return report("serve", exc)
+    try:
         server.start()
-    except (FileNotFoundError, EventFormatError, ValueError) as exc:
-        _err(str(exc))
-        return 1
     except OSError as exc:
-        _err(f"cannot listen on {args.host}:{args.port}: {exc}")
-        return 1
-    pace = "as fast as clients read" if args.speed == 0 else f"{args.speed:g}x recorded speed"
+        return fail("serve", f"cannot listen on {args.host}:{args.port} (--host/--port): {exc}", 1)
+    pace = "as fast as clients read" if speed == 0 else f"{speed:g}x recorded speed"
     w, h = server.sensor_size[:2]
     _out(
-        f"serving {server.n_events or 'the'} events ({w}x{h}) from {args.file} on {server.address} "
-        f"at {pace}{', looping' if args.loop else ''}; Ctrl-C to stop"
+        f"serving {server.n_events or 'the'} events ({w}x{h}) from {spec.target} on "
+        f"{server.address} at {pace}{', looping' if loop else ''}; Ctrl-C to stop"
     )
     try:
         server.serve_forever()

@@ -10,6 +10,8 @@ import argparse
 import os
 import sys
 
+from ._errors import report
+
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
@@ -79,11 +81,9 @@ def run(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     import yaml
 
-    from sdt3_event.engine.checkpoint import CheckpointError
     from sdt3_event.engine.config import ConfigError, load_config
     from sdt3_event.engine.runner import fit, run_dir_of
     from sdt3_event.engine.train import NonFiniteLossError
-    from sdt3_event.events.contract import RepresentationMismatchError
 
     overrides = list(args.overrides)
     if args.name:
@@ -93,8 +93,7 @@ def _run(args: argparse.Namespace) -> int:
     try:
         cfg = load_config(args.config, overrides)
     except (ConfigError, FileNotFoundError) as exc:
-        sys.stderr.write(f"error: {exc}\n")
-        return 2
+        return report("train", exc)
     if args.print_config:
         sys.stdout.write(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
         return 0
@@ -118,16 +117,9 @@ def _run(args: argparse.Namespace) -> int:
             f"continue with: sdt3-event train -c {args.config or '<config>'} --resume\n"
         )
         return 130
-    except (
-        FileNotFoundError,
-        FileExistsError,
-        CheckpointError,
-        NonFiniteLossError,
-        ConfigError,
-        RepresentationMismatchError,
-    ) as exc:
-        sys.stderr.write(f"error: {exc}\n")
-        return 1
+    except Exception as exc:  # the run's metrics.jsonl ends with a "failed" record saying why
+        code = report("train", exc)
+        return 1 if isinstance(exc, (FileExistsError, NonFiniteLossError)) else code
     if os.environ.get("RANK", "0") == "0":  # once, not from every torchrun process
         _out(f"run folder: {result.run_dir}")
     return 0

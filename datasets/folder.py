@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from sdt3_event.datasets._common import EventDataset
+from sdt3_event.datasets._common import EventDataset, apply_transforms
 
 from sdt3_event.events.schema import SensorSize
 
@@ -27,7 +28,9 @@ class EventFolder(EventDataset):
 
     Args:
         root: the folder holding one sub-folder per class.
-        sensor_size: ``(W, H, P)``, needed for formats whose files do not state it (EVT 2.0).
+        sensor_size: ``(W, H, P)`` for every file, needed for formats whose files do not state it
+            (EVT 2.0). Without it each file is read with its own size, and
+            ``self.sensor_size`` is the first file's (the size the data contract is built for).
         classes: the class folders to use, in label order (default: all, sorted).
         suffixes: file suffixes to include (default: every supported one).
         transform: applied to the events.
@@ -38,9 +41,15 @@ class EventFolder(EventDataset):
         test_fraction: share of each class held out for ``"val"``/``"test"``.
         seed: split seed.
 
+    A recording from another sensor than ``self.sensor_size`` is mapped onto the model input by
+    the transform's data contract (a :func:`~sdt3_event.events.transforms.build_frame_transform`
+    transform, whose spatial mode maps it); with any other transform, or none, it is refused with
+    the file's name.
+
     Raises:
         FileNotFoundError: ``root`` or a requested class folder is missing.
-        ValueError: no class folders, or a class folder with no readable files (named).
+        ValueError: no class folders, or a class folder with no readable files (named); from
+            ``dataset[i]``, a recording of another sensor that no data contract maps.
     """
 
     def __init__(
@@ -67,6 +76,7 @@ class EventFolder(EventDataset):
         elif split not in (None, "all", "train", "val", "test"):
             raise ValueError(f"split must be None, 'all', 'train', 'val' or 'test', got {split!r}")
         self.sensor_size = tuple(int(v) for v in sensor_size) if sensor_size else None
+        self._sensor_given = self.sensor_size is not None
         self.suffixes = tuple(s.lower() for s in (suffixes or supported_suffixes()))
         if classes is None:
             classes = sorted(
@@ -107,15 +117,38 @@ class EventFolder(EventDataset):
             self.sensor_size = self.read(0)[1]
 
     def read(self, index: int):
-        """``(events, sensor_size)`` of sample ``index``, untransformed."""
+        """``(events, sensor_size)`` of sample ``index``, untransformed: the file's own sensor
+        size unless ``sensor_size`` was given."""
         from sdt3_event.events.io import read_events
 
-        return read_events(
-            self.data[index], self.sensor_size, drop_out_of_range=self.drop_out_of_range
+        events, size = read_events(
+            self.data[index],
+            self.sensor_size if self._sensor_given else None,
+            drop_out_of_range=self.drop_out_of_range,
         )
+        return events, size or self.sensor_size
 
     def load(self, index: int):
         return self.read(index)[0]
+
+    def __getitem__(self, index: int):
+        events, size = self.read(index)
+        target = self.targets[index]
+        if self.sensor_size is None or size is None or size[:2] == self.sensor_size[:2]:
+            return apply_transforms(self, events, target)
+        contract = getattr(self.transform, "contract", None)
+        if contract is None or not dataclasses.is_dataclass(self.transform):
+            raise ValueError(
+                f"{self.data[index]} is from a {size[0]}x{size[1]} sensor, the folder's first "
+                f"recording from a {self.sensor_size[0]}x{self.sensor_size[1]} one; pass a "
+                "transform from build_frame_transform(contract), whose spatial mode maps every "
+                "sensor onto the model input, or keep one sensor per folder"
+            )
+        mapped = dataclasses.replace(self.transform, contract=contract.with_sensor(size))
+        sample = mapped(events)
+        if self.target_transform is not None:
+            target = self.target_transform(target)
+        return sample, target
 
     def describe(self) -> dict:
         return {

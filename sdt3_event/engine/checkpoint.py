@@ -156,10 +156,15 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # torch raises UnpicklingError, RuntimeError or EOFError here
+        if "Unsupported global" in str(exc):
+            raise CheckpointError(
+                f"{path} is not an sdt3-event checkpoint (it pickles other objects). Official "
+                f"checkpoints that pickle argparse.Namespace load with "
+                f"create_model(name, pretrained=path) instead."
+            ) from exc
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(
-            f"{path} is not a readable sdt3-event checkpoint ({type(exc).__name__}: "
-            f"{str(exc).splitlines()[0] if str(exc) else ''}). Official checkpoints that pickle "
-            f"argparse.Namespace load with create_model(name, pretrained=path) instead."
+            f"{path} is not a readable PyTorch file (truncated, or not a checkpoint?): {first}"
         ) from exc
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(
@@ -200,14 +205,20 @@ def load_model_from_checkpoint(
     device: str | torch.device = "cpu",
     use_ema: bool = True,
     expected_model: str | None = None,
+    arch: str | None = None,
 ) -> LoadedModel:
     """Rebuild the model stored in a checkpoint.
 
     Args:
-        path: an sdt3-event checkpoint.
+        path: an sdt3-event checkpoint, or with ``arch`` also a bare state_dict or an official
+            checkpoint.
         device: where to put the model.
         use_ema: prefer the EMA weights when the checkpoint has them.
         expected_model: when given, the checkpoint must hold this model (name or official alias).
+        arch: the registered model for a checkpoint that does not name one. Its weights must fit
+            exactly (no stem or head adaptation), and the data contract is the model's default
+            input (:func:`default_contract`). For an sdt3-event checkpoint it acts like
+            ``expected_model``.
 
     Raises:
         FileNotFoundError: no such file.
@@ -216,7 +227,15 @@ def load_model_from_checkpoint(
     """
     from sdt3_event.registry import create_model, resolve_name
 
-    payload = load_checkpoint(path)
+    if arch is not None:
+        resolve_name(arch)  # an unknown name raises here, with close matches
+        expected_model = expected_model or arch
+    try:
+        payload = load_checkpoint(path)
+    except CheckpointError:
+        if arch is None:
+            raise
+        return _load_foreign(path, arch, device, use_ema)
     name = payload["model_name"]
     if expected_model is not None:
         try:
@@ -254,6 +273,38 @@ def load_model_from_checkpoint(
     }
     meta["weights"] = weights
     return LoadedModel(model=model, model_name=name, contract=contract, meta=meta)
+
+
+def default_contract(model: nn.Module) -> DataContract:
+    """The data contract a registered model implies on its own: its default input size and ``T``,
+    a sensor of that size, whole clips, and class names ``"0"``, ``"1"``, ..."""
+    conf = getattr(model, "model_config", None) or {}
+    pcfg = getattr(model, "pretrained_cfg", None) or {}
+    p, h, w = pcfg.get("input_size", (conf.get("in_chans", 2), 224, 224))
+    n_classes = int(conf.get("num_classes", 0) or 0)
+    return DataContract(
+        sensor_size=(w, h, p),
+        input_size=(h, w),
+        n_time_bins=int(conf.get("T", 1) or 1),
+        class_names=tuple(str(i) for i in range(n_classes)),
+    )
+
+
+def _load_foreign(path, arch: str, device, use_ema: bool) -> LoadedModel:
+    """A bare state_dict or an official checkpoint loaded into ``create_model(arch)``."""
+    from sdt3_event.models.pretrained import load_pretrained
+    from sdt3_event.registry import create_model, resolve_name
+
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    model = create_model(arch)
+    try:
+        report = load_pretrained(model, path, use_ema=use_ema, adapt_stem=False, reinit_head=False)
+    except ValueError as exc:  # CheckpointMismatchError or an unreadable file
+        raise CheckpointError(str(exc)) from exc
+    model.to(device).eval()
+    meta = {"weights": report.container or "state_dict", "source": str(path)}
+    return LoadedModel(model, resolve_name(arch), default_contract(model), meta)
 
 
 def capture_rng_state() -> dict[str, Any]:

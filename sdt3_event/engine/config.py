@@ -62,7 +62,9 @@ class DataConfig:
         window_us: sample duration in µs; ``None`` bins the whole recording.
         representation: ``count``, ``binary``, ``voxel`` or ``time_surface``.
         clamp: clip event counts to ``[0, clamp]``; ``None`` keeps them.
-        spatial: sensor -> input mapping (``resize``, ``center_crop``, ``pad``, ``crop_or_pad``).
+        spatial: sensor -> input mapping (``resize``, ``letterbox``, ``center_crop``, ``pad``,
+            ``crop_or_pad``), or ``auto``: ``resize`` when the sensor has the aspect ratio of
+            ``input_size``, else ``letterbox`` (which keeps the aspect ratio).
         filters: event filters for every sample, e.g. ``"ba:2000,refractory:100"`` (the
             ``live --filter`` grammar); stored in the data contract, so live applies them too.
         tau_us: time-surface decay (µs); ``None``: one bin's length.
@@ -72,7 +74,8 @@ class DataConfig:
         train_samples: synthetic data only: samples in the train split.
         test_samples: synthetic data only: samples in the test split.
         val_fraction: ``nmnist``: hold out this share of every class of the training recordings
-            as the ``val`` split (seeded, stratified); 0 trains on all of them.
+            as the ``val`` split (seeded, stratified); 0 trains on all of them. ``folder`` data
+            without ``root/test/``: the share of each class held out for evaluation (0: 0.2).
         eval_split: what the epoch evaluations run on: ``test``, ``val`` (needs
             ``val_fraction``) or ``train`` (the training recordings without augmentation, for
             data without a test split at hand).
@@ -93,7 +96,7 @@ class DataConfig:
     window_us: int | None = None
     representation: str = "count"
     clamp: int | None = None
-    spatial: str = "resize"
+    spatial: str = "auto"
     filters: str = ""
     tau_us: float | None = None
     batch_size: int = 32
@@ -209,6 +212,15 @@ class ExperimentConfig:
             self.data.dataset,
             ("synthetic", "dvs_gesture", "cifar10dvs", "hardvs", "nmnist", "folder"),
         )
+        from sdt3_event.events.contract import SPATIAL_MODES
+        from sdt3_event.registry import resolve_name, split_name
+
+        try:
+            resolve_name(split_name(self.model.name)[0])  # the tag is checked when it is fetched
+        except KeyError as exc:
+            raise ConfigError(f"model.name: {exc.args[0]}") from None
+
+        _choice("data.spatial", self.data.spatial, ("auto", *SPATIAL_MODES))
         _choice("data.eval_split", self.data.eval_split, ("test", "val", "train"))
         if not 0.0 <= self.data.val_fraction < 1.0:
             raise ConfigError(f"data.val_fraction must be in [0, 1), got {self.data.val_fraction}")

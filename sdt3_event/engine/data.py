@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from sdt3_event.engine.config import DataConfig
 from sdt3_event.engine.distributed import EpochShuffleSampler, ShardSampler
-from sdt3_event.events.contract import DataContract
+from sdt3_event.events.contract import DataContract, auto_spatial
 
 logger = logging.getLogger(__name__)
 
@@ -28,14 +28,18 @@ SYNTHETIC_DEFAULT_WINDOW_US = 500_000
 
 def make_contract(cfg: DataConfig, sensor_size, class_names) -> DataContract:
     """The data contract of ``cfg`` for a data set with ``sensor_size`` and ``class_names``."""
+    sensor = tuple(cfg.sensor_size or sensor_size)
+    spatial = cfg.spatial
+    if spatial == "auto":
+        spatial = auto_spatial(sensor[:2], cfg.input_size)
     return DataContract(
-        sensor_size=tuple(cfg.sensor_size or sensor_size),
+        sensor_size=sensor,
         input_size=tuple(cfg.input_size),
         n_time_bins=cfg.n_time_bins,
         window_us=cfg.window_us,
         representation=cfg.representation,
         clamp=cfg.clamp,
-        spatial=cfg.spatial,
+        spatial=spatial,
         class_names=tuple(class_names),
         filters=cfg.filters,
         tau_us=cfg.tau_us,
@@ -97,7 +101,13 @@ def _real_dataset(cfg: DataConfig, split: str, transform) -> Any:
             f"installation of sdt3_event.datasets"
         )
     if cfg.dataset == "folder":
-        return cls(str(root), sensor_size=cfg.sensor_size, split=split, transform=transform)
+        return cls(
+            str(root),
+            sensor_size=cfg.sensor_size,
+            split=split,
+            transform=transform,
+            test_fraction=cfg.val_fraction or 0.2,
+        )
     if cfg.dataset == "nmnist":
         return cls(str(root), split=split, val_fraction=cfg.val_fraction, transform=transform)
     return cls(str(root), split=split, transform=transform)

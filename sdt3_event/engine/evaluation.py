@@ -25,6 +25,7 @@ def evaluate_checkpoint(
     use_ema: bool = True,
     spike_driven: bool = False,
     progress: Progress | None = None,
+    arch: str | None = None,
 ) -> tuple[dict[str, Any], LoadedModel]:
     """Load ``checkpoint`` and evaluate it.
 
@@ -38,6 +39,8 @@ def evaluate_checkpoint(
         use_ema: evaluate the EMA weights when present.
         spike_driven: run the spike-driven executor instead of the integer model.
         progress: wraps the loader (progress bars).
+        arch: the model of a checkpoint that does not name one (see
+            :func:`~sdt3_event.engine.checkpoint.load_model_from_checkpoint`).
 
     Returns:
         ``(metrics, loaded)``: metrics as :func:`sdt3_event.engine.train.evaluate` plus
@@ -47,7 +50,7 @@ def evaluate_checkpoint(
         FileNotFoundError: missing checkpoint or data.
         CheckpointError: not a checkpoint.
     """
-    loaded = load_model_from_checkpoint(checkpoint, device=device, use_ema=use_ema)
+    loaded = load_model_from_checkpoint(checkpoint, device=device, use_ema=use_ema, arch=arch)
     cfg = loaded.meta.get("config") or {}
     data_cfg = cfg.get("data", {})
     dataset = dataset or data_cfg.get("dataset", "synthetic")

@@ -1,6 +1,7 @@
 """Run-folder logging: ``metrics.jsonl`` (one JSON object per line) and optional TensorBoard.
 
-Line format (read by the monitor): every line has ``"event"`` in ``{"start", "step", "eval", "end"}``
+Line format (read by the monitor): every line has ``"event"`` in
+``{"start", "step", "eval", "end", "failed"}``
 and ``"time"`` (unix seconds).
 
 - ``start``: ``model``, ``total_epochs``, ``steps_per_epoch`` (+ ``world_size``, ``resumed``)
@@ -8,6 +9,8 @@ and ``"time"`` (unix seconds).
 - ``eval``: ``epoch``, ``step``, ``loss``, ``acc1``, ``acc5``, ``best_acc1``, ``is_best``
   (+ ``ema_acc1``/``ema_acc5`` with an EMA)
 - ``end``: ``best_acc1`` (+ ``status``: ``"finished"``)
+- ``failed``: ``reason`` (the error, one line), ``epoch``, ``step``: the run stopped on an error or
+  an interrupt; it is the last line of that run
 """
 
 from __future__ import annotations

@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import os
 import random
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,8 +36,14 @@ from sdt3_event.engine.checkpoint import (
     restore_rng_state,
     save_checkpoint,
 )
-from sdt3_event.engine.config import ExperimentConfig, config_from_dict, save_config
+from sdt3_event.engine.config import (
+    ConfigError,
+    ExperimentConfig,
+    config_from_dict,
+    save_config,
+)
 from sdt3_event.engine.data import build_datasets, build_loaders
+from sdt3_event.engine.device import resolve_device
 from sdt3_event.engine.distributed import DistInfo, cleanup_distributed, init_distributed
 from sdt3_event.engine.ema import ModelEma
 from sdt3_event.engine.metrics_log import MetricsLog
@@ -46,25 +53,6 @@ from sdt3_event.engine.train import Progress, evaluate, resolve_amp, train_one_e
 from sdt3_event.events.contract import DataContract
 
 logger = logging.getLogger(__name__)
-
-
-def resolve_device(name: str, dist: DistInfo) -> torch.device:
-    """``auto`` -> ``cuda:<local_rank>`` when CUDA is available, else CPU.
-
-    Raises:
-        RuntimeError: CUDA requested but not available.
-    """
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(name)
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise RuntimeError(
-                f"device {name!r} requested but CUDA is not available; use --set device=cpu"
-            )
-        if device.index is None:
-            device = torch.device("cuda", dist.local_rank)
-    return device
 
 
 def _canonical(name: str) -> str:
@@ -130,7 +118,14 @@ def build_model(
         )
     kwargs.setdefault("num_classes", num_classes)
     kwargs.setdefault("in_chans", in_chans)
-    model = create_model(f"{name}.{tag}" if tag else name, pretrained=pretrained, **kwargs)
+    try:
+        model = create_model(f"{name}.{tag}" if tag else name, pretrained=pretrained, **kwargs)
+    except ValueError as exc:  # CheckpointMismatchError, an unreadable file
+        if pretrained is None and not tag:
+            raise
+        raise ConfigError(
+            f"model.pretrained does not fit model.name={cfg.model.name!r}: {exc}"
+        ) from exc
     model_config = dict(getattr(model, "model_config", None) or kwargs)
     return name, model, model_config
 
@@ -247,7 +242,7 @@ def _fit(
     on_event: Callable[[dict[str, Any]], None] | None,
     datasets: tuple[Any, Any, DataContract] | None,
 ) -> FitResult:
-    device = resolve_device(cfg.device, dist)
+    device = resolve_device(cfg.device, dist.local_rank)
     run_dir = run_dir_of(cfg)
     ckpt_dir = run_dir / "checkpoints"
     if cfg.train.deterministic:
@@ -265,6 +260,7 @@ def _fit(
     num_classes = len(contract.class_names)
     if cfg.model.pretrained is not None and resume_payload is None:
         _check_pretrained_representation(cfg.model.pretrained, contract)
+    check_splits(train_ds, test_ds, contract, cfg)
     # a resumed run takes its weights from the checkpoint, not from model.pretrained
     model_name, model, model_config = build_model(
         cfg, num_classes, contract.in_chans, load_pretrained=resume_payload is None
@@ -371,6 +367,7 @@ def _fit(
 
     last_metrics: dict[str, Any] = {}
     epoch = start_epoch
+    failed = True
     try:
         stop = cfg.train.epochs
         if cfg.train.stop_after_epochs is not None:
@@ -467,9 +464,56 @@ def _fit(
             epoch=stop,
             step=global_step,
         )
+        failed = False
+    except KeyboardInterrupt:
+        emit("failed", reason="interrupted (resume with --resume)", epoch=epoch, step=global_step)
+        failed = False
+        raise
     finally:
+        if failed:  # any error: the run's last line says why, so nothing looks like a live run
+            reason = _reason(sys.exc_info()[1])
+            emit("failed", reason=reason, epoch=epoch, step=global_step)
         log.close()
     return FitResult(run_dir, best_acc1, last_metrics, max(stop, start_epoch), global_step)
+
+
+def _reason(exc: BaseException | None) -> str:
+    """One line on why a run stopped."""
+    if exc is None:
+        return "unknown error"
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def check_splits(
+    train_ds: Any, test_ds: Any, contract: DataContract, cfg: ExperimentConfig
+) -> None:
+    """Refuse data that cannot train before the first epoch: an empty split, or a class without
+    training samples.
+
+    Raises:
+        ConfigError: naming what is missing and the config keys that fix it.
+    """
+    where = f"data.root={cfg.data.root}" if cfg.data.root else f"data.dataset={cfg.data.dataset}"
+    if len(train_ds) == 0:
+        raise ConfigError(
+            f"the training split of {where} is empty; add recordings (root/<class>/<files>)"
+        )
+    if len(test_ds) == 0:
+        raise ConfigError(
+            f"the evaluation split of {where} is empty ({len(train_ds)} training samples); hold "
+            f"out more with --set data.val_fraction=0.5, add recordings, or give a "
+            f"root/test/<class>/ folder"
+        )
+    targets = getattr(train_ds, "targets", None)
+    if targets is not None and len(contract.class_names):
+        present = {int(t) for t in targets}
+        empty = [n for i, n in enumerate(contract.class_names) if i not in present]
+        if empty:
+            raise ConfigError(
+                f"class(es) {empty} of {where} have no training samples (all held out for "
+                f"evaluation); add recordings or lower --set data.val_fraction"
+            )
 
 
 def _payload(

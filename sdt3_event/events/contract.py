@@ -11,12 +11,19 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-SPATIAL_MODES = ("resize", "center_crop", "pad", "crop_or_pad")
+SPATIAL_MODES = ("resize", "letterbox", "center_crop", "pad", "crop_or_pad")
 REPRESENTATIONS = ("count", "binary", "voxel", "time_surface")
 
 
 class RepresentationMismatchError(ValueError):
     """Input of another representation than the one a model was trained on."""
+
+
+def auto_spatial(sensor_wh: tuple[int, int], input_size: tuple[int, int]) -> str:
+    """``"resize"`` when a ``W x H`` sensor has the aspect ratio of ``input_size`` ``(H, W)``,
+    else ``"letterbox"`` (which keeps the aspect ratio instead of squashing)."""
+    w, h = int(sensor_wh[0]), int(sensor_wh[1])
+    return "resize" if w * int(input_size[0]) == h * int(input_size[1]) else "letterbox"
 
 
 @dataclass(frozen=True)
@@ -87,6 +94,16 @@ class DataContract:
             raise ValueError(
                 f"tau_us must be > 0 and goes with representation 'time_surface', got {self.tau_us}"
             )
+
+    def with_sensor(self, sensor_size: tuple[int, ...], spatial: str | None = None) -> DataContract:
+        """This contract for a sensor of another size: ``spatial`` (default the contract's own;
+        ``"auto"`` = ``resize`` when the aspect ratios agree, else ``letterbox``) maps it onto
+        ``input_size``."""
+        w, h = int(sensor_size[0]), int(sensor_size[1])
+        spatial = spatial or self.spatial
+        if spatial == "auto":
+            spatial = auto_spatial((w, h), self.input_size)
+        return dataclasses.replace(self, sensor_size=(w, h, self.sensor_size[2]), spatial=spatial)
 
     @property
     def in_chans(self) -> int:

@@ -152,6 +152,33 @@ class CropOrPad:
 
 
 @dataclass(frozen=True)
+class Letterbox:
+    """Scale the sensor onto a ``size`` canvas by one factor for both axes, keeping its aspect
+    ratio, and centre it; the bands left over stay empty (no squashing, nothing cut).
+
+    The factor is ``min(W' / W, H' / H)`` as an exact fraction, so coordinates map in integer
+    arithmetic like :class:`SpatialResize`.
+
+    Args:
+        sensor_size: ``(W, H, P)`` of the input events.
+        size: ``(H', W')`` of the output.
+    """
+
+    sensor_size: tuple[int, int, int]
+    size: tuple[int, int]
+
+    def __call__(self, events: np.ndarray) -> np.ndarray:
+        w, h = _wh(self.sensor_size)
+        out_h, out_w = int(self.size[0]), int(self.size[1])
+        num, den = (out_w, w) if out_w * h <= out_h * w else (out_h, h)  # factor num / den
+        new_w, new_h = -(-w * num // den), -(-h * num // den)  # ceil: every pixel lands inside
+        out = events.copy()
+        out["x"] = events["x"].astype(np.int64) * num // den + (out_w - new_w) // 2
+        out["y"] = events["y"].astype(np.int64) * num // den + (out_h - new_h) // 2
+        return out
+
+
+@dataclass(frozen=True)
 class CenterCrop:
     """Keep the centred ``size`` box of the sensor (events outside are dropped).
 
@@ -619,6 +646,8 @@ def _spatial(contract: DataContract):
         return SpatialResize(contract.sensor_size, size)
     if contract.spatial == "center_crop":
         return CenterCrop(contract.sensor_size, size)
+    if contract.spatial == "letterbox":
+        return Letterbox(contract.sensor_size, size)
     if contract.spatial == "pad":
         w, h = _wh(contract.sensor_size)
         if size[0] < h or size[1] < w:

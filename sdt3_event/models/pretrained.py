@@ -107,13 +107,16 @@ def read_checkpoint(path: str | Path) -> Any:
         with torch.serialization.safe_globals(_SAFE_GLOBALS):
             return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        if "weights_only" in str(exc) or "Unsupported global" in str(exc):
+        if "Unsupported global" in str(exc):
             raise ValueError(
                 f"{path} contains pickled objects beyond tensors and argparse.Namespace; refusing to "
                 f"unpickle them. Re-save only its state_dict (torch.save(ckpt['model'], ...)) from a "
                 f"trusted environment. Details: {exc}"
             ) from exc
-        raise
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ValueError(
+            f"{path} is not a readable PyTorch checkpoint (truncated or not a torch file?): {first}"
+        ) from exc
 
 
 def extract_state_dict(
@@ -218,6 +221,21 @@ def _check_D(model: nn.Module, source: str, raw: Any) -> None:
         )
 
 
+def _variant_of(obj: Any) -> str:
+    """``"model 'sdt3_micro'"`` for a model or a checkpoint that names its model, else a generic
+    phrase (a bare state_dict does not say which variant it is)."""
+    name = None
+    if isinstance(obj, nn.Module):
+        name = (getattr(obj, "pretrained_cfg", None) or {}).get("architecture")
+        return f"model {name!r}" if name else f"a {type(obj).__name__}"
+    if isinstance(obj, Mapping):
+        name = obj.get("model_name")
+        args = obj.get("args")
+        if name is None and args is not None:
+            name = getattr(args, "model", None)
+    return f"the weights of model {name!r}" if name else "the weights of another variant"
+
+
 def load_pretrained(
     model: nn.Module,
     path_or_state_dict: str | Path | Mapping[str, Any],
@@ -299,10 +317,8 @@ def load_pretrained(
         mismatched.append(f"{key}: checkpoint {tuple(value.shape)} vs model {tuple(want)}")
     if mismatched:
         raise CheckpointMismatchError(
-            f"{len(mismatched)} tensor(s) of {source} do not fit {type(model).__name__} "
-            f"(a checkpoint of another variant?): "
-            + "; ".join(mismatched[:12])
-            + (" ..." if len(mismatched) > 12 else "")
+            f"{source} holds {_variant_of(raw)}, not {_variant_of(model)}: "
+            f"{len(mismatched)} of {len(target)} tensors differ, the first is {mismatched[0]}"
         )
     for key in target:
         if key in new_sd or key in report.reinitialized:
@@ -313,10 +329,13 @@ def load_pretrained(
             report.missing.append(key)
         new_sd[key] = target[key]
     if strict and (report.missing or report.unexpected):
+        firsts = [
+            f"{len(keys)} {what} key(s)" + (f" (first {keys[0]!r})" if keys else "")
+            for what, keys in (("missing", report.missing), ("unexpected", report.unexpected))
+        ]
         raise CheckpointMismatchError(
-            f"{source} does not match {type(model).__name__}: missing {len(report.missing)} key(s) "
-            f"{report.missing[:8]}, unexpected {len(report.unexpected)} key(s) "
-            f"{report.unexpected[:8]}; pass strict=False to load the rest (the report lists them)"
+            f"{source} holds {_variant_of(raw)}, not {_variant_of(model)}: {', '.join(firsts)}; "
+            "pass strict=False to load the rest (the report lists them)"
         )
     for key in report.reinitialized:
         new_sd[key] = target[key]

@@ -25,7 +25,7 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-EVENTS = ("start", "step", "eval", "end")
+EVENTS = ("start", "step", "eval", "end", "failed")
 METRICS_FILENAME = "metrics.jsonl"
 
 
@@ -250,6 +250,7 @@ class TrainingProgress:
         best_acc1 / best_epoch / best_step: the best evaluation so far.
         epoch / step: the latest position reported.
         finished: an ``"end"`` record arrived (and no new ``"start"`` since).
+        failed: the reason of a ``"failed"`` record (and no new ``"start"`` since), else ``None``.
         start_time / last_time: unix time of the first record and of the latest one.
         n_records: records folded in.
     """
@@ -267,6 +268,7 @@ class TrainingProgress:
     epoch: int | None = None
     step: int | None = None
     finished: bool = False
+    failed: str | None = None
     start_time: float | None = None
     last_time: float | None = None
     n_records: int = 0
@@ -286,6 +288,7 @@ class TrainingProgress:
                 self.total_epochs = _int(record.get("total_epochs")) or self.total_epochs
                 self.steps_per_epoch = _int(record.get("steps_per_epoch")) or self.steps_per_epoch
                 self.finished = False
+                self.failed = None
                 # A resumed run restarts its clock: do not measure the pace across the gap.
                 self._timed_steps.clear()
             elif event == "step":
@@ -295,6 +298,8 @@ class TrainingProgress:
             elif event == "end":
                 self.finished = True
                 self._offer_best(_num(record.get("best_acc1")), None, None)
+            elif event == "failed":
+                self.failed = str(record.get("reason") or "unknown reason")
             else:
                 log.debug("ignoring metrics record with event %r", event)
 

@@ -132,7 +132,7 @@ class NetworkSource(BaseEventSource):
         backoff_s: the first reconnection delay; it doubles after each failed attempt...
         max_backoff_s: ...up to this cap.
         max_retries: consecutive failed attempts before giving up with ``ConnectionError``
-            (0 = never give up).
+            (0 = never give up; default 3, so a wrong address fails within seconds).
         connect_timeout_s: the TCP connect timeout.
         idle_timeout_s: treat a connection that sends nothing for this long as lost (0 = never;
             TCP keep-alive still detects dead peers).
@@ -163,7 +163,7 @@ class NetworkSource(BaseEventSource):
         reconnect: bool = True,
         backoff_s: float = 0.1,
         max_backoff_s: float = 5.0,
-        max_retries: int = 0,
+        max_retries: int = 3,
         connect_timeout_s: float = 3.0,
         idle_timeout_s: float = 0.0,
         max_packet_bytes: int = aedat4.MAX_PACKET_BYTES,
@@ -201,6 +201,12 @@ class NetworkSource(BaseEventSource):
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
         return sock
 
+    def _no_server(self) -> str:
+        return (
+            f"no server at {self.host}:{self.port} (is `sdt3-event serve` running? start one with "
+            "`sdt3-event serve FILE --port N`)"
+        )
+
     def close(self) -> None:
         super().close()
         sock = self._sock
@@ -225,10 +231,11 @@ class NetworkSource(BaseEventSource):
                 self._sensor_size = size
             self.connections += 1
             self._header_ok = True
-            self._set_status(
-                "connected",
-                f"{info.source or 'DV stream'} {size[0]}x{size[1]}" if size else "DV stream",
-            )
+            detail = f"{info.source or 'DV stream'} {size[0]}x{size[1]}" if size else "DV stream"
+            if self.connections > 1:
+                detail = f"reconnected to {self.host}:{self.port} ({detail})"
+                log.warning("%s: %s", self.uri, detail)
+            self._set_status("connected", detail)
             # A piped file ends with its data table: stop there (its position is in the header).
             start = reader.consumed if header.data_table_position > 0 else -1
             for pkt in aedat4.iter_packets(
@@ -291,10 +298,7 @@ class NetworkSource(BaseEventSource):
             except OSError as exc:
                 reason = f"cannot connect to {self.host}:{self.port}: {exc}"
                 if not self.reconnect:
-                    raise ConnectionError(
-                        f"{self.uri}: {reason}; is the server running? (start one with "
-                        "`sdt3-event serve FILE --port N`)"
-                    ) from exc
+                    raise ConnectionError(f"{self.uri}: {self._no_server()}") from exc
             else:
                 self._sock = sock
                 self._header_ok = False
@@ -325,9 +329,10 @@ class NetworkSource(BaseEventSource):
             failures += 1
             self.last_error = reason
             if self.max_retries and failures > self.max_retries:
+                what = self._no_server() if not self.connections else f"last problem: {reason}"
                 raise ConnectionError(
-                    f"{self.uri}: giving up after {self.max_retries} reconnection attempts; "
-                    f"last problem: {reason}"
+                    f"{self.uri}: {what}; giving up after {self.max_retries} reconnection "
+                    "attempts (max_retries=0 keeps trying)"
                 )
             log.warning("%s: %s; reconnecting in %.2f s", self.uri, reason, delay)
             self._set_status("reconnecting", f"{reason}; retry in {delay:.2f} s")
@@ -455,10 +460,16 @@ class DVServer:
 
     @classmethod
     def from_file(
-        cls, path: str | os.PathLike, sensor_size: SensorSize | None = None, **kwargs
+        cls,
+        path: str | os.PathLike,
+        sensor_size: SensorSize | None = None,
+        *,
+        allow_truncated: bool = False,
+        **kwargs,
     ) -> DVServer:
         """A server replaying a recording, read chunk by chunk with ``iter_events`` for every
-        client (constant memory for recordings larger than RAM).
+        client (constant memory for recordings larger than RAM); ``allow_truncated`` replays the
+        complete part of a file cut short.
 
         Raises:
             FileNotFoundError: no such file.
@@ -469,10 +480,13 @@ class DVServer:
             raise FileNotFoundError(f"{path}: no such recording")
         from sdt3_event.events.io import iter_events
 
-        events = iter_events(path, 1 << 20, sensor_size)  # clients read it chunk by chunk
+        # clients read it chunk by chunk
+        events = iter_events(path, 1 << 20, sensor_size, allow_truncated=allow_truncated)
         size = events.sensor_size
         if size is None:
-            raise EventFormatError(f"{path}: the file does not say its sensor size; pass one")
+            raise EventFormatError(
+                f"{path}: the file does not state its sensor size; pass sensor_size=(W, H, 2)"
+            )
         if len(size) == 2:
             size = (int(size[0]), int(size[1]), 2)
         kwargs.setdefault("source_name", path.stem)

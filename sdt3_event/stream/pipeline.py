@@ -539,6 +539,7 @@ def build_pipeline(
     record_raw: bool = False,
     record_max_mb: float | None = None,
     clip: bool = False,
+    arch: str | None = None,
 ) -> LivePipeline:
     """Open a source, load a checkpoint and wire them into a (not yet started) :class:`LivePipeline`.
 
@@ -570,6 +571,8 @@ def build_pipeline(
         clip: clip mode for recordings of one sample each (N-MNIST ``.bin`` files): windows
             of the contract's length that do not overlap, each binned from its first event as
             in training (see :class:`~sdt3_event.stream.predictor.Predictor`).
+        arch: the model name for a ``checkpoint`` that does not state it (a bare state_dict or
+            an official checkpoint); see :func:`~sdt3_event.engine.checkpoint.load_model_from_checkpoint`.
 
     Raises:
         FileNotFoundError: missing checkpoint or recording.
@@ -594,7 +597,7 @@ def build_pipeline(
         loaded = load_onnx_model(checkpoint)
     elif runtime == "torch":
         device = device or default_device()
-        loaded = load_model_from_checkpoint(checkpoint, device=device)
+        loaded = load_model_from_checkpoint(checkpoint, device=device, arch=arch)
     else:
         raise ValueError(f"runtime must be 'torch' or 'onnx', got {runtime!r}")
     contract = loaded.contract
@@ -611,6 +614,7 @@ def build_pipeline(
     stride_us = window_us if clip else stride_us or max(1, window_us // 2)
     options = dict(source_options or {})
     scheme, _, query = split_uri(source_uri)
+    sensor_map = sensor_map or query.get("sensor_map")  # ?sensor_map= is the pipeline's option
     # Emulated and synthetic sensors have no native size: make them the model's trained sensor.
     if scheme in ("webcam", "video") and "size" not in query and "size" not in options:
         options["size"] = tuple(contract.sensor_size[:2])

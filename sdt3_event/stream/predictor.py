@@ -20,7 +20,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from sdt3_event.events.contract import SPATIAL_MODES, DataContract
+from sdt3_event.events.contract import SPATIAL_MODES, DataContract, auto_spatial
 from sdt3_event.events.representations import display_frame
 from sdt3_event.events.schema import EVENT_DTYPE, SensorSize
 from sdt3_event.stream.records import Prediction
@@ -53,15 +53,16 @@ def live_contract(
         contract: the checkpoint's data contract.
         sensor_size: the source's ``(W, H, P)``.
         window_us: live window length; default the contract's.
-        sensor_map: one of ``SPATIAL_MODES`` to map a sensor of another size onto the model input;
+        sensor_map: one of ``SPATIAL_MODES`` to map a sensor of another size onto the model input,
+            or ``"auto"`` (``resize`` for the same aspect ratio, else ``letterbox``);
             ``None`` requires the source to have the trained sensor's width and height.
 
     Raises:
         SensorMismatchError: the sizes differ and no ``sensor_map`` was given.
         ValueError: neither the contract nor the caller gives a window length; unknown ``sensor_map``.
     """
-    if sensor_map is not None and sensor_map not in SPATIAL_MODES:
-        raise ValueError(f"sensor_map must be one of {SPATIAL_MODES}, got {sensor_map!r}")
+    if sensor_map is not None and sensor_map not in ("auto", *SPATIAL_MODES):
+        raise ValueError(f"sensor_map must be auto or one of {SPATIAL_MODES}, got {sensor_map!r}")
     window_us = window_us or contract.window_us
     if window_us is None:
         raise ValueError(
@@ -79,9 +80,19 @@ def live_contract(
                 f"{contract.input_size[0]}); pass --sensor-map with one of {', '.join(SPATIAL_MODES)} "
                 "to map the source onto the model input, or use a model trained for this sensor"
             )
+        if sensor_map == "auto":
+            sensor_map = auto_spatial(src_wh, contract.input_size)
+            log.warning(
+                "mapping the %dx%d source onto the model's %dx%d input with %s "
+                "(--sensor-map chooses another mapping)",
+                *src_wh,
+                contract.input_size[1],
+                contract.input_size[0],
+                sensor_map,
+            )
         changes["sensor_size"] = (*src_wh, contract.sensor_size[2])
         changes["spatial"] = sensor_map
-    elif sensor_map is not None:
+    elif sensor_map not in (None, "auto"):
         changes["spatial"] = sensor_map
     return dataclasses.replace(contract, **changes)
 

@@ -15,6 +15,10 @@ A source is chosen by URI:
 
 Options go in the URI's query (``file:rec.aedat4?speed=2&loop=1``) or as keyword arguments of
 :func:`open_source`; keyword arguments win. An unknown scheme or option raises and names the valid ones.
+:func:`parse_source` is the one parser of this grammar: every command that takes events (``live``,
+``monitor``, ``serve``, ``data``) goes through it, and the command-line flags are the same options
+spelled the same way on every command (``--sensor WxH`` is ``?sensor=WxH``, ``--sensor-map`` is
+``?sensor_map=``, ...). ``sensor_map`` is read by the pipeline, not by the source.
 
 A source yields *chunks*: 1-D arrays of :data:`~sdt3_event.events.schema.EVENT_DTYPE` whose timestamps
 never decrease, within and across chunks. ``close()`` may be called from any thread and makes the
@@ -216,6 +220,11 @@ def _options_of(factory: Callable[..., Any]) -> list[str]:
     return [n for n, p in params.items() if p.kind is p.KEYWORD_ONLY and n != "uri"]
 
 
+def valid_options(scheme: str) -> list[str]:
+    """The options a ``scheme:`` source takes (its keyword arguments)."""
+    return _options_of(_factory(scheme))
+
+
 def split_uri(uri: str) -> tuple[str, str, dict[str, Any]]:
     """Split a source URI into ``(scheme, target, options)``.
 
@@ -245,6 +254,77 @@ def split_uri(uri: str) -> tuple[str, str, dict[str, Any]]:
     return scheme, target, options
 
 
+# options the pipeline reads; the source itself never sees them
+PIPELINE_OPTIONS = ("sensor_map",)
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    """A parsed source: ``scheme``, ``target``, and the options of the URI's query merged with the
+    keyword options (keywords win).
+
+    Attributes:
+        uri: the URI as given (``file:PATH`` for a bare path).
+        scheme / target: see :func:`split_uri`.
+        options: the source's own options (for :func:`open_source`).
+        sensor_map: the pipeline's sensor mapping, or ``None``.
+    """
+
+    uri: str
+    scheme: str
+    target: str
+    options: dict[str, Any]
+    sensor_map: str | None = None
+
+    @property
+    def sensor_size(self) -> tuple[int, int, int] | None:
+        """``(W, H, P)`` from the ``sensor`` option (``P`` defaults to 2), or ``None``."""
+        value = self.options.get("sensor")
+        if value is None:
+            return None
+        size = parse_size(value)
+        return size if len(size) == 3 else (*size, 2)
+
+    def open(self) -> EventSource:
+        """Open the source (see :func:`open_source`)."""
+        return open_source(self.uri, **self.options)
+
+
+def parse_source(uri: str, *, bare_path: bool = False, **options: Any) -> SourceSpec:
+    """Parse a source URI and its options, the same way for every command.
+
+    Args:
+        uri: a source URI (see :func:`open_source`).
+        bare_path: accept a plain file path as ``file:PATH`` (commands whose argument is a file).
+        **options: options that override the URI's query (``None`` values are ignored).
+
+    Raises:
+        ValueError: unknown scheme or option (naming the valid ones), a bad ``sensor`` size or
+            ``sensor_map``.
+    """
+    from sdt3_event.events.contract import SPATIAL_MODES
+
+    if bare_path and isinstance(uri, str) and uri.partition(":")[0].lower() not in SCHEMES:
+        uri = f"file:{uri}"
+    scheme, target, query = split_uri(uri)
+    merged = {**query, **{k: v for k, v in options.items() if v is not None}}
+    sensor_map = merged.pop("sensor_map", None)
+    valid_maps = ("auto", *SPATIAL_MODES)
+    if sensor_map is not None and sensor_map not in valid_maps:
+        raise ValueError(
+            f"{uri}: sensor_map must be one of {', '.join(valid_maps)}, got {sensor_map!r}"
+        )
+    valid = valid_options(scheme)
+    unknown = sorted(set(merged) - set(valid))
+    if unknown:
+        raise ValueError(
+            f"{uri}: unknown option(s) {unknown} for {scheme}: sources; valid options: {valid}"
+        )
+    spec = SourceSpec(uri, scheme, target, merged, sensor_map)
+    spec.sensor_size  # noqa: B018 (validates the size now, not when the source opens)
+    return spec
+
+
 def open_source(uri: str, **options: Any) -> EventSource:
     """Open an event source by URI.
 
@@ -266,6 +346,8 @@ def open_source(uri: str, **options: Any) -> EventSource:
     scheme, target, query = split_uri(uri)
     factory = _factory(scheme)
     merged = {**query, **{k: v for k, v in options.items() if v is not None}}
+    for name in PIPELINE_OPTIONS:
+        merged.pop(name, None)
     valid = _options_of(factory)
     unknown = sorted(set(merged) - set(valid))
     if unknown:

@@ -152,6 +152,8 @@ class FileSource(_PacedSource):
         max_chunk_events: split denser chunks.
         sensor: ``"WxH"`` / ``(W, H[, P])`` for formats without geometry (EVT2 RAW); overrides
             what the file says.
+        allow_truncated: replay the complete part of a file cut short (a copy that stopped, a
+            recording still being written) instead of raising.
         clock / sleep: injectable time functions (tests).
 
     Raises:
@@ -169,6 +171,7 @@ class FileSource(_PacedSource):
         chunk_us: int = 10_000,
         max_chunk_events: int = 1 << 16,
         sensor: str | tuple | None = None,
+        allow_truncated: bool = False,
         clock: Callable[[], float] | None = None,
         sleep: Callable[[float], None] | None = None,
     ) -> None:
@@ -181,7 +184,7 @@ class FileSource(_PacedSource):
         if sensor is not None:
             size = parse_size(sensor)
             size = (*size, 2) if len(size) == 2 else size
-        opts = dict(drop_out_of_range=True, allow_truncated=True)
+        opts = dict(drop_out_of_range=True, allow_truncated=bool(allow_truncated))
         chunks = iter_events(path, _READ_CHUNK_EVENTS, size, **opts)
         if chunks.sensor_size is None:
             events = np.concatenate([np.empty(0, EVENT_DTYPE), *chunks])

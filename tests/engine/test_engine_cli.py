@@ -130,23 +130,24 @@ def test_missing_data_path_is_a_clear_error(tmp_path, capsys):
     args = _train_args(
         tmp_path, "--set", "data.dataset=dvs_gesture", "--set", f"data.root={tmp_path / 'nowhere'}"
     )
-    assert main(args) == 1
+    assert main(args) == 2  # a user mistake: exit status 2
     assert "does not exist" in capsys.readouterr().err
 
 
 def test_missing_checkpoint_and_wrong_file_are_clear(tmp_path, capsys):
-    assert main(["eval", str(tmp_path / "none.pt"), "--device", "cpu"]) == 1
+    # user mistakes exit with status 2
+    assert main(["eval", str(tmp_path / "none.pt"), "--device", "cpu"]) == 2
     assert "not found" in capsys.readouterr().err
     bogus = tmp_path / "bogus.pt"
     torch.save({"weights": torch.zeros(2)}, bogus)
-    assert main(["report", str(bogus), "--device", "cpu"]) == 1
+    assert main(["report", str(bogus), "--device", "cpu"]) == 2
     assert "not an sdt3-event checkpoint" in capsys.readouterr().err
-    assert main(["eval", str(bogus), "--data", str(tmp_path / "missing"), "--device", "cpu"]) == 1
+    assert main(["eval", str(bogus), "--data", str(tmp_path / "missing"), "--device", "cpu"]) == 2
     assert "no such folder" in capsys.readouterr().err
 
 
 def test_resume_without_run_is_clear(tmp_path, capsys):
-    assert main(_train_args(tmp_path, "--resume")) == 1
+    assert main(_train_args(tmp_path, "--resume")) == 2
     assert "cannot resume" in capsys.readouterr().err
 
 
