@@ -318,7 +318,10 @@ def _device(name: str | None) -> str | None:
 
 def warn_window_limits(pipeline, duration_s: float | None, spec) -> None:
     """Warn once when the window is so long that no prediction can come in time."""
-    window_s = pipeline.window_us * 1e-6
+    window_us = getattr(pipeline, "window_us", None)
+    if window_us is None:
+        return
+    window_s = window_us * 1e-6
     speed = spec.options.get("speed", 1.0) or 0
     if duration_s is not None and speed and window_s / speed > duration_s:
         sys.stderr.write(
@@ -326,8 +329,11 @@ def warn_window_limits(pipeline, duration_s: float | None, spec) -> None:
             f"--duration {duration_s:g}, so no prediction will come; shorten --window-us\n"
         )
         return
-    span = getattr(pipeline.source, "duration_us", None)
-    if span is not None and not spec.options.get("loop") and pipeline.window_us > span:
+    try:
+        span = pipeline.source.duration_us  # file sources know their length
+    except (AttributeError, IndexError):
+        span = None
+    if span is not None and not spec.options.get("loop") and window_us > span:
         sys.stderr.write(
             f"sdt3-event live: warning: the window ({window_s:g} s) is longer than the "
             f"recording ({span * 1e-6:g} s): at most one prediction; shorten --window-us\n"
@@ -341,7 +347,9 @@ def warn_window_limits(pipeline, duration_s: float | None, spec) -> None:
 
 def warn_dropped(pipeline) -> None:
     """Warn once, at the end, when almost every window was dropped."""
-    stats = pipeline.stats
+    stats = getattr(pipeline, "stats", None)
+    if stats is None:
+        return
     dropped = stats.windows_dropped + stats.windows_overflow
     if stats.windows_in >= 20 and dropped >= 0.9 * stats.windows_in:
         sys.stderr.write(

@@ -510,9 +510,13 @@ def check_splits(
         present = {int(t) for t in targets}
         empty = [n for i, n in enumerate(contract.class_names) if i not in present]
         if empty:
+            advice = {
+                "folder": "add recordings, or lower --set data.val_fraction (fewer held out)",
+                "synthetic": "raise --set data.train_samples",
+            }.get(cfg.data.dataset, "check data.root")
             raise ConfigError(
-                f"class(es) {empty} of {where} have no training samples (all held out for "
-                f"evaluation); add recordings or lower --set data.val_fraction"
+                f"{len(empty)} class(es) of {where} have no training samples "
+                f"({', '.join(empty[:5])}{', ...' if len(empty) > 5 else ''}); {advice}"
             )
 
 

@@ -191,6 +191,7 @@ class NetworkSource(BaseEventSource):
         self._last_t: int | None = None
         self._shift = 0
         self._header_ok = False
+        self._reached = False  # a TCP connection succeeded once (someone is listening)
 
     # -- connection -------------------------------------------------------------------------------
 
@@ -300,6 +301,7 @@ class NetworkSource(BaseEventSource):
                 if not self.reconnect:
                     raise ConnectionError(f"{self.uri}: {self._no_server()}") from exc
             else:
+                self._reached = True
                 self._sock = sock
                 self._header_ok = False
                 try:
@@ -329,7 +331,7 @@ class NetworkSource(BaseEventSource):
             failures += 1
             self.last_error = reason
             if self.max_retries and failures > self.max_retries:
-                what = self._no_server() if not self.connections else f"last problem: {reason}"
+                what = self._no_server() if not self._reached else f"last problem: {reason}"
                 raise ConnectionError(
                     f"{self.uri}: {what}; giving up after {self.max_retries} reconnection "
                     "attempts (max_retries=0 keeps trying)"

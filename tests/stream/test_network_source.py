@@ -462,5 +462,5 @@ def test_our_server_feeds_dv_processing_network_reader(tmp_path):
 def test_serve_command_reports_a_missing_file(tmp_path, capsys):
     from sdt3_event.apps.cli import main
 
-    assert main(["serve", str(tmp_path / "none.aedat4"), "--port", "0"]) == 1
+    assert main(["serve", str(tmp_path / "none.aedat4"), "--port", "0"]) == 2  # a user mistake
     assert "no such recording" in capsys.readouterr().err

@@ -119,13 +119,14 @@ def test_live_bad_sources_exit_2_with_a_clear_message(checkpoint, source, messag
     assert err.startswith("sdt3-event live: error:") and message in err
 
 
-def test_live_sensor_mismatch_names_the_option(checkpoint, tmp_path, capsys):
+def test_live_sensor_mismatch_is_mapped_and_names_the_option(checkpoint, tmp_path, caplog, capsys):
     from sdt3_event.events.io import write_events
 
     path = tmp_path / "big.npz"
     write_events(path, make_events([0, 5], [200, 3], [100, 4], [1, 0]), (240, 180, 2))
-    code, _, err = _live_here(capsys, "--source", f"file:{path}", "--model", str(checkpoint))
-    assert code == 2 and "--sensor-map" in err
+    # by default another aspect ratio is letterboxed, and the log says so and how to choose
+    code, _, _ = _live_here(capsys, "--source", f"file:{path}?speed=0", "--model", str(checkpoint))
+    assert code == 0 and "letterbox" in caplog.text and "--sensor-map" in caplog.text
     code, out, err = _live_here(
         capsys, "--source", f"file:{path}?speed=0", "--model", str(checkpoint),
         "--sensor-map", "resize",
