@@ -44,19 +44,27 @@ def cli_text(message: str) -> str:
     return message
 
 
+class _Never(Exception):
+    """Stands in for an exception class whose module was never imported (nothing raised it)."""
+
+
+def _loaded(module: str, name: str) -> type[BaseException]:
+    return getattr(sys.modules.get(module), name, _Never)
+
+
 def _message(exc: BaseException, command: str) -> tuple[int, str]:
     """``(exit status, message)`` for an exception raised by a subcommand."""
-    from sdt3_event.engine.checkpoint import CheckpointError
-    from sdt3_event.engine.device import DeviceUnavailableError
-
+    # looked up, not imported: an error before torch was loaded must not wait for torch
+    checkpoint_error = _loaded("sdt3_event.engine.checkpoint", "CheckpointError")
+    device_error = _loaded("sdt3_event.engine.device", "DeviceUnavailableError")
     if isinstance(exc, KeyError) and exc.args:  # a KeyError's str() is the repr of its key
         text = str(exc.args[0])
     else:
         text = str(exc) or type(exc).__name__
-    if isinstance(exc, DeviceUnavailableError):
+    if isinstance(exc, device_error):
         flag = "--set device=cpu" if command == "train" else "--device cpu"
         return 2, f"{text}; run on the CPU with {flag}"
-    if isinstance(exc, UsageError | FileNotFoundError | KeyError | CheckpointError):
+    if isinstance(exc, UsageError | FileNotFoundError | KeyError | checkpoint_error):
         return 2, text
     if isinstance(exc, ConnectionError):
         return 1, text

@@ -186,11 +186,11 @@ def test_paced_replay_delivers_everything():
     np.testing.assert_array_equal(got, ev)
 
 
-def test_reconnects_after_the_server_dies():
+def test_reconnects_after_the_server_dies(caplog):
     ev = random_events(2000, span_us=50_000)
     server = DVServer(ev, SENSOR, speed=1.0, loop=True).start()
     port = server.port
-    src = NetworkSource(HOST, port, backoff_s=0.05, max_backoff_s=0.2)
+    src = NetworkSource(HOST, port, backoff_s=0.05, max_backoff_s=0.2, max_retries=0)
     chunks: list[np.ndarray] = []
     states: list[str] = []
     t = threading.Thread(target=lambda: chunks.extend(src), daemon=True)
@@ -209,6 +209,7 @@ def test_reconnects_after_the_server_dies():
             lambda: src.stats()["connections"] == 2 and sum(map(len, chunks)) > n_before + 2000
         )
         assert src.status.state == "connected"
+        assert src.status.message.startswith(f"reconnected to {HOST}:{port}")  # announced
     finally:
         src.close()
         server.stop()
@@ -217,6 +218,7 @@ def test_reconnects_after_the_server_dies():
     assert np.all(np.diff(got["t"]) >= 0), "time must keep increasing across the reconnection"
     assert src.time_jumps >= 1
     assert src.status.state == "finished"
+    assert "reconnected to" in caplog.text  # on stderr too (a warning)
 
 
 def test_gives_up_after_max_retries_when_nobody_listens():
