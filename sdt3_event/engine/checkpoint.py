@@ -149,23 +149,16 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         CheckpointError: the file is not a PyTorch file, is not an sdt3-event checkpoint (e.g. an
             official ``.pth`` or a bare ``state_dict``), or has a newer format version.
     """
+    from sdt3_event.models.pretrained import read_checkpoint
+
     path = Path(path)
     if not path.is_file():
         _refuse_pretrained_tag(str(path))
         raise FileNotFoundError(f"checkpoint not found: {path}")
     try:
-        payload = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:  # torch raises UnpicklingError, RuntimeError or EOFError here
-        if "Unsupported global" in str(exc):
-            raise CheckpointError(
-                f"{path} is not an sdt3-event checkpoint (it pickles other objects). Official "
-                f"checkpoints that pickle argparse.Namespace load with "
-                f"create_model(name, pretrained=path) instead."
-            ) from exc
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(
-            f"{path} is not a readable PyTorch file (truncated, or not a checkpoint?): {first}"
-        ) from exc
+        payload = read_checkpoint(path, map_location=map_location)
+    except ValueError as exc:  # unreadable, or pickles more than tensors and argparse.Namespace
+        raise CheckpointError(str(exc)) from exc
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(
             f"{path} is not an sdt3-event checkpoint (no 'format': {FORMAT!r} entry). A bare "

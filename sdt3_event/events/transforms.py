@@ -152,20 +152,13 @@ class CropOrPad:
 
 
 @dataclass(frozen=True)
-class Letterbox:
+class Letterbox(SpatialResize):
     """Scale the sensor onto a ``size`` canvas by one factor for both axes, keeping its aspect
     ratio, and centre it; the bands left over stay empty (no squashing, nothing cut).
 
     The factor is ``min(W' / W, H' / H)`` as an exact fraction, so coordinates map in integer
-    arithmetic like :class:`SpatialResize`.
-
-    Args:
-        sensor_size: ``(W, H, P)`` of the input events.
-        size: ``(H', W')`` of the output.
+    arithmetic like :class:`SpatialResize` (same arguments).
     """
-
-    sensor_size: tuple[int, int, int]
-    size: tuple[int, int]
 
     def __call__(self, events: np.ndarray) -> np.ndarray:
         w, h = _wh(self.sensor_size)

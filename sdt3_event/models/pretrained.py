@@ -92,7 +92,7 @@ class LoadReport:
         return "; ".join(parts)
 
 
-def read_checkpoint(path: str | Path) -> Any:
+def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> Any:
     """``torch.load`` with ``weights_only=True``, allow-listing only ``argparse.Namespace``.
 
     Raises:
@@ -105,7 +105,7 @@ def read_checkpoint(path: str | Path) -> Any:
         raise FileNotFoundError(f"checkpoint not found: {path}")
     try:
         with torch.serialization.safe_globals(_SAFE_GLOBALS):
-            return torch.load(path, map_location="cpu", weights_only=True)
+            return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:
         if "Unsupported global" in str(exc):
             raise ValueError(
@@ -115,7 +115,7 @@ def read_checkpoint(path: str | Path) -> Any:
             ) from exc
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ValueError(
-            f"{path} is not a readable PyTorch checkpoint (truncated or not a torch file?): {first}"
+            f"{path} is not a readable PyTorch file (truncated, or not a checkpoint?): {first}"
         ) from exc
 
 
