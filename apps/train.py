@@ -104,6 +104,9 @@ def _run(args: argparse.Namespace) -> int:
             sys.stderr.write(f"error: {problem}\n")
             return 1
     try:
+        from sdt3_event.engine.device import resolve_device
+
+        resolve_device(cfg.device)  # a missing GPU is said now, not after the data is built
         result = fit(
             cfg,
             resume=args.resume,

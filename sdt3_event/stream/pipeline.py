@@ -555,7 +555,8 @@ def build_pipeline(
         top_k, smoothing, firing, energy_every, keep_frames, compile, cuda_graph,
             channels_last: see :class:`~sdt3_event.stream.predictor.Predictor`.
         sensor_map: map a source sensor of another size onto the model input (one of
-            ``SPATIAL_MODES``); without it a mismatch raises.
+            ``SPATIAL_MODES``, or ``"auto"``: resize for the same aspect ratio, else letterbox);
+            without it a mismatch raises. The URI's ``?sensor_map=`` sets it too.
         source_options: extra options for the source (``speed``, ``loop``, ...).
         max_queued_windows, max_window_events, status_interval_s, drop_policy: see
             :class:`LivePipeline`.
