@@ -11,11 +11,20 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 BLOCKS = re.findall(r"^```python\n(.*?)^```", README.read_text(encoding="utf-8"), re.S | re.M)
 
 
+# a block that fetches weights needs the network: marked, so it runs only with `-m network`
+DOWNLOADS = ("pretrained=True", "hf-hub:", "http://", "https://")
+
+
+def _param(index: int):
+    downloads = any(hint in BLOCKS[index] for hint in DOWNLOADS)
+    return pytest.param(index, marks=pytest.mark.network) if downloads else index
+
+
 def test_the_readme_has_python_examples():
     assert len(BLOCKS) >= 3
 
 
-@pytest.mark.parametrize("index", range(len(BLOCKS)))
+@pytest.mark.parametrize("index", [_param(i) for i in range(len(BLOCKS))])
 def test_readme_python_block_runs(index, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     exec(compile(BLOCKS[index], f"README.md python block {index + 1}", "exec"), {})
