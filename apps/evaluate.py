@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 from ._errors import report
+from ._model_args import add_arch_argument, checked_device
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -73,22 +74,6 @@ def resolve_checkpoint(name: str) -> Path:
     from sdt3_event.assets import bundled_checkpoint
 
     return bundled_checkpoint(name)
-
-
-def resolve_device(name: str) -> str:
-    """The checked device (see :func:`sdt3_event.engine.device.resolve_device`)."""
-    from sdt3_event.engine.device import resolve_device as check
-
-    return str(check(name))
-
-
-def add_arch_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--arch",
-        default=None,
-        metavar="NAME",
-        help="model name for a bare state_dict or an official checkpoint (see `sdt3-event models`)",
-    )
 
 
 def default_out(ckpt: Path, kind: str) -> Path:
@@ -175,7 +160,7 @@ def run(args: argparse.Namespace) -> int:
             n_samples=args.samples,
             batch_size=args.batch_size,
             num_workers=args.workers,
-            device=resolve_device(args.device),
+            device=checked_device(args.device),
             use_ema=not args.no_ema,
             spike_driven=args.spike_driven,
             progress=_sample_progress() if sys.stderr.isatty() else None,
@@ -230,7 +215,7 @@ def _score_recording(args: argparse.Namespace, ckpt: Path) -> int:
         return 2
     try:
         result = score_recording(
-            ckpt, args.events, args.labels, runtime=args.runtime, device=resolve_device(args.device)
+            ckpt, args.events, args.labels, runtime=args.runtime, device=checked_device(args.device)
         )
     except (FileNotFoundError, CheckpointError, EventFormatError, ValueError, ImportError) as exc:
         sys.stderr.write(f"error: {exc}\n")

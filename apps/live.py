@@ -17,6 +17,7 @@ import sys
 import threading
 
 from ._errors import UsageError, report
+from ._model_args import add_model_arguments, checked_device
 from ._source_args import LIVE, add_source_arguments, source_spec
 
 
@@ -127,18 +128,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
     add_source_arguments(parser, LIVE)
 
 
-def add_model_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--model PATH`` and ``--arch NAME`` (for checkpoints that do not name their model)."""
-    parser.add_argument("--model", default=None, help="checkpoint (default: the bundled demo)")
-    parser.add_argument(
-        "--arch",
-        default=None,
-        metavar="NAME",
-        help="model name for a bare state_dict or an official checkpoint given as --model "
-        "(see `sdt3-event models`)",
-    )
-
-
 def predictions_path(record: str):
     """``OUT.predictions.jsonl`` beside ``OUT.aedat4``."""
     from pathlib import Path
@@ -198,7 +187,7 @@ def run(args: argparse.Namespace) -> int:
         return _error("--clip takes one window per recording: drop --stride-us")
     try:
         spec = source_spec(args, args.source)
-        device = _device(args.device)
+        device = checked_device(args.device)
         if args.arch and not args.model:
             raise UsageError("--arch names the model of a checkpoint given with --model PATH")
     except Exception as exc:
@@ -305,15 +294,6 @@ def run(args: argparse.Namespace) -> int:
                 stop_request.restore(previous)
             else:
                 _restore_sigterm(previous)
-
-
-def _device(name: str | None) -> str | None:
-    """The checked device (``None``: the pipeline's default)."""
-    if name is None:
-        return None
-    from sdt3_event.engine.device import resolve_device
-
-    return str(resolve_device(name))
 
 
 def warn_window_limits(pipeline, duration_s: float | None, spec) -> None:

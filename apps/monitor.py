@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from ._errors import report
+from ._model_args import add_model_arguments, checked_device
 from ._source_args import LIVE, add_source_arguments, source_spec
-from .live import add_model_arguments
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -209,14 +209,12 @@ def run(args: argparse.Namespace) -> int:
         return 2
     from sdt3_event.stream.pipeline import build_pipeline
 
-    from .live import _device
-
     try:
         spec = source_spec(args, args.source or "synthetic:")
         pipeline = build_pipeline(
             source=spec.uri,
             checkpoint=args.model,
-            device=_device(args.device),
+            device=checked_device(args.device),
             spike_driven=args.spike_driven,
             sensor_map=spec.sensor_map,
             source_options=spec.options,

@@ -14,13 +14,8 @@ import sys
 from pathlib import Path
 
 from ._errors import report as report_error
-from .evaluate import (
-    add_arch_argument,
-    data_arguments,
-    default_out,
-    resolve_checkpoint,
-    resolve_device,
-)
+from ._model_args import add_arch_argument, checked_device
+from .evaluate import data_arguments, default_out, resolve_checkpoint
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -108,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
 
     ckpt = resolve_checkpoint(args.checkpoint)
     try:
-        device = resolve_device(args.device)
+        device = checked_device(args.device)
         dataset, root = data_arguments(args)
         loaded = load_model_from_checkpoint(
             ckpt, device=device, use_ema=not args.no_ema, arch=args.arch
