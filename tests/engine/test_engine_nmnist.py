@@ -168,11 +168,13 @@ def test_eval_nmnist_on_an_official_folder_reports_per_class_and_confusion(tmp_p
 def test_eval_nmnist_bad_folders_name_the_path(tmp_path, capsys):
     from sdt3_event.apps.cli import main
 
-    assert main(["eval", "nmnist", "--data", str(tmp_path), "--device", "cpu"]) == 1
+    assert (
+        main(["eval", "nmnist", "--data", str(tmp_path), "--device", "cpu"]) == 2
+    )  # a user mistake: exit status 2
     assert "NMNIST/Test not found" in capsys.readouterr().err
     root = _fake_official_layout(tmp_path / "n", digits=range(9))
     (root / "Test" / "9").mkdir()
-    assert main(["eval", "nmnist", "--data", str(root), "--device", "cpu"]) == 1
+    assert main(["eval", "nmnist", "--data", str(root), "--device", "cpu"]) == 2
     assert "Test/9: no .bin recordings for digit 9" in capsys.readouterr().err
 
 
