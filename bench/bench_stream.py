@@ -355,6 +355,13 @@ def main() -> int:
         default=max(1, (os.cpu_count() or 1) - 1),
         help="torch intra-op threads (default: cores - 1, as sdt3-event live)",
     )
+    ap.add_argument(
+        "--sustain-mev-s",
+        type=float,
+        default=20.0,
+        help="event density of the stream the sustained-rate runs replay as fast as they can "
+        "(default 20: 1M events per 50 ms window; the rate is then bound by the forward pass)",
+    )
     ap.add_argument("--no-cli", action="store_true", help="skip the sdt3-event live subprocess")
     ap.add_argument("--no-tcp", action="store_true", help="skip the tcp:// figures")
     args = ap.parse_args()
@@ -362,7 +369,8 @@ def main() -> int:
     smoke = args.smoke
     n_events = args.events or (500_000 if smoke else 10_000_000)
     seconds = 0.5 if smoke else 3.0
-    sustain_mev_s = 2.0 if smoke else 20.0  # the dense stream of the sustained-rate runs
+    # the dense stream of the sustained-rate runs: events per window = rate x window
+    sustain_mev_s = 2.0 if smoke else args.sustain_mev_s
     win, stride = args.window_us, args.stride_us
     print(
         f"# bench_stream  device={args.device}  torch={torch.__version__}  "
