@@ -2,7 +2,7 @@
 
 ``live``, ``monitor``, ``serve`` and ``data`` add them with :func:`add_source_arguments` and read
 them with :func:`source_spec`, which hands URI and flags to the one parser,
-:func:`sdt3_event.stream.source.parse_source`. A flag is the URI option of the same name:
+:func:`sdt3_event.stream.factory.parse_source`. A flag is the URI option of the same name:
 ``--sensor 640x480`` is ``?sensor=640x480``, ``--sensor-map letterbox`` is ``?sensor_map=letterbox``.
 """
 
@@ -88,7 +88,8 @@ def source_spec(args: argparse.Namespace, uri: str, *, bare_path: bool = False):
     Raises:
         UsageError: a bad URI, or a flag that the source does not take (named).
     """
-    from sdt3_event.stream.source import parse_size, parse_source, valid_options
+    from sdt3_event.stream.base import parse_size
+    from sdt3_event.stream.factory import parse_source, valid_options
 
     flags: dict[str, Any] = {}
     if getattr(args, "sensor", None) is not None:

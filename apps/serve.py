@@ -43,7 +43,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from sdt3_event.stream.network import DVServer
+    from sdt3_event.stream.dv_server import DVServer
 
     try:
         spec = source_spec(args, args.file, bare_path=True)

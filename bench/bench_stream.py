@@ -43,10 +43,10 @@ import torch
 
 from sdt3_event.events.contract import DataContract
 from sdt3_event.events.schema import EVENT_DTYPE, make_events
+from sdt3_event.stream.base import BaseEventSource
 from sdt3_event.stream.pipeline import LivePipeline
 from sdt3_event.stream.predictor import Predictor
 from sdt3_event.stream.records import Prediction, StreamStatus
-from sdt3_event.stream.source import BaseEventSource
 
 SENSOR = (128, 128, 2)
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -229,7 +229,8 @@ def cli_lossless(path: Path, threads: int | None, limit_s: float) -> dict:
 # ------------------------------------------------------------------------------ live figures
 def make_tcp_source(events: np.ndarray, speed: float, loop: bool = False):
     """A DV server replaying ``events`` and a ``tcp://`` client source reading it."""
-    from sdt3_event.stream.network import DVServer, NetworkSource
+    from sdt3_event.stream.dv_server import DVServer
+    from sdt3_event.stream.network import NetworkSource
 
     server = DVServer(events, SENSOR, host="127.0.0.1", port=0, speed=speed, loop=loop)
     server.start()

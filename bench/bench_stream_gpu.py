@@ -46,9 +46,9 @@ from bench_stream import RateSource, drain_all, rss_mb  # noqa: E402
 from sdt3_event.events.contract import DataContract  # noqa: E402
 from sdt3_event.events.schema import EVENT_DTYPE, make_events  # noqa: E402
 from sdt3_event.events.transforms import build_frame_transform  # noqa: E402
+from sdt3_event.stream.base import BaseEventSource  # noqa: E402
 from sdt3_event.stream.pipeline import LivePipeline  # noqa: E402
 from sdt3_event.stream.predictor import Predictor  # noqa: E402
-from sdt3_event.stream.source import BaseEventSource  # noqa: E402
 from sdt3_event.stream.windowing import EventWindow  # noqa: E402
 
 DAVIS346 = (346, 260, 2)

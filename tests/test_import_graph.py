@@ -11,8 +11,6 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parents[1]
 # Installed name -> source folder, as pyproject's package-dir maps them.
 PACKAGES = {
@@ -142,11 +140,6 @@ def test_no_import_circles():
     assert cycles == [], "import circles: " + "; ".join(" <-> ".join(c) for c in cycles)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="stream/source.py holds the source factory beside the base class it subclasses "
-    "(issue 13 item 3 moves open_source to its own module); this test then passes",
-)
 def test_no_import_circles_in_stream():
     cycles = _circles(in_stream=True)
     assert cycles == [], "import circles: " + "; ".join(" <-> ".join(c) for c in cycles)

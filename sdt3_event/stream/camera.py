@@ -14,7 +14,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from sdt3_event.events.schema import EVENT_DTYPE
-from sdt3_event.stream.source import BaseEventSource
+from sdt3_event.stream.base import BaseEventSource
 
 log = logging.getLogger(__name__)
 

@@ -41,8 +41,9 @@ from typing import Any
 import numpy as np
 
 from sdt3_event.events.schema import EVENT_DTYPE
+from sdt3_event.stream.base import EventSource
+from sdt3_event.stream.factory import open_source, split_uri
 from sdt3_event.stream.records import Prediction, StreamStatus
-from sdt3_event.stream.source import EventSource, open_source, split_uri
 from sdt3_event.stream.windowing import EventWindow, SlidingWindower, scan_chunk
 
 log = logging.getLogger(__name__)
@@ -82,7 +83,7 @@ class LivePipeline:
     """Run an event source through a predictor in background threads.
 
     Args:
-        source: an open :class:`~sdt3_event.stream.source.EventSource`.
+        source: an open :class:`~sdt3_event.stream.base.EventSource`.
         predictor: a :class:`~sdt3_event.stream.predictor.Predictor` (or any object with ``bind``,
             ``bound``, ``__call__(window, true_label)``, ``model_name``, ``device``, ``class_names``).
         window_us / stride_us: the sliding windows.
@@ -544,7 +545,7 @@ def build_pipeline(
     """Open a source, load a checkpoint and wire them into a (not yet started) :class:`LivePipeline`.
 
     Args:
-        source_uri: see :func:`sdt3_event.stream.source.open_source`; ``None`` = ``synthetic:``.
+        source_uri: see :func:`sdt3_event.stream.factory.open_source`; ``None`` = ``synthetic:``.
         source: the same as ``source_uri``, as a keyword (the monitor's spelling).
         checkpoint: an sdt3-event checkpoint or a bundled model's name (``demo``, ``nmnist``);
             ``None`` = the bundled demo model.

@@ -10,8 +10,9 @@ import pytest
 
 from sdt3_event.events.schema import EVENT_DTYPE
 from sdt3_event.stream import camera
+from sdt3_event.stream.base import EventSource
 from sdt3_event.stream.camera import CameraNotFoundError, CameraSource
-from sdt3_event.stream.source import EventSource, open_source
+from sdt3_event.stream.factory import open_source
 
 STORE_DTYPE = np.dtype([("timestamp", "<i8"), ("x", "<i2"), ("y", "<i2"), ("polarity", "i1")])
 

@@ -16,8 +16,10 @@ import pytest
 from sdt3_event.events import aedat4
 from sdt3_event.events.aedat4 import Compression, StreamInfo
 from sdt3_event.events.schema import EVENT_DTYPE, EventFormatError, make_events
-from sdt3_event.stream.network import DVServer, NetworkSource
-from sdt3_event.stream.source import EventSource, open_source
+from sdt3_event.stream.base import EventSource
+from sdt3_event.stream.dv_server import DVServer
+from sdt3_event.stream.factory import open_source
+from sdt3_event.stream.network import NetworkSource
 
 SENSOR = (64, 48, 2)
 HOST = "127.0.0.1"

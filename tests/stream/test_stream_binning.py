@@ -14,11 +14,11 @@ import torch
 from sdt3_event.events.contract import DataContract
 from sdt3_event.events.schema import make_events
 from sdt3_event.events.transforms import build_frame_transform
+from sdt3_event.stream.base import BaseEventSource
 from sdt3_event.stream.pipeline import LivePipeline
 from sdt3_event.stream.predictor import Predictor
 from sdt3_event.stream.records import Prediction
 from sdt3_event.stream.sinks import drain
-from sdt3_event.stream.source import BaseEventSource
 from sdt3_event.stream.windowing import FrameWindower, SlidingWindower
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

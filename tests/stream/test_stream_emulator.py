@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from sdt3_event.stream.emulator import EventEmulator
-from sdt3_event.stream.source import open_source
-from sdt3_event.stream.sources import VideoSource
+from sdt3_event.stream.factory import open_source
+from sdt3_event.stream.local_sources import VideoSource
 
 W, H, SIDE, Y0 = 64, 48, 12, 18
 

@@ -19,6 +19,8 @@ from checkpoint_support import save_inference_checkpoint
 
 from sdt3_event.events.contract import DataContract
 from sdt3_event.events.schema import EVENT_DTYPE, make_events
+from sdt3_event.stream.base import BaseEventSource
+from sdt3_event.stream.factory import open_source
 from sdt3_event.stream.pipeline import LivePipeline, build_pipeline
 from sdt3_event.stream.predictor import (
     LabeledPrediction,
@@ -28,7 +30,6 @@ from sdt3_event.stream.predictor import (
 )
 from sdt3_event.stream.records import Prediction, StreamStatus
 from sdt3_event.stream.sinks import JsonLinesSink, TeePipeline, drain
-from sdt3_event.stream.source import BaseEventSource, open_source
 from sdt3_event.stream.windowing import EventWindow
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -549,9 +550,9 @@ def test_demo_pipeline_on_cuda(spike_driven):
 
 
 def test_tcp_source_through_the_pipeline_across_reconnections(tiny_checkpoint, small_recording):
-    network = pytest.importorskip("sdt3_event.stream.network")
+    dv_server = pytest.importorskip("sdt3_event.stream.dv_server")
     _, ev = small_recording
-    server = network.DVServer(ev, (48, 40, 2), host="127.0.0.1", port=0, speed=0)
+    server = dv_server.DVServer(ev, (48, 40, 2), host="127.0.0.1", port=0, speed=0)
     server.start()
     try:
         p = build_pipeline(

@@ -7,8 +7,9 @@ import pytest
 
 from sdt3_event.events.io import write_events
 from sdt3_event.events.schema import EVENT_DTYPE, EventFormatError, make_events
-from sdt3_event.stream.source import EventSource, open_source, split_uri
-from sdt3_event.stream.sources import FileSource, SyntheticSource
+from sdt3_event.stream.base import EventSource
+from sdt3_event.stream.factory import open_source, split_uri
+from sdt3_event.stream.local_sources import FileSource, SyntheticSource
 
 
 class FakeClock:

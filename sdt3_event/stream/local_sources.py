@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from sdt3_event.events.schema import EVENT_DTYPE, EventFormatError, SensorSize
-from sdt3_event.stream.source import BaseEventSource, parse_size
+from sdt3_event.stream.base import BaseEventSource, parse_size
 
 log = logging.getLogger(__name__)
 
