@@ -4,7 +4,7 @@
     sdt3-event monitor --source synthetic:// --model CKPT   # live predictions from a source
 
 This module imports no Textual and no torch at import time (the CLI imports every subcommand to build
-``--help``); the apps live in ``monitor_live`` and ``monitor_train`` and load inside :func:`run`.
+``--help``); the apps live in ``tui/monitor_live`` and ``tui/monitor_train`` and load inside :func:`run`.
 """
 
 from __future__ import annotations
@@ -89,7 +89,7 @@ def run_dashboard(
     Returns:
         The exit status: 0, or 1 when the source ended in an error.
     """
-    from .monitor_live import LiveMonitorApp
+    from .tui.monitor_live import LiveMonitorApp
 
     app = LiveMonitorApp(pipeline, title=title, fps=fps, snapshot_dir=snapshot_dir)
     try:
@@ -118,7 +118,7 @@ def summarize_run(path: str | Path, now: float | None = None) -> str:
 
     from sdt3_event.stream.metrics_log import MetricsFollower, TrainingProgress
 
-    from ._tui_render import format_count, format_duration
+    from .tui.render import format_count, format_duration
 
     follower = MetricsFollower(path)
     if not follower.exists:
@@ -191,7 +191,7 @@ def run(args: argparse.Namespace) -> int:
         if args.once or not sys.stdout.isatty():
             sys.stdout.write(summarize_run(path) + "\n")
             return 0
-        from .monitor_train import TrainingMonitorApp
+        from .tui.monitor_train import TrainingMonitorApp
 
         app = TrainingMonitorApp(path, poll_s=args.poll)
         try:

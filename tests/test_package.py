@@ -32,6 +32,7 @@ def test_wheel_maps_datasets_and_apps_into_package(tmp_path):
     names = zipfile.ZipFile(wheel).namelist()
     assert "sdt3_event/datasets/__init__.py" in names
     assert "sdt3_event/apps/cli.py" in names
+    assert "sdt3_event/apps/tui/monitor.tcss" in names  # the monitor's stylesheet
     assert not any(n.startswith(("datasets/", "apps/", "configs/")) for n in names)
     # Install it (non-editable) into a clean target and import from there, away from the repo.
     target = tmp_path / "site"

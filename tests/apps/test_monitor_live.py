@@ -10,8 +10,8 @@ import sys
 import numpy as np
 import pytest
 from rich.text import Text
-from sdt3_event.apps._tui_render import fit_cells
-from sdt3_event.apps.monitor_live import EventView, LiveMonitorApp
+from sdt3_event.apps.tui.monitor_live import EventView, LiveMonitorApp
+from sdt3_event.apps.tui.render import fit_cells
 
 from sdt3_event.stream.records import Prediction, StreamStatus
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
-from sdt3_event.apps._tui_render import (
+from sdt3_event.apps.tui.render import (
     BACKGROUND_RGB,
     as_display_frame,
     bar,

@@ -6,7 +6,7 @@ import asyncio
 import json
 
 from rich.text import Text
-from sdt3_event.apps.monitor_train import LinePlot, TrainingMonitorApp
+from sdt3_event.apps.tui.monitor_train import LinePlot, TrainingMonitorApp
 
 
 class FakeClock:

@@ -10,7 +10,7 @@ import pytest
 
 pytest.importorskip("textual")
 
-from sdt3_event.apps.monitor_live import LiveMonitorApp  # noqa: E402
+from sdt3_event.apps.tui.monitor_live import LiveMonitorApp  # noqa: E402
 
 from sdt3_event.stream.pipeline import build_pipeline  # noqa: E402
 from sdt3_event.stream.sinks import JsonLinesSink, TeePipeline  # noqa: E402

@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable
 
 from sdt3_event.stream.records import Prediction, StreamStatus
 
-from ._tui_render import percentile
+from .render import percentile
 
 
 class LiveStats:

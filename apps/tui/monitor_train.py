@@ -22,9 +22,9 @@ from textual.widgets import Footer, Header, ProgressBar, Sparkline, Static
 
 from sdt3_event.stream.metrics_log import MetricsFollower, TrainingProgress
 
-from ._tui_logging import LogCapture
-from ._tui_render import braille_plot, format_count, format_duration, format_num
-from ._tui_size import SizeGuard
+from .log_capture import LogCapture
+from .render import braille_plot, format_count, format_duration, format_num
+from .size_guard import SizeGuard
 
 AXIS_W = 8
 

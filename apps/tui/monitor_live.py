@@ -31,8 +31,8 @@ from textual.worker import get_current_worker
 
 from sdt3_event.stream.records import Prediction, StreamStatus
 
-from ._tui_logging import LogCapture
-from ._tui_render import (
+from .log_capture import LogCapture
+from .render import (
     as_display_frame,
     bar,
     fit_cells,
@@ -44,8 +44,8 @@ from ._tui_render import (
     resample_counts,
     save_snapshot,
 )
-from ._tui_size import SizeGuard
-from ._tui_stats import LiveStats
+from .size_guard import SizeGuard
+from .stats import LiveStats
 
 STATE_STYLES = {
     "connecting": "yellow",
