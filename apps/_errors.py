@@ -55,8 +55,8 @@ def _loaded(module: str, name: str) -> type[BaseException]:
 def _message(exc: BaseException, command: str) -> tuple[int, str]:
     """``(exit status, message)`` for an exception raised by a subcommand."""
     # looked up, not imported: an error before torch was loaded must not wait for torch
-    checkpoint_error = _loaded("sdt3_event.engine.checkpoint", "CheckpointError")
-    device_error = _loaded("sdt3_event.engine.device", "DeviceUnavailableError")
+    checkpoint_error = _loaded("sdt3_event.checkpoint", "CheckpointError")
+    device_error = _loaded("sdt3_event.device", "DeviceUnavailableError")
     if isinstance(exc, KeyError) and exc.args:  # a KeyError's str() is the repr of its key
         text = str(exc.args[0])
     else:

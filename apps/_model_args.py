@@ -31,6 +31,6 @@ def checked_device(name: str | None) -> str | None:
     """
     if name is None:
         return None
-    from sdt3_event.engine.device import resolve_device
+    from sdt3_event.device import resolve_device
 
     return str(resolve_device(name))

@@ -206,7 +206,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _score_recording(args: argparse.Namespace, ckpt: Path) -> int:
     """``eval CKPT --events REC --labels CSV``: replay and score window by window."""
-    from sdt3_event.engine.checkpoint import CheckpointError
+    from sdt3_event.checkpoint import CheckpointError
     from sdt3_event.events.schema import EventFormatError
     from sdt3_event.stream.replay import score_recording
 

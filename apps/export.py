@@ -31,8 +31,8 @@ def run(args: argparse.Namespace) -> int:
     import torch
     from sdt3_event.apps.evaluate import resolve_checkpoint
 
-    from sdt3_event.engine.checkpoint import CheckpointError, load_model_from_checkpoint
-    from sdt3_event.engine.deploy import OnnxModel, export_onnx
+    from sdt3_event.checkpoint import CheckpointError, load_model_from_checkpoint
+    from sdt3_event.deploy import OnnxModel, export_onnx
 
     try:
         loaded = load_model_from_checkpoint(resolve_checkpoint(args.checkpoint), device="cpu")

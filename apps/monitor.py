@@ -116,7 +116,7 @@ def summarize_run(path: str | Path, now: float | None = None) -> str:
     """
     import time
 
-    from sdt3_event.stream.metrics_log import MetricsFollower, TrainingProgress
+    from sdt3_event.runlog import MetricsFollower, TrainingProgress
 
     from .tui.render import format_count, format_duration
 

@@ -97,7 +97,7 @@ def plot_report(report, path: Path, title: str) -> None:
 def run(args: argparse.Namespace) -> int:
     from torch.utils.data import DataLoader, Subset
 
-    from sdt3_event.engine.checkpoint import load_model_from_checkpoint
+    from sdt3_event.checkpoint import load_model_from_checkpoint
     from sdt3_event.engine.data import build_eval_dataset
     from sdt3_event.spikes import estimate_energy
 

@@ -104,7 +104,7 @@ def _run(args: argparse.Namespace) -> int:
             sys.stderr.write(f"error: {problem}\n")
             return 1
     try:
-        from sdt3_event.engine.device import resolve_device
+        from sdt3_event.device import resolve_device
 
         resolve_device(cfg.device)  # a missing GPU is said now, not after the data is built
         result = fit(

@@ -32,7 +32,7 @@ def median_ms(fn, runs: int) -> float:
 
 
 def bench(name, model, contract, runs: int, threads: int, tmp: Path) -> list[tuple]:
-    from sdt3_event.engine.deploy import OnnxModel, export_onnx
+    from sdt3_event.deploy import OnnxModel, export_onnx
 
     torch.set_num_threads(threads)
     model = model.eval()
@@ -64,7 +64,7 @@ def main(argv=None) -> int:
 
     from sdt3_event import create_model
     from sdt3_event.assets import DEMO_CHECKPOINT
-    from sdt3_event.engine.checkpoint import load_model_from_checkpoint
+    from sdt3_event.checkpoint import load_model_from_checkpoint
     from sdt3_event.events.contract import DataContract
 
     demo = load_model_from_checkpoint(DEMO_CHECKPOINT, device="cpu")

@@ -336,7 +336,7 @@ def overload_memory(predictor, window_us, stride_us, source, seconds, offered_me
 
 def demo_model(device):
     from sdt3_event.assets import DEMO_CHECKPOINT
-    from sdt3_event.engine.checkpoint import load_model_from_checkpoint
+    from sdt3_event.checkpoint import load_model_from_checkpoint
 
     lm = load_model_from_checkpoint(DEMO_CHECKPOINT, device=device)
     return "demo " + lm.model_name, lm.model, lm.contract

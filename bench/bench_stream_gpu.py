@@ -211,7 +211,7 @@ def sustained(
     device: str, smoke: bool, dense_mev_s: float, n_events: int, host_only: bool = False
 ) -> dict:
     from sdt3_event.assets import DEMO_CHECKPOINT
-    from sdt3_event.engine.checkpoint import load_model_from_checkpoint
+    from sdt3_event.checkpoint import load_model_from_checkpoint
 
     loaded = load_model_from_checkpoint(DEMO_CHECKPOINT, device=device)
     sensor = loaded.contract.sensor_size

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sdt3_event.engine.checkpoint import save_checkpoint
+from sdt3_event.checkpoint import save_checkpoint
 
 
 def save_inference_checkpoint(path: Path, model, contract, model_name: str = "sdt3_micro") -> Path:
@@ -27,7 +27,7 @@ def assert_trained_by(checkpoint: Path, recipe: Path) -> dict:
     Returns:
         the stored config.
     """
-    from sdt3_event.engine.checkpoint import load_checkpoint
+    from sdt3_event.checkpoint import load_checkpoint
     from sdt3_event.engine.config import load_config
 
     shipped = load_config(recipe).to_dict()

@@ -20,7 +20,7 @@ from textual.css.query import NoMatches
 from textual.widget import Widget
 from textual.widgets import Footer, Header, ProgressBar, Sparkline, Static
 
-from sdt3_event.stream.metrics_log import MetricsFollower, TrainingProgress
+from sdt3_event.runlog import MetricsFollower, TrainingProgress
 
 from .log_capture import LogCapture
 from .render import braille_plot, format_count, format_duration, format_num

@@ -9,7 +9,7 @@ no arguments) runs it on the synthetic event stream, so a fresh install needs no
 recordings (34×34 ATIS sensor, 10 digits) by ``configs/nmnist_sdt3_micro.yaml``.
 
 Both are ordinary sdt3-event checkpoints (optimizer state stripped, data contract inside); load them
-with :func:`sdt3_event.engine.checkpoint.load_model_from_checkpoint`. The commands take their names
+with :func:`sdt3_event.checkpoint.load_model_from_checkpoint`. The commands take their names
 (``--model nmnist``, ``sdt3-event eval demo``): see :func:`bundled_checkpoint`.
 """
 

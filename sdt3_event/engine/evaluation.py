@@ -7,7 +7,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader
 
-from sdt3_event.engine.checkpoint import LoadedModel, load_model_from_checkpoint
+from sdt3_event.checkpoint import LoadedModel, load_model_from_checkpoint
 from sdt3_event.engine.data import build_eval_dataset
 from sdt3_event.engine.train import Progress, evaluate
 
@@ -40,7 +40,7 @@ def evaluate_checkpoint(
         spike_driven: run the spike-driven executor instead of the integer model.
         progress: wraps the loader (progress bars).
         arch: the model of a checkpoint that does not name one (see
-            :func:`~sdt3_event.engine.checkpoint.load_model_from_checkpoint`).
+            :func:`~sdt3_event.checkpoint.load_model_from_checkpoint`).
 
     Returns:
         ``(metrics, loaded)``: metrics as :func:`sdt3_event.engine.train.evaluate` plus

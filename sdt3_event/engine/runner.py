@@ -29,13 +29,14 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from sdt3_event.engine.checkpoint import (
+from sdt3_event.checkpoint import (
     CheckpointError,
     capture_rng_state,
     load_checkpoint,
     restore_rng_state,
     save_checkpoint,
 )
+from sdt3_event.device import resolve_device
 from sdt3_event.engine.config import (
     ConfigError,
     ExperimentConfig,
@@ -43,14 +44,13 @@ from sdt3_event.engine.config import (
     save_config,
 )
 from sdt3_event.engine.data import build_datasets, build_loaders
-from sdt3_event.engine.device import resolve_device
 from sdt3_event.engine.distributed import DistInfo, cleanup_distributed, init_distributed
 from sdt3_event.engine.ema import ModelEma
-from sdt3_event.engine.metrics_log import MetricsLog
 from sdt3_event.engine.mixing import FrameMixer
 from sdt3_event.engine.optim import WarmupCosine, build_optimizer
 from sdt3_event.engine.train import Progress, evaluate, resolve_amp, train_one_epoch, unwrap
 from sdt3_event.events.contract import DataContract
+from sdt3_event.runlog import MetricsLog
 
 logger = logging.getLogger(__name__)
 

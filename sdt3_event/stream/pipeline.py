@@ -565,7 +565,7 @@ def build_pipeline(
         filters: event filters for every window (``"ba:2000,roi:0,0,320,240"``, see
             :mod:`sdt3_event.events.filters`) instead of the checkpoint contract's; ``""`` none.
         runtime: ``"torch"``, or ``"onnx"`` to run an ``.onnx`` file from
-            :func:`sdt3_event.engine.deploy.export_onnx` with onnxruntime (no firing statistics,
+            :func:`sdt3_event.deploy.export_onnx` with onnxruntime (no firing statistics,
             energy or spike-driven executor there).
         record: write the stream to this AEDAT 4.0 file while inferring (see
             :class:`~sdt3_event.stream.recorder.EventRecorder`); the events after the filters,
@@ -574,14 +574,14 @@ def build_pipeline(
             of the contract's length that do not overlap, each binned from its first event as
             in training (see :class:`~sdt3_event.stream.predictor.Predictor`).
         arch: the model name for a ``checkpoint`` that does not state it (a bare state_dict or
-            an official checkpoint); see :func:`~sdt3_event.engine.checkpoint.load_model_from_checkpoint`.
+            an official checkpoint); see :func:`~sdt3_event.checkpoint.load_model_from_checkpoint`.
 
     Raises:
         FileNotFoundError: missing checkpoint or recording.
         ValueError: bad URI or option; a sensor that does not fit the contract (a
             :class:`~sdt3_event.stream.predictor.SensorMismatchError`).
     """
-    from sdt3_event.engine.checkpoint import load_model_from_checkpoint
+    from sdt3_event.checkpoint import load_model_from_checkpoint
     from sdt3_event.stream.predictor import Predictor, default_device
 
     if source_uri is not None and source is not None and source_uri != source:
@@ -591,7 +591,7 @@ def build_pipeline(
 
     checkpoint = DEMO_CHECKPOINT if checkpoint is None else bundled_checkpoint(checkpoint)
     if runtime == "onnx":
-        from sdt3_event.engine.deploy import load_onnx_model
+        from sdt3_event.deploy import load_onnx_model
 
         if spike_driven or compile:
             raise ValueError("the onnx runtime has no spike-driven executor and no torch.compile")

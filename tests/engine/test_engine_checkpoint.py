@@ -8,8 +8,8 @@ import pytest
 import torch
 import torch.nn as nn
 
-from sdt3_event.engine import checkpoint as ckpt
-from sdt3_event.engine.checkpoint import (
+from sdt3_event import checkpoint as ckpt
+from sdt3_event.checkpoint import (
     CheckpointError,
     capture_rng_state,
     load_checkpoint,
@@ -159,7 +159,7 @@ def test_rng_round_trip(tmp_path):
 
 
 def test_export_keeps_one_set_of_weights_and_no_optimizer(tmp_path):
-    from sdt3_event.engine.checkpoint import export_checkpoint
+    from sdt3_event.checkpoint import export_checkpoint
 
     model, ema = _Tiny(), _Tiny()
     p = _payload(model)

@@ -9,7 +9,7 @@ import torch
 from sdt3_event.apps.cli import main
 from testpaths import REPO
 
-from sdt3_event.engine.checkpoint import load_checkpoint
+from sdt3_event.checkpoint import load_checkpoint
 from sdt3_event.engine.config import load_config
 from sdt3_event.engine.runner import build_model
 from sdt3_event.registry import resolve_name

@@ -7,7 +7,7 @@ import torch
 from sdt3_event.datasets.synthetic import SYNTHETIC_CLASSES
 
 from sdt3_event.assets import DEMO_CHECKPOINT
-from sdt3_event.engine.checkpoint import load_checkpoint, load_model_from_checkpoint
+from sdt3_event.checkpoint import load_checkpoint, load_model_from_checkpoint
 
 
 def test_demo_checkpoint_is_small_and_self_describing():

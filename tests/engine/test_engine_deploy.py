@@ -11,7 +11,7 @@ import torch.nn as nn
 
 pytest.importorskip("onnxruntime", reason="the [deploy] extra (onnxruntime) is not installed")
 
-from sdt3_event.engine.deploy import OnnxModel, export_onnx, load_onnx_model  # noqa: E402
+from sdt3_event.deploy import OnnxModel, export_onnx, load_onnx_model  # noqa: E402
 from sdt3_event.events.contract import DataContract  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -58,7 +58,7 @@ def _dyadic(model: nn.Module, seed: int = 0) -> nn.Module:
 @pytest.fixture(scope="module")
 def demo_onnx(tmp_path_factory):
     from sdt3_event.assets import DEMO_CHECKPOINT
-    from sdt3_event.engine.checkpoint import load_model_from_checkpoint
+    from sdt3_event.checkpoint import load_model_from_checkpoint
 
     loaded = load_model_from_checkpoint(DEMO_CHECKPOINT, device="cpu")
     path = tmp_path_factory.mktemp("onnx") / "demo.onnx"

@@ -10,7 +10,7 @@ from sdt3_event.datasets.nmnist import NMNIST_CLASSES
 from testpaths import REPO, SHARED
 
 from sdt3_event.assets import NMNIST_CHECKPOINT, bundled_checkpoint
-from sdt3_event.engine.checkpoint import load_checkpoint, load_model_from_checkpoint
+from sdt3_event.checkpoint import load_checkpoint, load_model_from_checkpoint
 from sdt3_event.engine.config import ConfigError, load_config
 
 NMNIST_SMALL = SHARED / "data" / "nmnist_small"

@@ -12,7 +12,7 @@ import pytest
 import torch
 from engine.engine_toy import toy_config, toy_datasets
 
-from sdt3_event.engine.checkpoint import load_checkpoint, load_model_from_checkpoint
+from sdt3_event.checkpoint import load_checkpoint, load_model_from_checkpoint
 from sdt3_event.engine.runner import fit
 from sdt3_event.engine.train import NonFiniteLossError
 

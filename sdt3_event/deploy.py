@@ -190,14 +190,14 @@ class OnnxModel(nn.Module):
 
 
 def load_onnx_model(path: str | os.PathLike, threads: int | None = None, optimize: bool = False):
-    """:class:`~sdt3_event.engine.checkpoint.LoadedModel` for an exported ``.onnx`` file.
+    """:class:`~sdt3_event.checkpoint.LoadedModel` for an exported ``.onnx`` file.
 
     Raises:
         FileNotFoundError: no such file.
         ImportError: onnxruntime is missing.
         ValueError: not an sdt3-event ONNX export.
     """
-    from sdt3_event.engine.checkpoint import LoadedModel
+    from sdt3_event.checkpoint import LoadedModel
 
     if not Path(path).is_file():
         raise FileNotFoundError(f"ONNX model not found: {path}")

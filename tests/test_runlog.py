@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sdt3_event.stream.metrics_log import (
+from sdt3_event.runlog import (
     MetricsFollower,
     TrainingProgress,
     parse_metrics_line,
@@ -127,7 +127,7 @@ def test_follower_chunking_does_not_change_the_records(tmp_path_factory, cuts):
 
 
 def test_progress_from_the_training_writer(tmp_path):
-    from sdt3_event.engine.metrics_log import MetricsLog
+    from sdt3_event.runlog import MetricsLog
 
     log = MetricsLog(tmp_path, tensorboard=False)
     log.write("start", model="sdt3_micro", total_epochs=2, steps_per_epoch=10)

@@ -1,15 +1,26 @@
-"""Read and follow a training run's ``metrics.jsonl``, tolerating what a live file looks like.
+"""A run folder's log, ``metrics.jsonl``: the one writer (training) and the one reader (monitor).
 
-A run folder's ``metrics.jsonl`` holds one JSON object per line with an ``"event"`` key in
-``{"start", "step", "eval", "end"}`` and a ``"time"`` key (unix seconds). While training runs the file
-grows, and a reader may catch the writer in the middle of a line; on shared storage the file may also
-appear late or be replaced. :class:`MetricsFollower` reads only the bytes added since its last poll,
-holds back a half-written last line until it completes, counts and keeps malformed lines instead of
-raising, and starts over when the file shrinks (a new run writing to the same folder).
-:class:`TrainingProgress` folds the records into what a dashboard shows: curves, epoch progress, ETA
-and the best checkpoint so far.
+The file holds one JSON object per line. Every line has ``"event"`` in :data:`EVENTS` and
+``"time"`` (unix seconds):
 
-No torch and no Textual here: the monitor and tests use it headless.
+- ``start``: ``model``, ``total_epochs``, ``steps_per_epoch`` (+ ``world_size``, ``resumed``)
+- ``step``: ``epoch``, ``step``, ``loss``, ``lr``, ``samples_per_s``
+- ``eval``: ``epoch``, ``step``, ``loss``, ``acc1``, ``acc5``, ``best_acc1``, ``is_best``
+  (+ ``ema_acc1``/``ema_acc5`` with an EMA)
+- ``end``: ``best_acc1`` (+ ``status``: ``"finished"``)
+- ``failed``: ``reason`` (the error, one line), ``epoch``, ``step``: the run stopped on an error or
+  an interrupt; it is the last line of that run
+
+:class:`MetricsLog` appends lines (and optional TensorBoard scalars) during training. While training
+runs the file grows, and a reader may catch the writer in the middle of a line; on shared storage the
+file may also appear late or be replaced. :class:`MetricsFollower` reads only the bytes added since
+its last poll, holds back a half-written last line until it completes, counts and keeps malformed
+lines instead of raising, and starts over when the file shrinks (a new run writing to the same
+folder). :class:`TrainingProgress` folds the records into what a dashboard shows: curves, epoch
+progress, ETA and the best checkpoint so far.
+
+No torch (TensorBoard aside, imported when a writer asks for it) and no Textual at import: the
+engine, the monitor and tests all use it.
 """
 
 from __future__ import annotations
@@ -18,6 +29,7 @@ import json
 import logging
 import math
 import os
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +39,63 @@ log = logging.getLogger(__name__)
 
 EVENTS = ("start", "step", "eval", "end", "failed")
 METRICS_FILENAME = "metrics.jsonl"
+
+
+def _finite(v: Any) -> Any:
+    if isinstance(v, float) and not math.isfinite(v):
+        return None if math.isnan(v) else (1e308 if v > 0 else -1e308)
+    return v
+
+
+class MetricsLog:
+    """Appends events to ``<run_dir>/metrics.jsonl`` and flushes every line.
+
+    Only the main process writes (``enabled=False`` elsewhere). TensorBoard scalars go to
+    ``<run_dir>/tb`` when the ``tensorboard`` package is installed.
+    """
+
+    def __init__(self, run_dir: str | Path, enabled: bool = True, tensorboard: bool = True):
+        self.enabled = enabled
+        self.path = Path(run_dir) / METRICS_FILENAME
+        self._file = None
+        self._tb = None
+        if not enabled:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 (closed in close())
+        if tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self._tb = SummaryWriter(log_dir=str(Path(run_dir) / "tb"))
+            except ImportError:
+                log.info("tensorboard is not installed; writing metrics.jsonl only")
+
+    def write(self, event: str, **fields: Any) -> dict[str, Any]:
+        record = {"event": event, "time": time.time(), **{k: _finite(v) for k, v in fields.items()}}
+        if not self.enabled:
+            return record
+        self._file.write(json.dumps(record) + "\n")
+        self._file.flush()
+        if self._tb is not None:
+            step = int(fields.get("step", 0))
+            for k, v in fields.items():
+                if (
+                    isinstance(v, (int, float))
+                    and not isinstance(v, bool)
+                    and k not in ("step", "epoch")
+                ):
+                    self._tb.add_scalar(f"{event}/{k}", v, step)
+            self._tb.flush()
+        return record
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        if self._tb is not None:
+            self._tb.close()
+            self._tb = None
 
 
 @dataclass(frozen=True)
