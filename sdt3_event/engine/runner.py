@@ -21,7 +21,7 @@ import os
 import random
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -234,6 +234,42 @@ def fit(
     return result
 
 
+@dataclass
+class _Run:
+    """Everything :func:`_fit` builds before the first epoch (see :func:`_setup`)."""
+
+    cfg: ExperimentConfig
+    dist: DistInfo
+    device: torch.device
+    run_dir: Path
+    contract: DataContract
+    num_classes: int
+    model_name: str
+    model: nn.Module
+    model_config: dict
+    lr: float
+    optimizer: torch.optim.Optimizer
+    train_loader: Any
+    test_loader: Any
+    train_sampler: Any
+    steps_per_epoch: int
+    scheduler: WarmupCosine
+    amp_dtype: torch.dtype | None
+    scaler: torch.amp.GradScaler | None
+    ema: ModelEma | None
+    mixer: FrameMixer
+
+
+@dataclass
+class _Position:
+    """Where a run stands: the epoch under way, optimizer steps done, best score, last metrics."""
+
+    epoch: int = 0
+    step: int = 0
+    best_acc1: float = float("-inf")
+    last_metrics: dict[str, Any] = field(default_factory=dict)
+
+
 def _fit(
     cfg: ExperimentConfig,
     dist: DistInfo,
@@ -242,9 +278,72 @@ def _fit(
     on_event: Callable[[dict[str, Any]], None] | None,
     datasets: tuple[Any, Any, DataContract] | None,
 ) -> FitResult:
+    run = _setup(cfg, dist, resume_payload, datasets)
+    pos = _resume(run, resume_payload) if resume_payload is not None else _Position()
+    start_epoch = pos.epoch
+    train_model = _train_module(run)
+
+    log = MetricsLog(run.run_dir, enabled=dist.is_main)
+
+    def emit(event: str, **fields: Any) -> None:
+        record = log.write(event, **fields)
+        if dist.is_main and on_event is not None:
+            on_event(record)
+
+    if dist.is_main:
+        save_config(cfg, run.run_dir / "config.yaml")
+    emit(
+        "start",
+        model=cfg.model.name,
+        total_epochs=cfg.train.epochs,
+        steps_per_epoch=run.steps_per_epoch,
+        world_size=dist.world_size,
+        resumed=resume_payload is not None,
+        start_epoch=start_epoch,
+        lr=run.lr,
+        device=str(run.device),
+    )
+    stop = cfg.train.epochs
+    if cfg.train.stop_after_epochs is not None:
+        stop = min(stop, cfg.train.stop_after_epochs)
+    failed = True
+    try:
+        _train_epochs(run, train_model, pos, stop, emit, progress)
+        emit(
+            "end",
+            best_acc1=pos.best_acc1,
+            status="finished" if stop == cfg.train.epochs else "stopped",
+            epoch=stop,
+            step=pos.step,
+        )
+        failed = False
+    except KeyboardInterrupt:
+        emit("failed", reason="interrupted (resume with --resume)", epoch=pos.epoch, step=pos.step)
+        failed = False
+        raise
+    finally:
+        if failed:  # any error: the run's last line says why, so nothing looks like a live run
+            reason = _reason(sys.exc_info()[1])
+            emit("failed", reason=reason, epoch=pos.epoch, step=pos.step)
+        log.close()
+    return FitResult(run.run_dir, pos.best_acc1, pos.last_metrics, max(stop, start_epoch), pos.step)
+
+
+def _setup(
+    cfg: ExperimentConfig,
+    dist: DistInfo,
+    resume_payload: dict | None,
+    datasets: tuple[Any, Any, DataContract] | None,
+) -> _Run:
+    """Device, determinism and seeds, data, model, optimizer, loaders, schedule, AMP, EMA, mixing.
+
+    The order is part of the behaviour: each step draws from the seeded RNGs in turn.
+
+    Raises:
+        ConfigError: data that cannot train, or pretrained weights that do not fit.
+        ValueError: fewer training samples than one batch over all processes.
+    """
     device = resolve_device(cfg.device, dist.local_rank)
-    run_dir = run_dir_of(cfg)
-    ckpt_dir = run_dir / "checkpoints"
     if cfg.train.deterministic:
         if device.type == "cuda":
             os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # deterministic cuBLAS
@@ -302,60 +401,92 @@ def _fit(
         cfg.train.mix_prob,
         cfg.train.label_smoothing,
     )
-
-    start_epoch, global_step, best_acc1 = 0, 0, float("-inf")
-    if resume_payload is not None:
-        model.load_state_dict(resume_payload["model"])
-        optimizer.load_state_dict(resume_payload["optimizer"])
-        scheduler.load_state_dict(resume_payload["scheduler"])
-        # More epochs than the original run: stretch the cosine to the new end.
-        scheduler.total_steps = cfg.train.epochs * steps_per_epoch
-        if scaler is not None and resume_payload.get("scaler"):
-            scaler.load_state_dict(resume_payload["scaler"])
-        if ema is not None and resume_payload.get("model_ema") is not None:
-            ema.load_state_dict(resume_payload["model_ema"])
-        start_epoch = int(resume_payload["epoch"])
-        global_step = int(resume_payload["step"])
-        best_acc1 = float(resume_payload.get("metrics", {}).get("best_acc1", float("-inf")))
-        if resume_payload.get("rng") is not None and world == 1:
-            _restore_rng(resume_payload["rng"])
-        else:
-            seed_everything(cfg.seed + dist.rank + 1000 * start_epoch)
-        logger.info("resumed at epoch %d, step %d", start_epoch, global_step)
-
-    train_model: nn.Module = model
-    if dist.enabled:
-        from torch.nn.parallel import DistributedDataParallel
-
-        train_model = DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None
-        )
-    if cfg.train.compile:
-        train_model = torch.compile(train_model)
-
-    log = MetricsLog(run_dir, enabled=dist.is_main)
-
-    def emit(event: str, **fields: Any) -> None:
-        record = log.write(event, **fields)
-        if dist.is_main and on_event is not None:
-            on_event(record)
-
-    if dist.is_main:
-        save_config(cfg, run_dir / "config.yaml")
-    emit(
-        "start",
-        model=cfg.model.name,
-        total_epochs=cfg.train.epochs,
-        steps_per_epoch=steps_per_epoch,
-        world_size=world,
-        resumed=resume_payload is not None,
-        start_epoch=start_epoch,
+    return _Run(
+        cfg=cfg,
+        dist=dist,
+        device=device,
+        run_dir=run_dir_of(cfg),
+        contract=contract,
+        num_classes=num_classes,
+        model_name=model_name,
+        model=model,
+        model_config=model_config,
         lr=lr,
-        device=str(device),
+        optimizer=optimizer,
+        train_loader=train_loader,
+        test_loader=test_loader,
+        train_sampler=train_sampler,
+        steps_per_epoch=steps_per_epoch,
+        scheduler=scheduler,
+        amp_dtype=amp_dtype,
+        scaler=scaler,
+        ema=ema,
+        mixer=mixer,
     )
 
+
+def _resume(run: _Run, payload: dict) -> _Position:
+    """Load a checkpoint's weights, optimizer, schedule, scaler, EMA and RNG states into ``run``.
+
+    Returns:
+        The position to continue from: the next epoch, the steps done and the best score so far.
+    """
+    cfg = run.cfg
+    run.model.load_state_dict(payload["model"])
+    run.optimizer.load_state_dict(payload["optimizer"])
+    run.scheduler.load_state_dict(payload["scheduler"])
+    # More epochs than the original run: stretch the cosine to the new end.
+    run.scheduler.total_steps = cfg.train.epochs * run.steps_per_epoch
+    if run.scaler is not None and payload.get("scaler"):
+        run.scaler.load_state_dict(payload["scaler"])
+    if run.ema is not None and payload.get("model_ema") is not None:
+        run.ema.load_state_dict(payload["model_ema"])
+    pos = _Position(
+        epoch=int(payload["epoch"]),
+        step=int(payload["step"]),
+        best_acc1=float(payload.get("metrics", {}).get("best_acc1", float("-inf"))),
+    )
+    if payload.get("rng") is not None and run.dist.world_size == 1:
+        _restore_rng(payload["rng"])
+    else:
+        seed_everything(cfg.seed + run.dist.rank + 1000 * pos.epoch)
+    logger.info("resumed at epoch %d, step %d", pos.epoch, pos.step)
+    return pos
+
+
+def _train_module(run: _Run) -> nn.Module:
+    """The module the optimizer steps through: the model, wrapped in DDP and/or compiled."""
+    train_model: nn.Module = run.model
+    if run.dist.enabled:
+        from torch.nn.parallel import DistributedDataParallel
+
+        device = run.device
+        train_model = DistributedDataParallel(
+            run.model, device_ids=[device.index] if device.type == "cuda" else None
+        )
+    if run.cfg.train.compile:
+        train_model = torch.compile(train_model)
+    return train_model
+
+
+def _train_epochs(
+    run: _Run,
+    train_model: nn.Module,
+    pos: _Position,
+    stop: int,
+    emit: Callable[..., None],
+    progress: Progress | None,
+) -> None:
+    """Train from ``pos.epoch`` up to epoch ``stop``: evaluate when due, save after every epoch.
+
+    ``pos`` advances as the epochs go, so a failure knows where the run stopped.
+    """
+    cfg, dist = run.cfg, run.dist
+    world = dist.world_size
+    shown = progress if dist.is_main else None
+
     def on_step(rec: dict[str, Any]) -> None:
-        if rec["step"] % cfg.train.log_every == 0 or rec["step"] % steps_per_epoch == 0:
+        if rec["step"] % cfg.train.log_every == 0 or rec["step"] % run.steps_per_epoch == 0:
             emit(
                 "step",
                 epoch=rec["epoch"],
@@ -365,116 +496,109 @@ def _fit(
                 samples_per_s=rec["samples_per_s"] * world,
             )
 
-    last_metrics: dict[str, Any] = {}
-    epoch = start_epoch
-    failed = True
-    try:
-        stop = cfg.train.epochs
-        if cfg.train.stop_after_epochs is not None:
-            stop = min(stop, cfg.train.stop_after_epochs)
-        for epoch in range(start_epoch, stop):
-            train_sampler.set_epoch(epoch)
-            train_stats = train_one_epoch(
-                train_model,
-                train_loader,
-                optimizer,
-                device=device,
-                epoch=epoch,
-                num_classes=num_classes,
-                scheduler=scheduler,
-                scaler=scaler,
-                amp_dtype=amp_dtype,
-                ema=ema,
-                mixer=mixer if mixer.enabled else None,
-                label_smoothing=cfg.train.label_smoothing,
-                clip_grad=cfg.optim.clip_grad,
-                max_steps=cfg.train.max_steps_per_epoch,
-                global_step=global_step,
-                on_step=on_step,
-                progress=progress if dist.is_main else None,
-            )
-            global_step = train_stats["step"]
-            last = epoch + 1 == stop
-            metrics: dict[str, Any] = {"train_loss": train_stats["loss"]}
-            is_best = False
-            if last or (epoch + 1) % cfg.train.eval_every == 0:
-                ev = evaluate(
-                    model,
-                    test_loader,
-                    device=device,
-                    num_classes=num_classes,
-                    amp_dtype=amp_dtype,
-                    progress=progress if dist.is_main else None,
-                )
-                metrics.update(loss=ev["loss"], acc1=ev["acc1"], acc5=ev["acc5"])
-                score, weights = ev["acc1"], "model"
-                if ema is not None:
-                    ev_ema = evaluate(
-                        ema.module,
-                        test_loader,
-                        device=device,
-                        num_classes=num_classes,
-                        amp_dtype=amp_dtype,
-                        progress=progress if dist.is_main else None,
-                        description="eval ema",
-                    )
-                    metrics.update(ema_acc1=ev_ema["acc1"], ema_acc5=ev_ema["acc5"])
-                    if ev_ema["acc1"] > score:
-                        score, weights = ev_ema["acc1"], "ema"
-                is_best = score > best_acc1
-                if is_best:
-                    best_acc1 = score
-                    metrics["best_weights"] = weights
-                metrics["best_acc1"] = best_acc1
-                emit(
-                    "eval",
-                    epoch=epoch,
-                    step=global_step,
-                    is_best=is_best,
-                    **{k: v for k, v in metrics.items() if k != "best_weights"},
-                )
-            else:
-                metrics["best_acc1"] = best_acc1
-            last_metrics = metrics
-            if dist.is_main:
-                payload = _payload(
-                    cfg,
-                    model_name,
-                    model,
-                    model_config,
-                    contract,
-                    optimizer,
-                    scheduler,
-                    scaler,
-                    ema,
-                    epoch + 1,
-                    global_step,
-                    metrics,
-                )
-                save_checkpoint(ckpt_dir / "last.pt", payload)
-                if is_best:
-                    best = dict(payload)
-                    if metrics.get("best_weights") == "model":
-                        best["model_ema"] = None  # load_model_from_checkpoint then uses the model
-                    save_checkpoint(ckpt_dir / "best.pt", best)
-        emit(
-            "end",
-            best_acc1=best_acc1,
-            status="finished" if stop == cfg.train.epochs else "stopped",
-            epoch=stop,
-            step=global_step,
+    for epoch in range(pos.epoch, stop):
+        pos.epoch = epoch
+        run.train_sampler.set_epoch(epoch)
+        train_stats = train_one_epoch(
+            train_model,
+            run.train_loader,
+            run.optimizer,
+            device=run.device,
+            epoch=epoch,
+            num_classes=run.num_classes,
+            scheduler=run.scheduler,
+            scaler=run.scaler,
+            amp_dtype=run.amp_dtype,
+            ema=run.ema,
+            mixer=run.mixer if run.mixer.enabled else None,
+            label_smoothing=cfg.train.label_smoothing,
+            clip_grad=cfg.optim.clip_grad,
+            max_steps=cfg.train.max_steps_per_epoch,
+            global_step=pos.step,
+            on_step=on_step,
+            progress=shown,
         )
-        failed = False
-    except KeyboardInterrupt:
-        emit("failed", reason="interrupted (resume with --resume)", epoch=epoch, step=global_step)
-        failed = False
-        raise
-    finally:
-        if failed:  # any error: the run's last line says why, so nothing looks like a live run
-            reason = _reason(sys.exc_info()[1])
-            emit("failed", reason=reason, epoch=epoch, step=global_step)
-        log.close()
-    return FitResult(run_dir, best_acc1, last_metrics, max(stop, start_epoch), global_step)
+        pos.step = train_stats["step"]
+        metrics: dict[str, Any] = {"train_loss": train_stats["loss"]}
+        is_best = False
+        if epoch + 1 == stop or (epoch + 1) % cfg.train.eval_every == 0:
+            is_best = _evaluate_epoch(run, pos, metrics, shown)
+            emit(
+                "eval",
+                epoch=epoch,
+                step=pos.step,
+                is_best=is_best,
+                **{k: v for k, v in metrics.items() if k != "best_weights"},
+            )
+        else:
+            metrics["best_acc1"] = pos.best_acc1
+        pos.last_metrics = metrics
+        if dist.is_main:
+            _save(run, epoch + 1, pos.step, metrics, is_best)
+
+
+def _evaluate_epoch(
+    run: _Run, pos: _Position, metrics: dict[str, Any], progress: Progress | None
+) -> bool:
+    """Evaluate the model (and its EMA) into ``metrics``; the better one counts for the best score.
+
+    Returns:
+        Whether this evaluation is the best so far (``pos.best_acc1`` then holds it).
+    """
+    ev = evaluate(
+        run.model,
+        run.test_loader,
+        device=run.device,
+        num_classes=run.num_classes,
+        amp_dtype=run.amp_dtype,
+        progress=progress,
+    )
+    metrics.update(loss=ev["loss"], acc1=ev["acc1"], acc5=ev["acc5"])
+    score, weights = ev["acc1"], "model"
+    if run.ema is not None:
+        ev_ema = evaluate(
+            run.ema.module,
+            run.test_loader,
+            device=run.device,
+            num_classes=run.num_classes,
+            amp_dtype=run.amp_dtype,
+            progress=progress,
+            description="eval ema",
+        )
+        metrics.update(ema_acc1=ev_ema["acc1"], ema_acc5=ev_ema["acc5"])
+        if ev_ema["acc1"] > score:
+            score, weights = ev_ema["acc1"], "ema"
+    is_best = score > pos.best_acc1
+    if is_best:
+        pos.best_acc1 = score
+        metrics["best_weights"] = weights
+    metrics["best_acc1"] = pos.best_acc1
+    return is_best
+
+
+def _save(run: _Run, epoch: int, step: int, metrics: dict[str, Any], is_best: bool) -> None:
+    """``checkpoints/last.pt`` after ``epoch`` completed epochs, and ``best.pt`` when it is the best."""
+    payload = _payload(
+        run.cfg,
+        run.model_name,
+        run.model,
+        run.model_config,
+        run.contract,
+        run.optimizer,
+        run.scheduler,
+        run.scaler,
+        run.ema,
+        epoch,
+        step,
+        metrics,
+    )
+    ckpt_dir = run.run_dir / "checkpoints"
+    save_checkpoint(ckpt_dir / "last.pt", payload)
+    if is_best:
+        best = dict(payload)
+        if metrics.get("best_weights") == "model":
+            best["model_ema"] = None  # load_model_from_checkpoint then uses the model
+        save_checkpoint(ckpt_dir / "best.pt", best)
 
 
 def _reason(exc: BaseException | None) -> str:
