@@ -278,6 +278,8 @@ def _fit(
     on_event: Callable[[dict[str, Any]], None] | None,
     datasets: tuple[Any, Any, DataContract] | None,
 ) -> FitResult:
+    """One process's run: :func:`_setup`, :func:`_resume`, then :func:`_train_epochs` between a
+    ``start`` line and an ``end`` (or ``failed``) line of ``metrics.jsonl``."""
     run = _setup(cfg, dist, resume_payload, datasets)
     pos = _resume(run, resume_payload) if resume_payload is not None else _Position()
     start_epoch = pos.epoch
