@@ -30,7 +30,6 @@ import errno
 import logging
 import os
 import random
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,6 +38,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from sdt3_event._files import temp_beside
 from sdt3_event.events.contract import DataContract
 
 logger = logging.getLogger(__name__)
@@ -79,10 +79,8 @@ def save_checkpoint(path: str | os.PathLike, payload: dict[str, Any]) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise CheckpointError(f"cannot create the checkpoint folder {path.parent}: {exc}") from exc
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    tmp = Path(tmp_name)
+    fd, tmp = temp_beside(path)
     try:
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file normal permissions
         with os.fdopen(fd, "wb") as f:
             torch.save(payload, f)
             f.flush()
@@ -100,12 +98,6 @@ def save_checkpoint(path: str | os.PathLike, payload: dict[str, Any]) -> Path:
     _fsync_dir(path.parent)
     logger.debug("saved checkpoint %s", path)
     return path
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
 
 
 def _fsync_dir(folder: Path) -> None:

@@ -32,7 +32,6 @@ import io
 import logging
 import os
 import struct
-import tempfile
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -41,6 +40,7 @@ from typing import BinaryIO
 
 import numpy as np
 
+from sdt3_event._files import temp_beside
 from sdt3_event.events._flatbuffers import root_table
 from sdt3_event.events.schema import EVENT_DTYPE, EventFormatError, SensorSize, validate_events
 
@@ -978,10 +978,7 @@ class Aedat4Writer:
         )
         self._xml = build_info_xml([stream], self.compression)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(
-            prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent
-        )
-        self._tmp = Path(tmp)
+        fd, self._tmp = temp_beside(self.path)
         self._fp: BinaryIO | None = os.fdopen(fd, "wb")
         self._fp.write(MAGIC)
         # Placeholder with the final header's exact length (the int64 position is fixed-size).

@@ -19,11 +19,12 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+
+from sdt3_event._files import temp_beside
 
 logger = logging.getLogger(__name__)
 
@@ -157,7 +158,7 @@ class CachedDataset:
         else:
             items = (computed[i] for i in range(n))
         dtype = _storage_dtype(self.transform)
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.key}.", suffix=".tmp", dir=self.path.parent)
+        fd, tmp = temp_beside(self.path, prefix=f".{self.key}.")
         os.close(fd)
         logger.info("building frame cache %s (%d samples)", self.path, n)
         try:

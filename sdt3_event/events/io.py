@@ -26,13 +26,13 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from sdt3_event._files import temp_beside
 from sdt3_event.events import _aedat, _arrays, _nmnist, _prophesee
 from sdt3_event.events._assemble import (
     DecodedEvents,
@@ -733,9 +733,8 @@ def write_events(
         writable = sorted(f.name for f in FORMATS.values() if f.writable)
         raise ValueError(f"cannot write format {format!r}; writable: {writable}")
 
-    fd, tmp_name = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    fd, tmp = temp_beside(path, prefix=path.name + ".")
     os.close(fd)
-    tmp = Path(tmp_name)
     try:
         if format == "hdf5":
             _arrays.encode_hdf5(tmp, events, sensor_size)
