@@ -258,17 +258,3 @@ def dv16(rows, st, out, n):
         n += 1
     st[N_TOTAL] += n - n0
     return n
-
-
-@numba.njit(cache=True, nogil=True)
-def search_t(events, value):
-    """The first index whose ``t`` is ``>= value`` in time-sorted records (binary search on the
-    records themselves: no copy of the strided ``t`` field)."""
-    lo, hi = 0, events.shape[0]
-    while lo < hi:
-        mid = (lo + hi) >> 1
-        if events[mid].t < value:
-            lo = mid + 1
-        else:
-            hi = mid
-    return lo

@@ -20,13 +20,12 @@ Deviations from Tonic, on purpose:
 
 from __future__ import annotations
 
-import bisect
 import functools
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from sdt3_event.events.schema import SensorSize
+from sdt3_event.events.schema import SensorSize, first_at
 
 __all__ = [
     "to_frames",
@@ -122,7 +121,7 @@ def _searchsorted(t: np.ndarray, values: np.ndarray) -> np.ndarray:
     if t.flags.c_contiguous or len(values) * 64 > len(t):
         return np.searchsorted(t, values)
     # A field of a structured array is strided; np.searchsorted would copy all of it.
-    return np.array([bisect.bisect_left(t, v) for v in values.tolist()], dtype=np.int64)
+    return np.array([first_at(t, v) for v in values.tolist()], dtype=np.int64)
 
 
 def _coordinates(events: np.ndarray, index, sensor_size: SensorSize) -> dict[str, np.ndarray]:

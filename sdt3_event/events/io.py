@@ -42,7 +42,7 @@ from sdt3_event.events._assemble import (
     concat,
     take,
 )
-from sdt3_event.events.schema import EVENT_DTYPE, EventFormatError, SensorSize
+from sdt3_event.events.schema import EVENT_DTYPE, EventFormatError, SensorSize, first_at
 
 logger = logging.getLogger(__name__)
 
@@ -592,8 +592,6 @@ class EventChunks:
                 yield out[:n], st.copy(), first, -1, f.truncated_bytes
 
     def _stream(self) -> Iterator[np.ndarray]:
-        from sdt3_event.events import _kernels
-
         source = str(self.path)
         ordered = FORMATS[self.format].ordered
         self.n_dropped = self.truncated_bytes = 0
@@ -630,18 +628,18 @@ class EventChunks:
             # block. Only the next block's events stamped at or before the carry's last one merge
             # with it (a stable sort of a few events); nothing large is ever copied.
             if len(carry) and len(events):
-                j = _kernels.search_t(events, int(carry["t"][-1]) + 1)
+                j = first_at(events["t"], int(carry["t"][-1]) + 1)
                 if j:
                     head = concat([carry, events[:j]])
                     carry = take(head, np.argsort(head["t"], kind="stable"))
                     events = events[j:]
             # carry, then events: sorted; what lies below the new floor is final
-            k = len(carry) if floor < 0 else _kernels.search_t(carry, floor)
+            k = len(carry) if floor < 0 else first_at(carry["t"], floor)
             yield from self._pieces(carry[:k])
             if k < len(carry):  # the time base did not advance past the carry (tiny blocks)
                 carry = concat([carry[k:], events])
                 continue
-            cut = len(events) if floor < 0 else _kernels.search_t(events, floor)
+            cut = len(events) if floor < 0 else first_at(events["t"], floor)
             carry = events[cut:]
             yield from self._pieces(events[:cut])
         yield from self._pieces(carry)

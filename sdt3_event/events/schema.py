@@ -9,6 +9,8 @@ Sensor sizes follow Tonic's convention ``(W, H, P)``.
 
 from __future__ import annotations
 
+import bisect
+
 import numpy as np
 
 EVENT_DTYPE = np.dtype([("t", "<i8"), ("x", "<i2"), ("y", "<i2"), ("p", "?")])
@@ -101,3 +103,12 @@ def validate_events(
             events = events[inside]
             n_dropped = n_out
     return events, n_dropped
+
+
+def first_at(t: np.ndarray, value: int, lo: int = 0) -> int:
+    """Index of the first of the time-sorted ``t[lo:]`` at or after ``value``.
+
+    ``t`` is usually the ``t`` field of structured events, which is strided: ``np.searchsorted``
+    would first copy the whole column, while a bisection reads only ``log2(len(t))`` elements.
+    """
+    return bisect.bisect_left(t, value, lo)

@@ -22,14 +22,13 @@ a window without waiting for the next event). Rules, all counted in :class:`Wind
 
 from __future__ import annotations
 
-import bisect
 import time
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from sdt3_event.events.frames import _compiled
-from sdt3_event.events.schema import EVENT_DTYPE
+from sdt3_event.events.schema import EVENT_DTYPE, first_at
 
 
 @dataclass(frozen=True)
@@ -147,7 +146,7 @@ class SlidingWindower:
             self._restart()
         floor = self._floor()
         if floor is not None and t[0] < floor:
-            keep = _first_at(t, floor)
+            keep = first_at(t, floor)
             self.stats.events_late += keep
             chunk = chunk[keep:]
             if len(chunk) == 0:
@@ -240,8 +239,8 @@ class SlidingWindower:
             t = chunk["t"]
             if t[0] >= end:
                 break
-            a = _first_at(t, start) if t[0] < start else 0
-            b = _first_at(t, end) if t[-1] >= end else len(chunk)
+            a = first_at(t, start) if t[0] < start else 0
+            b = first_at(t, end) if t[-1] >= end else len(chunk)
             if b > a:
                 parts.append(chunk[a:b])
                 last_arrival = arrival
@@ -263,7 +262,7 @@ class SlidingWindower:
             self._arrivals.pop(0)
         if self._chunks and int(self._chunks[0]["t"][0]) < t_min:
             first = self._chunks[0]
-            cut = _first_at(first["t"], t_min)
+            cut = first_at(first["t"], t_min)
             self._chunks[0] = first[cut:]
             self._buffered -= cut
 
@@ -344,7 +343,7 @@ class FrameWindower(SlidingWindower):
         a = 0
         for g in range(g0, g1 + 1):
             hi = self._edge(g + 1)
-            b = len(chunk) if g == g1 else _first_at(t, hi, a)
+            b = len(chunk) if g == g1 else first_at(t, hi, a)
             if b > a and g % m < n_bins:  # bins in the gaps between windows are never used
                 slot = self._bins.get(g)
                 if slot is None:
@@ -388,15 +387,6 @@ class FrameWindower(SlidingWindower):
     def _restart(self) -> None:
         super()._restart()
         self._origin = None
-
-
-def _first_at(t: np.ndarray, value: int, lo: int = 0) -> int:
-    """Index of the first of the sorted times ``t[lo:]`` at or after ``value``.
-
-    ``t`` is a field of structured events (strided): ``np.searchsorted`` would first copy the
-    whole column; a bisection reads only ``log2(len(t))`` of its elements.
-    """
-    return bisect.bisect_left(t, value, lo)
 
 
 def scan_chunk(chunk: np.ndarray, width: int, height: int) -> tuple[bool, bool]:
