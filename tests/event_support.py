@@ -8,12 +8,17 @@ from sdt3_event.events.schema import make_events
 
 
 def random_events(
-    n: int = 2000, w: int = 128, h: int = 128, seed: int = 0, t_max: int = 1_000_000
+    n: int = 2000,
+    w: int = 128,
+    h: int = 128,
+    seed: int = 0,
+    t_max: int = 1_000_000,
+    t_min: int = 0,
 ) -> np.ndarray:
-    """``n`` events, uniform over a ``w`` x ``h`` sensor and ``[0, t_max)`` µs, sorted by time."""
+    """``n`` events, uniform over a ``w`` x ``h`` sensor and ``[t_min, t_max)`` µs, sorted by time."""
     rng = np.random.default_rng(seed)
     return make_events(
-        np.sort(rng.integers(0, t_max, n)),
+        np.sort(rng.integers(t_min, t_max, n)),
         rng.integers(0, w, n),
         rng.integers(0, h, n),
         rng.integers(0, 2, n),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pickle
 
+import event_support
 import numpy as np
 import pytest
 import tonic
@@ -48,9 +49,7 @@ def tonic_random_input(sensor_size=(200, 100, 2), n_events=10000, seed=0, t0=0):
 
 def random_events(n, w, h, t_range, seed=0):
     """Our schema: ``n`` events on a ``w`` x ``h`` sensor, times sorted in ``[t_range)``."""
-    rng = np.random.default_rng(seed)
-    t = np.sort(rng.integers(*t_range, n))
-    return make_events(t, rng.integers(0, w, n), rng.integers(0, h, n), rng.integers(0, 2, n))
+    return event_support.random_events(n, w, h, seed, t_max=t_range[1], t_min=t_range[0])
 
 
 def real_recording():
