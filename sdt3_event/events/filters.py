@@ -38,6 +38,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from sdt3_event.events.frames import _compiled
+
 __all__ = [
     "background_activity_filter",
     "refractory_filter",
@@ -96,36 +98,36 @@ def _check_coordinates(events: np.ndarray) -> None:
         raise ValueError("events have negative coordinates; drop or shift them before filtering")
 
 
-@functools.cache
-def _kernels():
-    """The numba kernels (compiled on first use, cached on disk)."""
-    import numba
+# The numba kernels below are compiled on first use and cached on disk (events.frames._compiled).
 
-    @numba.njit(cache=True, nogil=True)
-    def background_activity(t, x, y, w, h, time_us, offsets_x, offsets_y, keep, memory):
-        for i in range(t.shape[0]):
-            xi, yi, ti = np.int64(x[i]), np.int64(y[i]), np.int64(t[i])
-            memory[yi, xi] = ti
-            for k in range(offsets_x.shape[0]):
-                xn, yn = xi + offsets_x[k], yi + offsets_y[k]
-                if 0 <= xn < w and 0 <= yn < h and ti - memory[yn, xn] < time_us:
-                    keep[i] = True
-                    break
 
-    @numba.njit(cache=True, nogil=True)
-    def refractory(t, x, y, w, h, time_us, keep, memory):
-        for i in range(t.shape[0]):
-            xi, yi, ti = np.int64(x[i]), np.int64(y[i]), np.int64(t[i])
-            keep[i] = ti - memory[yi, xi] > time_us
-            memory[yi, xi] = ti
+def _background_activity(t, x, y, w, h, time_us, offsets_x, offsets_y, keep, memory):
+    for i in range(t.shape[0]):
+        xi, yi, ti = np.int64(x[i]), np.int64(y[i]), np.int64(t[i])
+        memory[yi, xi] = ti
+        for k in range(offsets_x.shape[0]):
+            xn, yn = xi + offsets_x[k], yi + offsets_y[k]
+            if 0 <= xn < w and 0 <= yn < h and ti - memory[yn, xn] < time_us:
+                keep[i] = True
+                break
 
-    @numba.njit(cache=True, nogil=True)
-    def pixel_mask(x, y, w, h, bad, keep):  # keep events whose pixel is not marked in bad (H, W)
-        for i in range(x.shape[0]):
-            xi, yi = np.int64(x[i]), np.int64(y[i])
-            keep[i] = not (0 <= xi < w and 0 <= yi < h and bad[yi, xi])
 
-    return background_activity, refractory, pixel_mask
+def _refractory(t, x, y, w, h, time_us, keep, memory):
+    for i in range(t.shape[0]):
+        xi, yi, ti = np.int64(x[i]), np.int64(y[i]), np.int64(t[i])
+        keep[i] = ti - memory[yi, xi] > time_us
+        memory[yi, xi] = ti
+
+
+def _pixel_mask(x, y, w, h, bad, keep):  # keep events whose pixel is not marked in bad (H, W)
+    for i in range(x.shape[0]):
+        xi, yi = np.int64(x[i]), np.int64(y[i])
+        keep[i] = not (0 <= xi < w and 0 <= yi < h and bad[yi, xi])
+
+
+_background_activity_kernel = _compiled(_background_activity)
+_refractory_kernel = _compiled(_refractory)
+_pixel_mask_kernel = _compiled(_pixel_mask)
 
 
 def _offsets(radius: int, neighbourhood: str) -> tuple[np.ndarray, np.ndarray]:
@@ -143,8 +145,9 @@ def new_memory(sensor_size) -> np.ndarray:
     return np.full((int(sensor_size[1]), int(sensor_size[0])), _NEVER, np.int64)
 
 
-def _memory_filter(kernel: int, events: np.ndarray, memory: np.ndarray | None, *args):
-    """Run a timestamp-memory kernel (0: background activity, 1: refractory) over ``events``."""
+def _memory_filter(kernel, events: np.ndarray, memory: np.ndarray | None, *args):
+    """Run a timestamp-memory kernel getter (``_background_activity_kernel`` or
+    ``_refractory_kernel``) over ``events``."""
     if len(events) == 0:
         return events.copy()
     _check_coordinates(events)
@@ -155,7 +158,7 @@ def _memory_filter(kernel: int, events: np.ndarray, memory: np.ndarray | None, *
         raise ValueError(f"events lie outside the {w}x{h} memory; drop them first")
     keep = np.zeros(len(events), np.bool_)
     # args: (time_us, offsets_x, offsets_y) for background activity, (time_us,) for refractory
-    _kernels()[kernel](events["t"], events["x"], events["y"], w, h, *args, keep, memory)
+    kernel()(events["t"], events["x"], events["y"], w, h, *args, keep, memory)
     return _select(events, keep)
 
 
@@ -188,7 +191,13 @@ def background_activity_filter(
         ValueError: a bad parameter or negative coordinates.
     """
     _check_ba(time_us, radius, neighbourhood)
-    return _memory_filter(0, events, memory, int(time_us), *_offsets(int(radius), neighbourhood))
+    return _memory_filter(
+        _background_activity_kernel,
+        events,
+        memory,
+        int(time_us),
+        *_offsets(int(radius), neighbourhood),
+    )
 
 
 def refractory_filter(
@@ -212,7 +221,7 @@ def refractory_filter(
     """
     if time_us < 0:
         raise ValueError(f"time_us must be >= 0, got {time_us}")
-    return _memory_filter(1, events, memory, int(time_us))
+    return _memory_filter(_refractory_kernel, events, memory, int(time_us))
 
 
 def hot_pixels(events: np.ndarray, factor: float = 10.0, learn_us: int | None = None) -> np.ndarray:
@@ -271,7 +280,7 @@ def hot_pixel_filter(
     bad = np.zeros((h, w), np.bool_)
     bad[hot[:, 1], hot[:, 0]] = True
     keep = np.empty(len(events), np.bool_)
-    _kernels()[2](events["x"], events["y"], w, h, bad, keep)
+    _pixel_mask_kernel()(events["x"], events["y"], w, h, bad, keep)
     return _select(events, keep)
 
 

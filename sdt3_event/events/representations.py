@@ -24,12 +24,12 @@ give the same tensor whatever their first event's time.
 
 from __future__ import annotations
 
-import functools
 import math
 from dataclasses import dataclass
 
 import numpy as np
 
+from sdt3_event.events.frames import _compiled
 from sdt3_event.events.schema import SensorSize
 
 __all__ = [
@@ -48,68 +48,68 @@ __all__ = [
 ]
 
 
-@functools.cache
-def _kernels():
-    """The numba kernels (compiled on first use, cached on disk)."""
-    import numba
+# The numba kernels below are compiled on first use and cached on disk (events.frames._compiled).
 
-    @numba.njit(cache=True, nogil=True)
-    def voxel(t, x, y, p, t0, span, w, h, n_bins, out):  # out: (T * H * W,) float64
-        # ts = T * (t - t0) / span as Tonic computes it (float64, same operation order); two
-        # passes, left weights then right ones, in event order: Tonic's np.add.at order.
-        plane = w * h
-        scale = np.float64(n_bins)
-        for right in (0, 1):
-            for i in range(t.shape[0]):
-                ts = scale * (np.float64(t[i]) - t0) / span if span != 0 else 0.0
-                ti = np.int64(ts)
-                k = ti + right
-                if k < n_bins:
-                    sign = 1.0 if p[i] > 0 else -1.0
-                    weight = ts - ti if right else 1.0 - (ts - ti)
-                    out[k * plane + np.int64(y[i]) * w + x[i]] += sign * weight
 
-    @numba.njit(cache=True, nogil=True)
-    def last_times(t, x, y, p, n_pol, h, w, ends, out):  # out: (N, P, H, W) float64, -inf
-        memory = np.full((n_pol, h, w), -np.inf)
-        i = 0
-        for k in range(ends.shape[0]):
-            while i < ends[k]:
-                pol = np.int64(p[i]) if n_pol > 1 else 0
-                memory[pol, y[i], x[i]] = t[i]
-                i += 1
-            out[k] = memory
+def _voxel(t, x, y, p, t0, span, w, h, n_bins, out):  # out: (T * H * W,) float64
+    # ts = T * (t - t0) / span as Tonic computes it (float64, same operation order); two
+    # passes, left weights then right ones, in event order: Tonic's np.add.at order.
+    plane = w * h
+    scale = np.float64(n_bins)
+    for right in (0, 1):
+        for i in range(t.shape[0]):
+            ts = scale * (np.float64(t[i]) - t0) / span if span != 0 else 0.0
+            ti = np.int64(ts)
+            k = ti + right
+            if k < n_bins:
+                sign = 1.0 if p[i] > 0 else -1.0
+                weight = ts - ti if right else 1.0 - (ts - ti)
+                out[k * plane + np.int64(y[i]) * w + x[i]] += sign * weight
 
-    @numba.njit(cache=True, nogil=True)
-    def averaged(t, x, y, group_start, group_end, rho, size, window, tau, linear, out):
-        # out: (groups, S, S) float32; events of one (cell, polarity) group are contiguous and
-        # sorted by time, so the past window of event i is a contiguous run ending at i - 1.
-        zero = np.float32(0.0)
-        local = np.zeros((size, size), np.float32)
-        for g in range(group_start.shape[0]):
-            acc = np.zeros((size, size), np.float32)
-            for i in range(group_start[g], group_end[g]):
-                ti = np.float32(t[i])
-                start = max(zero, ti - window)
-                first = i
-                while first > group_start[g] and np.float32(t[first - 1]) >= start:
-                    first -= 1
-                local[:, :] = 0
-                for j in range(first, i):
-                    dx, dy = x[j] - x[i], y[j] - y[i]
-                    if abs(dx) <= rho and abs(dy) <= rho:
-                        d = ti - np.float32(t[j])
-                        if linear:
-                            v = -d / (np.float32(3.0) * tau) + np.float32(1.0)
-                        else:
-                            v = np.exp(-d / tau)
-                        local[dy + rho, dx + rho] += v
-                local[rho, rho] += np.float32(1.0)
-                acc += local
-            n = group_end[g] - group_start[g]
-            out[g] = acc / np.float32(max(1, n))
 
-    return voxel, last_times, averaged
+def _last_times(t, x, y, p, n_pol, h, w, ends, out):  # out: (N, P, H, W) float64, -inf
+    memory = np.full((n_pol, h, w), -np.inf)
+    i = 0
+    for k in range(ends.shape[0]):
+        while i < ends[k]:
+            pol = np.int64(p[i]) if n_pol > 1 else 0
+            memory[pol, y[i], x[i]] = t[i]
+            i += 1
+        out[k] = memory
+
+
+def _averaged(t, x, y, group_start, group_end, rho, size, window, tau, linear, out):
+    # out: (groups, S, S) float32; events of one (cell, polarity) group are contiguous and
+    # sorted by time, so the past window of event i is a contiguous run ending at i - 1.
+    zero = np.float32(0.0)
+    local = np.zeros((size, size), np.float32)
+    for g in range(group_start.shape[0]):
+        acc = np.zeros((size, size), np.float32)
+        for i in range(group_start[g], group_end[g]):
+            ti = np.float32(t[i])
+            start = max(zero, ti - window)
+            first = i
+            while first > group_start[g] and np.float32(t[first - 1]) >= start:
+                first -= 1
+            local[:, :] = 0
+            for j in range(first, i):
+                dx, dy = x[j] - x[i], y[j] - y[i]
+                if abs(dx) <= rho and abs(dy) <= rho:
+                    d = ti - np.float32(t[j])
+                    if linear:
+                        v = -d / (np.float32(3.0) * tau) + np.float32(1.0)
+                    else:
+                        v = np.exp(-d / tau)
+                    local[dy + rho, dx + rho] += v
+            local[rho, rho] += np.float32(1.0)
+            acc += local
+        n = group_end[g] - group_start[g]
+        out[g] = acc / np.float32(max(1, n))
+
+
+_voxel_kernel = _compiled(_voxel)
+_last_times_kernel = _compiled(_last_times)
+_averaged_kernel = _compiled(_averaged)
 
 
 def _check_xy(events: np.ndarray, sensor_size: SensorSize) -> None:
@@ -128,7 +128,7 @@ def _voxel(events: np.ndarray, sensor_size, n_time_bins: int, t0: float, span: f
     out = np.zeros(n_time_bins * h * w, np.float64)
     if len(events):
         ev = events
-        _kernels()[0](ev["t"], ev["x"], ev["y"], ev["p"], t0, span, w, h, int(n_time_bins), out)
+        _voxel_kernel()(ev["t"], ev["x"], ev["y"], ev["p"], t0, span, w, h, int(n_time_bins), out)
     return out.reshape(n_time_bins, 1, h, w)  # (T, 1, H, W)
 
 
@@ -186,7 +186,7 @@ def _surfaces(events, sensor_size, ends: np.ndarray, refs: np.ndarray, tau: floa
         x = np.ascontiguousarray(events["x"], np.int64)
         y = np.ascontiguousarray(events["y"], np.int64)
         p = np.ascontiguousarray(events["p"], np.int64)
-        _kernels()[1](events["t"], x, y, p, n_pol, h, w, ends.astype(np.int64), memory)
+        _last_times_kernel()(events["t"], x, y, p, n_pol, h, w, ends.astype(np.int64), memory)
     else:
         memory[...] = -np.inf
     # exp(-(ref - last) / tau): Tonic's expression and numpy's exp (bit for bit), in place, one
@@ -322,7 +322,7 @@ def to_averaged_time_surface(
     counts = np.bincount(group, minlength=n_cells * n_pol)
     ends = np.cumsum(counts)
     out = np.zeros((n_cells * n_pol, surface_size, surface_size), np.float32)
-    _kernels()[2](
+    _averaged_kernel()(
         events["t"][order],
         x[order],
         y[order],
