@@ -94,6 +94,20 @@ def test_temporal_if_integrates_over_time_with_soft_reset():
     assert torch.equal(sn(x2), _temporal_reference(x2, 4))
 
 
+@pytest.mark.parametrize("rounding", ["half_even", "half_up"])
+def test_temporal_if_inference_path_equals_autograd_path(rounding):
+    # without autograd the loop runs in place; the values must be the same to the bit
+    torch.manual_seed(1)
+    x = torch.randn(7, 3, 5, 4) * 3
+    x[0, 0, 0] = 0.5  # a rounding tie at the first step
+    sn = TemporalIF(D=4, norm=1, rounding=rounding)
+    with torch.no_grad():
+        fast = sn(x)
+    slow = sn(x.clone().requires_grad_()).detach()
+    assert torch.equal(fast, slow)
+    assert fast.shape == x.shape
+
+
 def test_temporal_if_starts_from_rest_every_call():
     sn = TemporalIF(D=4, norm=4)
     x = torch.full((3, 2), 0.3)
