@@ -25,6 +25,12 @@ def random_events(
     )
 
 
+def assert_events(events: np.ndarray, *, t, x, y, p) -> None:
+    """``events`` hold exactly these columns (compared one by one: a failure names the column)."""
+    for name, expected in (("t", t), ("x", x), ("y", y), ("p", p)):
+        np.testing.assert_array_equal(events[name], expected, err_msg=f"column {name!r}")
+
+
 def write_random_recording(path, n: int, sensor_size: tuple, seed: int = 0, t_max: int = 1_000_000):
     """Write ``random_events`` on a ``(W, H, P)`` sensor to ``path`` (its suffix picks the format);
     returns the events."""
