@@ -37,8 +37,10 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from sdt3_event.engine.train import autocast, optimizer_step, resolve_amp  # noqa: E402
 from sdt3_event.layers.attention import set_attention_order  # noqa: E402
 from sdt3_event.layers.neurons import MultiSpike, quantize  # noqa: E402
+from sdt3_event.layers.snn import reset_net  # noqa: E402
 from sdt3_event.registry import create_model  # noqa: E402
 
 
@@ -76,12 +78,6 @@ def officialise(model: nn.Module) -> nn.Module:
     return model
 
 
-def reset_net(model: nn.Module) -> None:
-    for m in model.modules():
-        if isinstance(m, OfficialQIFNode):
-            m.reset()
-
-
 CASES = {
     "sdt3_19m_hardvs": dict(kwargs={}, frames=True, T=8, size=224, classes=300),
     "sdt3_10m": dict(kwargs={}, frames=False, T=1, size=224, classes=1000),
@@ -95,12 +91,6 @@ def _input(case: dict, batch: int, size: int, T: int, device) -> torch.Tensor:
     else:
         x = torch.randn(batch, 3, size, size, generator=g)
     return x.to(device)
-
-
-def _amp_dtype(amp: str, device: torch.device):
-    if device.type != "cuda" or amp == "off":
-        return None
-    return {"bf16": torch.bfloat16, "fp16": torch.float16}[amp]
 
 
 def _sync(device: torch.device) -> None:
@@ -120,27 +110,16 @@ def train_step_case(name: str, variant: str, args: dict) -> dict:
         officialise(model)
     model.train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-5, weight_decay=0.01)
-    dtype = _amp_dtype(args["amp"], device)
+    dtype = resolve_amp(args["amp"], device)
     scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
     step_model = torch.compile(model) if args["compile"] and variant == "ours" else model
     x = _input(case, batch, size, T, device)
     y = torch.randint(0, case["classes"], (batch,), device=device)
 
     def step():
-        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+        with autocast(device, dtype):
             loss = F.cross_entropy(step_model(x).float(), y, label_smoothing=0.1)
-        opt.zero_grad(set_to_none=True)
-        if scaler is not None:
-            scaler.scale(loss).backward()
-            scaler.unscale_(opt)
-        else:
-            loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        if scaler is not None:
-            scaler.step(opt)
-            scaler.update()
-        else:
-            opt.step()
+        optimizer_step(loss, opt, model.parameters(), scaler=scaler, clip=1.0)
         if variant == "official":
             reset_net(model)
 

@@ -20,6 +20,19 @@ def save_inference_checkpoint(path: Path, model, contract, model_name: str = "sd
     )
 
 
+def save_micro_checkpoint(path: Path, contract) -> Path:
+    """Save a seeded, untrained ``sdt3_micro`` with one output per class of ``contract`` and its
+    ``T``, for the live path's tests (the app path is the same as for a trained model)."""
+    import torch
+
+    from sdt3_event import create_model
+
+    torch.manual_seed(0)
+    n_classes = len(contract.class_names)
+    model = create_model("sdt3_micro", num_classes=n_classes, in_chans=2, T=contract.n_time_bins)
+    return save_inference_checkpoint(path, model, contract)
+
+
 def assert_trained_by(checkpoint: Path, recipe: Path) -> dict:
     """Assert that ``recipe`` (a YAML config) is the config stored in ``checkpoint``; settings
     added to the config after the checkpoint was trained must keep their defaults there.

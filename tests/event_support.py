@@ -1,4 +1,4 @@
-"""Event arrays for the reader tests (importable because pytest puts tests/ on sys.path)."""
+"""Event arrays and recordings for the reader and stream tests (importable because pytest puts tests/ on sys.path)."""
 
 from __future__ import annotations
 
@@ -23,3 +23,19 @@ def random_events(
         rng.integers(0, h, n),
         rng.integers(0, 2, n),
     )
+
+
+def assert_events(events: np.ndarray, *, t, x, y, p) -> None:
+    """``events`` hold exactly these columns (compared one by one: a failure names the column)."""
+    for name, expected in (("t", t), ("x", x), ("y", y), ("p", p)):
+        np.testing.assert_array_equal(events[name], expected, err_msg=f"column {name!r}")
+
+
+def write_random_recording(path, n: int, sensor_size: tuple, seed: int = 0, t_max: int = 1_000_000):
+    """Write ``random_events`` on a ``(W, H, P)`` sensor to ``path`` (its suffix picks the format);
+    returns the events."""
+    from sdt3_event.events.io import write_events
+
+    events = random_events(n, sensor_size[0], sensor_size[1], seed, t_max)
+    write_events(path, events, sensor_size)
+    return events

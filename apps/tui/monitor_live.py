@@ -19,19 +19,19 @@ import numpy as np
 from rich.segment import Segment
 from rich.text import Text
 from textual import work
-from textual.app import App, ComposeResult
+from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.css.query import NoMatches
 from textual.message import Message
 from textual.strip import Strip
 from textual.widget import Widget
-from textual.widgets import ContentSwitcher, Footer, Header, Sparkline, Static
+from textual.widgets import ContentSwitcher, Sparkline, Static
 from textual.worker import get_current_worker
 
 from sdt3_event.stream.records import Prediction, StreamStatus
 
-from .log_capture import LogCapture
+from .base import MonitorApp
 from .render import (
     as_display_frame,
     bar,
@@ -44,8 +44,8 @@ from .render import (
     resample_counts,
     save_snapshot,
 )
-from .size_guard import SizeGuard
 from .stats import LiveStats
+from .widgets import SparkRow
 
 STATE_STYLES = {
     "connecting": "yellow",
@@ -124,7 +124,7 @@ class EventView(Widget):
         return Strip.blank(width, self.rich_style)
 
 
-class LiveMonitorApp(SizeGuard, App[int]):
+class LiveMonitorApp(MonitorApp):
     """The live dashboard for one :class:`~sdt3_event.stream.pipeline.LivePipeline`.
 
     Args:
@@ -139,8 +139,8 @@ class LiveMonitorApp(SizeGuard, App[int]):
             for the next frame (the pipeline's bounded queue absorbs and counts the excess).
     """
 
-    CSS_PATH = "monitor.tcss"
     MIN_SIZE = (60, 18)
+    PANEL_TITLES = {"#view": "Events", "#predictions": "Predictions", "#system": "System"}
     BINDINGS = [
         Binding("p", "toggle_pause", "Pause/resume"),
         Binding("r", "reset_stats", "Reset stats"),
@@ -183,39 +183,24 @@ class LiveMonitorApp(SizeGuard, App[int]):
         self.last_snapshot: Path | None = None
         self._dirty = False
         self._lifecycle = threading.Lock()
-        self.log_capture = LogCapture(self)
 
     # ----------------------------------------------------------------------------- layout
-    def compose(self) -> ComposeResult:
-        yield Header()
-        yield from self.compose_too_small()
-        with Vertical(id="main"):
-            with Horizontal(id="top"):
-                with ContentSwitcher(initial="events", id="view"):
-                    yield EventView(id="events")
-                    with Vertical(id="spikes"):
-                        yield Static(id="spike-text")
-                        yield Sparkline([], id="energy-spark")
-                yield Static(id="predictions")
-            with Vertical(id="system"):
-                yield Static(id="source-line")
-                with Horizontal(classes="spark-row"):
-                    yield Static("events ", classes="spark-label")
-                    yield Sparkline([], id="rate-spark")
-                    yield Static(id="rate-text", classes="spark-value")
-                with Horizontal(classes="spark-row"):
-                    yield Static("latency", classes="spark-label")
-                    yield Sparkline([], id="latency-spark")
-                    yield Static(id="latency-text", classes="spark-value")
-                yield Static(id="counters")
-        yield Footer()
+    def compose_panels(self) -> ComposeResult:
+        with Horizontal(id="top"):
+            with ContentSwitcher(initial="events", id="view"):
+                yield EventView(id="events")
+                with Vertical(id="spikes"):
+                    yield Static(id="spike-text")
+                    yield Sparkline([], id="energy-spark")
+            yield Static(id="predictions")
+        with Vertical(id="system"):
+            yield Static(id="source-line")
+            yield SparkRow("events ", "rate")
+            yield SparkRow("latency", "latency")
+            yield Static(id="counters")
 
     def on_mount(self) -> None:
-        self.check_size()
-        self.log_capture.install()
-        self.query_one("#view").border_title = "Events"
-        self.query_one("#predictions").border_title = "Predictions"
-        self.query_one("#system").border_title = "System"
+        self.prepare_screen()
         self.refresh_panels()
         self.set_interval(self.frame_interval, self._redraw_if_dirty)
         self.drain_pipeline()
@@ -284,7 +269,6 @@ class LiveMonitorApp(SizeGuard, App[int]):
     def on_unmount(self) -> None:
         # Stop the source as the app closes; the worker sees the cancellation on its next poll.
         self._stop_pipeline()
-        self.log_capture.uninstall()
 
     def on_live_monitor_app_records(self, message: Records) -> None:
         self.stats.add(message.records)

@@ -13,18 +13,18 @@ from pathlib import Path
 from typing import Any
 
 from rich.text import Text
-from textual.app import App, ComposeResult
+from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.css.query import NoMatches
 from textual.widget import Widget
-from textual.widgets import Footer, Header, ProgressBar, Sparkline, Static
+from textual.widgets import ProgressBar, Sparkline, Static
 
 from sdt3_event.runlog import MetricsFollower, TrainingProgress
 
-from .log_capture import LogCapture
+from .base import MonitorApp
 from .render import braille_plot, format_count, format_duration, format_num
-from .size_guard import SizeGuard
+from .widgets import SparkRow
 
 AXIS_W = 8
 
@@ -97,7 +97,7 @@ class LinePlot(Widget):
         return out
 
 
-class TrainingMonitorApp(SizeGuard, App[int]):
+class TrainingMonitorApp(MonitorApp):
     """The training dashboard for one run folder.
 
     Args:
@@ -106,8 +106,13 @@ class TrainingMonitorApp(SizeGuard, App[int]):
         clock: unix seconds (compared with the records' ``time``); tests pass a fake one.
     """
 
-    CSS_PATH = "monitor.tcss"
     MIN_SIZE = (50, 16)
+    PANEL_TITLES = {
+        "#progress-panel": "Run",
+        "#loss-plot": "Loss",
+        "#acc-plot": "Accuracy (eval)",
+        "#rates": "Learning rate · throughput",
+    }
     BINDINGS = [
         Binding("r", "reload", "Reload"),
         Binding("q", "quit_monitor", "Quit"),
@@ -128,41 +133,25 @@ class TrainingMonitorApp(SizeGuard, App[int]):
         self.poll_s = poll_s
         self.clock = clock
         self.title = f"sdt3-event monitor · {self.run_dir.name or self.run_dir}"
-        self.log_capture = LogCapture(self)
         self._drawn: tuple[TrainingProgress, int] | None = None
 
-    def compose(self) -> ComposeResult:
-        yield Header()
-        yield from self.compose_too_small()
-        with Vertical(id="main"):
-            with Vertical(id="progress-panel"):
-                yield Static(id="run-line")
-                with Horizontal(id="progress-row"):
-                    yield ProgressBar(total=1000, show_eta=False, show_percentage=True, id="bar")
-                    yield Static(id="progress-text")
-                yield Static(id="best-line")
-            with Horizontal(id="plots"):
-                yield LinePlot(id="loss-plot", classes="plot")
-                yield LinePlot(id="acc-plot", classes="plot", y_unit="%")
-            with Vertical(id="rates"):
-                with Horizontal(classes="spark-row"):
-                    yield Static("lr", classes="spark-label")
-                    yield Sparkline([], id="lr-spark")
-                    yield Static(id="lr-text", classes="spark-value")
-                with Horizontal(classes="spark-row"):
-                    yield Static("samples", classes="spark-label")
-                    yield Sparkline([], id="sps-spark")
-                    yield Static(id="sps-text", classes="spark-value")
-            yield Static(id="run-status")
-        yield Footer()
+    def compose_panels(self) -> ComposeResult:
+        with Vertical(id="progress-panel"):
+            yield Static(id="run-line")
+            with Horizontal(id="progress-row"):
+                yield ProgressBar(total=1000, show_eta=False, show_percentage=True, id="bar")
+                yield Static(id="progress-text")
+            yield Static(id="best-line")
+        with Horizontal(id="plots"):
+            yield LinePlot(id="loss-plot", classes="plot")
+            yield LinePlot(id="acc-plot", classes="plot", y_unit="%")
+        with Vertical(id="rates"):
+            yield SparkRow("lr", "lr")
+            yield SparkRow("samples", "sps")
+        yield Static(id="run-status")
 
     def on_mount(self) -> None:
-        self.check_size()
-        self.log_capture.install()
-        self.query_one("#progress-panel").border_title = "Run"
-        self.query_one("#loss-plot").border_title = "Loss"
-        self.query_one("#acc-plot").border_title = "Accuracy (eval)"
-        self.query_one("#rates").border_title = "Learning rate · throughput"
+        self.prepare_screen()
         self.poll()
         self.set_interval(self.poll_s, self.poll)
 
@@ -279,9 +268,6 @@ class TrainingMonitorApp(SizeGuard, App[int]):
                 style="bold red",
             )
         self.query_one("#run-status", Static).update(text)
-
-    def on_unmount(self) -> None:
-        self.log_capture.uninstall()
 
     # ----------------------------------------------------------------------------- actions
     def action_reload(self) -> None:

@@ -71,6 +71,40 @@ def unwrap(model: nn.Module) -> nn.Module:
             return model
 
 
+def optimizer_step(
+    loss: torch.Tensor,
+    optimizer: torch.optim.Optimizer,
+    parameters: Iterable[torch.Tensor],
+    *,
+    scaler: torch.amp.GradScaler | None = None,
+    clip: float | None = None,
+) -> torch.Tensor | None:
+    """One update from ``loss``: zero the gradients, backward, clip their norm to ``clip``, step.
+
+    With a ``scaler`` (fp16 autocast) the loss is scaled for the backward pass and the gradients
+    are unscaled before clipping, so ``clip`` is in the model's units either way.
+
+    Returns:
+        the total gradient norm before clipping (a 0-d tensor, not synced), or ``None`` when
+        ``clip`` is ``None``.
+    """
+    optimizer.zero_grad(set_to_none=True)
+    if scaler is not None:
+        scaler.scale(loss).backward()
+        scaler.unscale_(optimizer)
+    else:
+        loss.backward()
+    norm = None
+    if clip is not None:
+        norm = torch.nn.utils.clip_grad_norm_(parameters, clip)
+    if scaler is not None:
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        optimizer.step()
+    return norm
+
+
 def train_one_epoch(
     model: nn.Module,
     loader: Iterable,
@@ -154,20 +188,8 @@ def train_one_epoch(
                 f"(optim.clip_grad), try train.amp=bf16 or off instead of fp16, and check the "
                 f"input frames for NaN/inf."
             )
-        optimizer.zero_grad(set_to_none=True)
-        if scaler is not None:
-            scaler.scale(loss).backward()
-            scaler.unscale_(optimizer)
-        else:
-            loss.backward()
-        grad_norm = None
-        if clip_grad is not None:
-            grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), clip_grad))
-        if scaler is not None:
-            scaler.step(optimizer)
-            scaler.update()
-        else:
-            optimizer.step()
+        norm = optimizer_step(loss, optimizer, model.parameters(), scaler=scaler, clip=clip_grad)
+        grad_norm = None if norm is None else float(norm)
         reset_net(unwrap(model))
         lr = optimizer.param_groups[0]["lr"]
         if scheduler is not None:

@@ -72,23 +72,26 @@ class EventFormat:
         description: what the format is and where it comes from.
         extensions: file name suffixes that select it (lower case, with the dot).
         magic: what the file starts with (``None``: no magic number).
+        decoder: what decodes it.
         sensor_size: the fixed ``(W, H, P)`` of the format, if it has one.
         geometry_in_file: the file can state its sensor size.
         ordered: the format promises non-decreasing timestamps (a decrease raises); otherwise
             the reader sorts stably.
-        decoder: what decodes it.
         writable: :func:`write_events` can write it.
+
+    The last four default to what most formats do, so a row of :data:`FORMATS` names only its
+    exceptions.
     """
 
     name: str
     description: str
     extensions: tuple[str, ...]
     magic: bytes | None
-    sensor_size: SensorSize | None
-    geometry_in_file: bool
-    ordered: bool
     decoder: str
-    writable: bool
+    sensor_size: SensorSize | None = None
+    geometry_in_file: bool = True
+    ordered: bool = True
+    writable: bool = True
 
 
 FORMATS: dict[str, EventFormat] = {
@@ -99,33 +102,23 @@ FORMATS: dict[str, EventFormat] = {
             "iniVation AEDAT 4.0 (DV software, DAVIS346 / DVXplorer); events stream",
             (".aedat4", ".aedat"),
             _aedat.MAGIC_AEDAT4,
-            None,
-            True,
-            True,
             "lz4/zstd + numba",
-            True,
         ),
         EventFormat(
             "aedat3",
             "iniVation AEDAT 3.1 polarity packets (DVS128 Gesture's original files)",
             (".aedat",),
             _aedat.MAGIC_AEDAT31,
-            None,
-            True,
-            True,
             "numpy",
-            True,
         ),
         EventFormat(
             "aedat2",
             "jAER AEDAT 2.0 with CIFAR10-DVS's address layout (x/y flipped, 128x128)",
             (".aedat",),
             _aedat.MAGIC_AEDAT2,
-            _aedat.CIFAR10DVS_SENSOR,
-            False,
-            True,
             "numpy",
-            True,
+            sensor_size=_aedat.CIFAR10DVS_SENSOR,
+            geometry_in_file=False,
         ),
         EventFormat(
             "evt2",
@@ -133,66 +126,37 @@ FORMATS: dict[str, EventFormat] = {
             "no geometry",
             (".raw",),
             b"%",
-            None,
-            True,
-            False,
             "numba",
-            True,
+            ordered=False,
         ),
         EventFormat(
-            "evt3",
-            "Prophesee RAW EVT 3.0 (IMX636 / Gen4)",
-            (".raw",),
-            b"%",
-            None,
-            True,
-            False,
-            "numba",
-            True,
+            "evt3", "Prophesee RAW EVT 3.0 (IMX636 / Gen4)", (".raw",), b"%", "numba", ordered=False
         ),
         EventFormat(
-            "dat",
-            "Prophesee DAT (CD / Event2d records; N-CARS, ATIS)",
-            (".dat",),
-            b"%",
-            None,
-            True,
-            True,
-            "numba",
-            True,
+            "dat", "Prophesee DAT (CD / Event2d records; N-CARS, ATIS)", (".dat",), b"%", "numba"
         ),
         EventFormat(
             "npz",
             "numpy .npz with t/x/y/p arrays (HARDVS compact event files)",
             (".npz",),
             _ZIP_MAGICS[0],
-            None,
-            True,
-            True,
             "numpy",
-            True,
         ),
         EventFormat(
             "hdf5",
             "HDF5: group 'events' with t/x/y/p datasets, or a compound 'events' dataset",
             (".h5", ".hdf5", ".hdf"),
             _HDF5_MAGIC,
-            None,
-            True,
-            True,
             "h5py",
-            True,
         ),
         EventFormat(
             "nmnist",
             "N-MNIST / N-Caltech101 ATIS 5-byte .bin (34x34 for N-MNIST)",
             (".bin",),
             None,
-            _nmnist.NMNIST_SENSOR,
-            False,
-            True,
             "numpy",
-            True,
+            sensor_size=_nmnist.NMNIST_SENSOR,
+            geometry_in_file=False,
         ),
     )
 }

@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from sdt3_event.layers.attention import SpikeMatMulAttention
 from sdt3_event.layers.neurons import MultiSpike
 from sdt3_event.layers.snn import reset_net
+from sdt3_event.spikes._hooks import ForwardHooks
 from sdt3_event.spikes.firing import FiringRecorder
 from sdt3_event.spikes.graph import LINEAR_TYPES, SpikeGraph, trace_spike_graph
 
@@ -88,7 +89,7 @@ def _macs(op: nn.Module, output: torch.Tensor) -> float:
     return float(output.numel()) * float(op.weight[0].numel())
 
 
-class OpCounter:
+class OpCounter(ForwardHooks):
     """Context manager counting MACs and SOPs of a model's ops while it runs.
 
     Args:
@@ -101,7 +102,6 @@ class OpCounter:
         self.graph = graph
         self.layers: dict[str, LayerOps] = {}
         self.samples = 0
-        self._handles: list = []
         self._levels: dict[str, tuple[int, float]] = {
             n: (m.D, m.norm) for n, m in model.named_modules() if isinstance(m, MultiSpike)
         }
@@ -110,22 +110,16 @@ class OpCounter:
         D, norm = self._levels[neuron]
         return torch.round(x.detach().double() * norm).clamp_(0, D)
 
-    def __enter__(self) -> OpCounter:
+    def attach(self) -> None:
         g = self.graph
         for name, m in self.model.named_modules():
             if isinstance(m, LINEAR_TYPES) and (name in g.spike_fed or name in g.dense):
                 kind = "ac" if name in g.spike_fed else "mac"
                 self.layers[name] = LayerOps(name, kind)
-                self._handles.append(m.register_forward_hook(self._linear_hook(name, m)))
+                self.keep(m.register_forward_hook(self._linear_hook(name, m)))
             elif isinstance(m, SpikeMatMulAttention) and name in g.attention:
                 self.layers[name] = LayerOps(name, "attention")
-                self._handles.append(m.register_forward_hook(self._attention_hook(name, m)))
-        return self
-
-    def __exit__(self, *exc) -> None:
-        for h in self._handles:
-            h.remove()
-        self._handles.clear()
+                self.keep(m.register_forward_hook(self._attention_hook(name, m)))
 
     def _linear_hook(self, name: str, op: nn.Module):
         def hook(mod, inputs, output):

@@ -14,6 +14,7 @@ import torch
 import torch.nn as nn
 
 from sdt3_event.layers.neurons import MultiSpike
+from sdt3_event.spikes._hooks import ForwardHooks
 
 
 @dataclass
@@ -54,7 +55,7 @@ def stage_of(name: str) -> str:
     return name.split(".", 1)[0]
 
 
-class FiringRecorder:
+class FiringRecorder(ForwardHooks):
     """Context manager recording firing statistics of every neuron in ``model``.
 
     Example::
@@ -71,19 +72,12 @@ class FiringRecorder:
     def __init__(self, model: nn.Module) -> None:
         self.model = model
         self.stats: dict[str, NeuronStats] = {}
-        self._handles: list = []
 
-    def __enter__(self) -> FiringRecorder:
+    def attach(self) -> None:
         for name, m in self.model.named_modules():
             if isinstance(m, MultiSpike):
                 self.stats.setdefault(name, NeuronStats(D=m.D, levels=[0] * (m.D + 1)))
-                self._handles.append(m.register_forward_hook(self._hook(name, m)))
-        return self
-
-    def __exit__(self, *exc) -> None:
-        for h in self._handles:
-            h.remove()
-        self._handles.clear()
+                self.keep(m.register_forward_hook(self._hook(name, m)))
 
     def _hook(self, name: str, neuron: MultiSpike):
         def hook(mod, inputs, output):

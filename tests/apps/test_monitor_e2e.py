@@ -11,7 +11,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from checkpoint_support import save_inference_checkpoint
+from checkpoint_support import save_micro_checkpoint
 from testpaths import REPO
 
 pytestmark = pytest.mark.slow
@@ -27,14 +27,10 @@ def _checkpoint(tmp_path: Path) -> Path:
             return Path(DEMO_CHECKPOINT)
     except ImportError:
         pass
-    import torch
     from sdt3_event.datasets.synthetic import SYNTHETIC_CLASSES
 
-    from sdt3_event import create_model
     from sdt3_event.events.contract import DataContract
 
-    torch.manual_seed(0)
-    model = create_model("sdt3_micro", num_classes=len(SYNTHETIC_CLASSES), in_chans=2, T=2)
     contract = DataContract(
         sensor_size=(128, 128, 2),
         input_size=(64, 64),
@@ -43,9 +39,7 @@ def _checkpoint(tmp_path: Path) -> Path:
         clamp=4,
         class_names=SYNTHETIC_CLASSES,
     )
-    path = tmp_path / "micro.pt"
-    save_inference_checkpoint(path, model, contract)
-    return path
+    return save_micro_checkpoint(tmp_path / "micro.pt", contract)
 
 
 class Tmux:

@@ -9,9 +9,9 @@ import sys
 
 import numpy as np
 import pytest
-from rich.text import Text
 from sdt3_event.apps.tui.monitor_live import EventView, LiveMonitorApp
 from sdt3_event.apps.tui.render import fit_cells
+from tui_support import FakeClock, text_of, until
 
 from sdt3_event.stream.records import Prediction, StreamStatus
 
@@ -50,14 +50,6 @@ class FakePipeline:
         return item
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def prediction(i: int, *, latency_ms: float = 10.0, rate: float = 0.5) -> Prediction:
     frame = np.zeros((2, 32, 48), dtype=np.float32)  # (P, H, W)
     frame[1, 4:8, 4:8] = i + 1
@@ -88,20 +80,6 @@ STATUS = StreamStatus(
     windows_in=20,
     windows_dropped=3,
 )
-
-
-def text_of(app: LiveMonitorApp, selector: str) -> str:
-    content = app.query_one(selector).content
-    return content.plain if isinstance(content, Text) else str(content)
-
-
-async def until(pilot, condition, timeout: float = 10.0) -> None:
-    for _ in range(int(timeout / 0.02)):
-        if condition():
-            await pilot.pause()
-            return
-        await pilot.pause(0.02)
-    raise AssertionError("the app did not reach the expected state in time")
 
 
 def make_app(pipeline, tmp_path, clock=None) -> LiveMonitorApp:

@@ -5,34 +5,12 @@ from __future__ import annotations
 import asyncio
 import json
 
-from rich.text import Text
 from sdt3_event.apps.tui.monitor_train import LinePlot, TrainingMonitorApp
-
-
-class FakeClock:
-    def __init__(self, now: float) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def text_of(app, selector: str) -> str:
-    content = app.query_one(selector).content
-    return content.plain if isinstance(content, Text) else str(content)
+from tui_support import FakeClock, text_of, until
 
 
 def plot_text(app, selector: str) -> str:
     return app.query_one(selector, LinePlot).render().plain
-
-
-async def until(pilot, condition, timeout: float = 10.0) -> None:
-    for _ in range(int(timeout / 0.02)):
-        if condition():
-            await pilot.pause()
-            return
-        await pilot.pause(0.02)
-    raise AssertionError("the app did not reach the expected state in time")
 
 
 def line(**record) -> str:
@@ -58,35 +36,31 @@ def steps(first: int, last: int, t0: float = 1000.0) -> str:
     )
 
 
+def evaluation(epoch: int, *, loss: float, acc1: float, acc5: float, best_acc1: float) -> str:
+    # The eval record half a second after the epoch's last step (10 steps an epoch, as above).
+    step = 10 * (epoch + 1)
+    return line(
+        event="eval",
+        time=1000.5 + step,
+        epoch=epoch,
+        step=step,
+        loss=loss,
+        acc1=acc1,
+        acc5=acc5,
+        best_acc1=best_acc1,
+        is_best=acc1 == best_acc1,
+    )
+
+
 def test_finished_run(tmp_path):
     (tmp_path / "checkpoints").mkdir()
     (tmp_path / "checkpoints" / "best.pt").write_bytes(b"")
     (tmp_path / "metrics.jsonl").write_text(
         START
         + steps(1, 10)
-        + line(
-            event="eval",
-            time=1010.5,
-            epoch=0,
-            step=10,
-            loss=1.0,
-            acc1=60.0,
-            acc5=95.0,
-            best_acc1=60.0,
-            is_best=True,
-        )  # fmt: skip
+        + evaluation(0, loss=1.0, acc1=60.0, acc5=95.0, best_acc1=60.0)
         + steps(11, 20)
-        + line(
-            event="eval",
-            time=1020.5,
-            epoch=1,
-            step=20,
-            loss=1.2,
-            acc1=55.0,
-            acc5=96.0,
-            best_acc1=60.0,
-            is_best=False,
-        )  # fmt: skip
+        + evaluation(1, loss=1.2, acc1=55.0, acc5=96.0, best_acc1=60.0)
         + line(event="end", time=1021.0, best_acc1=60.0, status="finished")
     )
 

@@ -8,7 +8,7 @@ import struct
 import h5py
 import numpy as np
 import pytest
-from event_support import random_events
+from event_support import assert_events, random_events
 
 from sdt3_event.events.io import FORMATS, detect_format, read_events, write_events
 from sdt3_event.events.schema import EVENT_DTYPE, make_events
@@ -36,10 +36,13 @@ def test_io_aedat2_cifar10dvs_layout(tmp_path):
     assert detect_format(path) == "aedat2"
     events, sensor = read_events(path)
     assert sensor == (128, 128, 2)
-    np.testing.assert_array_equal(events["x"], [117, 127, 0, 124])
-    np.testing.assert_array_equal(events["y"], [122, 127, 0, 63])
-    np.testing.assert_array_equal(events["p"], [True, False, True, False])
-    np.testing.assert_array_equal(events["t"], [100, 150, 150, 999_999])
+    assert_events(
+        events,
+        t=[100, 150, 150, 999_999],
+        x=[117, 127, 0, 124],
+        y=[122, 127, 0, 63],
+        p=[True, False, True, False],
+    )
 
 
 def test_io_aedat2_equals_tonic_raw_records(tmp_path):
@@ -85,10 +88,13 @@ def test_io_aedat31_gesture_layout(tmp_path):
     events, sensor = read_events(path)
     assert sensor == (128, 128, 2)
     # the invalid (valid bit 0) event and the special-event packet are skipped
-    np.testing.assert_array_equal(events["x"], [1, 127, 3, 4])
-    np.testing.assert_array_equal(events["y"], [2, 0, 127, 4])
-    np.testing.assert_array_equal(events["p"], [True, False, False, True])
-    np.testing.assert_array_equal(events["t"], [10, 20, 0x7FFFFFF0, (1 << 31) | 5])
+    assert_events(
+        events,
+        t=[10, 20, 0x7FFFFFF0, (1 << 31) | 5],
+        x=[1, 127, 3, 4],
+        y=[2, 0, 127, 4],
+        p=[True, False, False, True],
+    )
 
 
 def test_io_aedat31_equals_tonic_raw_records(tmp_path):
@@ -189,10 +195,13 @@ def test_io_evt2_layout(tmp_path):
     events, sensor = read_events(path)
     assert sensor == (640, 480, 2)
     # the CD word before the first TIME_HIGH has no time base and is dropped
-    np.testing.assert_array_equal(events["t"], [5 * 64 + 3, 5 * 64 + 63, 6 * 64])
-    np.testing.assert_array_equal(events["x"], [1, 639, 7])
-    np.testing.assert_array_equal(events["y"], [2, 479, 8])
-    np.testing.assert_array_equal(events["p"], [True, False, False])
+    assert_events(
+        events,
+        t=[5 * 64 + 3, 5 * 64 + 63, 6 * 64],
+        x=[1, 639, 7],
+        y=[2, 479, 8],
+        p=[True, False, False],
+    )
 
 
 def test_io_evt2_out_of_order_is_sorted_stably(tmp_path):
@@ -311,10 +320,13 @@ def test_io_evt3_layout_with_vectors_and_time_base(tmp_path):
     path.write_bytes(header + struct.pack(f"<{len(words)}H", *words))
     events, sensor = read_events(path)
     assert sensor == (1280, 720, 2)
-    np.testing.assert_array_equal(events["x"], [3, 100, 102, 111, 112, 119, 4, 6])
-    np.testing.assert_array_equal(events["y"], [7, 7, 7, 7, 7, 7, 7, 9])
-    np.testing.assert_array_equal(events["t"], [4106] * 6 + [8192, 8193])
-    np.testing.assert_array_equal(events["p"], [True] + [False] * 6 + [True])
+    assert_events(
+        events,
+        t=[4106] * 6 + [8192, 8193],
+        x=[3, 100, 102, 111, 112, 119, 4, 6],
+        y=[7, 7, 7, 7, 7, 7, 7, 9],
+        p=[True] + [False] * 6 + [True],
+    )
 
 
 def test_io_evt3_time_loop(tmp_path):

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from model_support import outputs_around_reset
 
 from sdt3_event.layers.neurons import MultiSpike, TemporalIF
 from sdt3_event.models.sdt_v3 import EfficientSpikeFormer, SpikMAE, sincos_pos_embed_2d
@@ -166,13 +167,7 @@ def test_every_parameter_gets_a_gradient(name):
 def test_no_state_leaks_between_calls(name):
     torch.manual_seed(0)
     model = create_model(name, **SMALL[name]).eval()
-    x1, x2 = small_input(model), small_input(model)
-    with torch.no_grad():
-        a = model(x1)
-        model(x2)
-        b = model(x1)
-        model.reset_state()
-        c = model(x1)
+    a, b, c = outputs_around_reset(model, small_input(model), small_input(model))
     assert torch.equal(a, b) and torch.equal(a, c)
 
 
@@ -295,9 +290,10 @@ def test_sincos_pos_embed_layout():
     assert torch.equal(emb[0], torch.tensor([0.0, 0, 0, 0, 1, 1, 1, 1] * 2))
 
 
-def test_mae_tiny_forward_and_backward():
+def tiny_mae() -> SpikMAE:
+    """A one-block SpikMAE on 32x32 images (4 patches of 16x16), seeded."""
     torch.manual_seed(0)
-    mae = SpikMAE(
+    return SpikMAE(
         embed_dim=(16, 32, 64),
         depth=1,
         num_heads=4,
@@ -306,6 +302,10 @@ def test_mae_tiny_forward_and_backward():
         img_size=32,
         patch_size=16,
     )
+
+
+def test_mae_tiny_forward_and_backward():
+    mae = tiny_mae()
     imgs = torch.rand(2, 3, 32, 32)
     loss, pred, mask = mae(imgs)
     assert pred.shape == (2, 4, 16 * 16 * 3) and mask.shape == (2, 4)
@@ -352,16 +352,7 @@ def test_sparse_batchnorm_dense_and_masked():
 
 
 def test_mae_full_visibility_equals_dense_encoder():
-    torch.manual_seed(0)
-    mae = SpikMAE(
-        embed_dim=(16, 32, 64),
-        depth=1,
-        num_heads=4,
-        decoder_dim=32,
-        decoder_depth=1,
-        img_size=32,
-        patch_size=16,
-    ).train()
+    mae = tiny_mae().train()
     imgs = torch.rand(2, 3, 32, 32)
     with torch.no_grad():
         dense = mae.forward_encoder(imgs)

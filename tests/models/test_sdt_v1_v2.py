@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from model_support import outputs_around_reset
 
 from sdt3_event.layers import lif as lif_mod
 from sdt3_event.layers.attention import set_attention_order
@@ -313,12 +314,7 @@ def test_no_state_leak_between_calls():
     model = create_model("sdt1_2_256_gesture", T=2).eval()
     a = (torch.rand(2, 2, 2, 32, 32) < 0.5).float()
     b = (torch.rand(2, 2, 2, 32, 32) < 0.5).float() * 3
-    with torch.no_grad():
-        first = model(a)
-        model(b)
-        again = model(a)
-        model.reset_state()
-        after_reset = model(a)
+    first, again, after_reset = outputs_around_reset(model, a, b)
     assert torch.equal(first, again)
     assert torch.equal(first, after_reset)
 
@@ -587,22 +583,12 @@ def test_logits_equal_official_implementation(family, mode):
     from sdt3_event.models.sdt_v1 import SpikeDrivenTransformer
 
     events, images = _golden_inputs()
+    v1 = dict(in_chans=2, num_classes=5, embed_dim=64, depth=1, num_heads=8, T=3)
     if family == "v1":
-        model = SpikeDrivenTransformer(
-            in_chans=2, num_classes=5, embed_dim=64, depth=1, num_heads=8, T=3, pooling_stat="0111"
-        )
+        model = SpikeDrivenTransformer(**v1, pooling_stat="0111")
         x = events
     elif family == "v1dvs":  # official dvs_mode=True (CIFAR10-DVS): attention erosion
-        model = SpikeDrivenTransformer(
-            in_chans=2,
-            num_classes=5,
-            embed_dim=64,
-            depth=1,
-            num_heads=8,
-            T=3,
-            pooling_stat="0011",
-            dvs_pool=True,
-        )
+        model = SpikeDrivenTransformer(**v1, pooling_stat="0011", dvs_pool=True)
         x = events
     else:
         model = MetaSpikeFormer(

@@ -4,34 +4,24 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
 import torch
-from checkpoint_support import save_inference_checkpoint
+from checkpoint_support import save_micro_checkpoint
+from event_support import write_random_recording
 
 from sdt3_event.events.contract import DataContract
-from sdt3_event.events.schema import make_events
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
-    from sdt3_event import create_model
-    from sdt3_event.events.io import write_events
-
-    torch.manual_seed(0)
-    model = create_model("sdt3_micro", num_classes=3, in_chans=2, T=2)
     contract = DataContract(
         (40, 32, 2), (32, 32), 2, window_us=20_000, class_names=("a", "b", "c"), filters="ba:500"
     )
     folder = tmp_path_factory.mktemp("live_filters")
-    save_inference_checkpoint(folder / "tiny.pt", model, contract)
-    rng = np.random.default_rng(1)
-    n = 3_000
-    t = np.sort(rng.integers(0, 100_000, n))
-    ev = make_events(t, rng.integers(0, 40, n), rng.integers(0, 32, n), rng.integers(0, 2, n))
-    write_events(folder / "rec.npz", ev, (40, 32, 2))
+    save_micro_checkpoint(folder / "tiny.pt", contract)
+    write_random_recording(folder / "rec.npz", 3_000, (40, 32, 2), seed=1, t_max=100_000)
     return folder / "tiny.pt", folder / "rec.npz"
 
 

@@ -100,6 +100,12 @@ class RawServer:
         self.thread.join(2)
         self.sock.close()
 
+    def __enter__(self) -> RawServer:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
 
 def dv_header(compression=Compression.NONE) -> bytes:
     xml = aedat4.build_info_xml([StreamInfo(0, "EVTS", "events", size=SENSOR[:2])], compression)
@@ -237,8 +243,7 @@ def test_gives_up_after_max_retries_when_nobody_listens():
 
 
 def test_close_from_another_thread_ends_a_silent_stream():
-    raw = RawServer(dv_header(), hold_s=30)
-    try:
+    with RawServer(dv_header(), hold_s=30) as raw:
         src = NetworkSource(HOST, raw.port)
         result = {}
         t = threading.Thread(target=lambda: result.setdefault("ev", list(src)), daemon=True)
@@ -249,101 +254,78 @@ def test_close_from_another_thread_ends_a_silent_stream():
         t.join(3)
         assert not t.is_alive() and result["ev"] == []
         assert src.status.state == "finished"
-    finally:
-        raw.close()
 
 
 def test_idle_timeout_treats_a_silent_connection_as_lost():
-    raw = RawServer(dv_header(), hold_s=10)
-    try:
+    with RawServer(dv_header(), hold_s=10) as raw:
         src = NetworkSource(HOST, raw.port, reconnect=False, idle_timeout_s=0.5)
         with pytest.raises(ConnectionError, match="no data for 0.5 s"):
             collect(src, timeout_s=8)
-    finally:
-        raw.close()
 
 
 def test_a_recording_piped_into_a_socket_is_read_whole(tmp_path):
     # magic line, header with a data table position, packets, data table: as `nc -l < rec.aedat4`
     ev = random_events(4000)
-    raw = RawServer(
+    with RawServer(
         aedat4.write_aedat4(tmp_path / "r.aedat4", ev, SENSOR, packet_size=900).read_bytes()
-    )
-    try:
+    ) as raw:
         src = NetworkSource(HOST, raw.port, reconnect=False)
         np.testing.assert_array_equal(collect(src), ev)
         assert src.status.state == "finished"
-    finally:
-        raw.close()
 
 
 # -- bad input -------------------------------------------------------------------------------------
 
 
+def assert_read_fails(payload: bytes, match: str) -> None:
+    """A client reading ``payload`` from a server, without reconnecting, raises
+    ``EventFormatError`` matching ``match``."""
+    with RawServer(payload) as raw:
+        with pytest.raises(EventFormatError, match=match):
+            collect(NetworkSource(HOST, raw.port, reconnect=False))
+
+
 def test_garbage_server_raises_or_reconnects_with_a_clear_message():
-    raw = RawServer(bytes(np.random.default_rng(1).integers(0, 256, 4096, dtype=np.uint8)))
-    try:
+    with RawServer(bytes(np.random.default_rng(1).integers(0, 256, 4096, dtype=np.uint8))) as raw:
         with pytest.raises(EventFormatError, match="not plausible|IOHE|not AEDAT"):
             collect(NetworkSource(HOST, raw.port, reconnect=False))
         src = NetworkSource(HOST, raw.port, backoff_s=0.01, max_backoff_s=0.02, max_retries=2)
         with pytest.raises(ConnectionError, match="last problem: bad data"):
             collect(src)
         assert raw.accepted >= 3
-    finally:
-        raw.close()
 
 
 def test_truncated_packet_raises():
     packet = aedat4.encode_packet(0, random_events(100))
-    raw = RawServer(dv_header() + packet[: len(packet) // 2])
-    try:
-        with pytest.raises(EventFormatError, match="truncated"):
-            collect(NetworkSource(HOST, raw.port, reconnect=False))
-    finally:
-        raw.close()
+    assert_read_fails(dv_header() + packet[: len(packet) // 2], "truncated")
 
 
 def test_absurd_length_is_never_allocated():
-    raw = RawServer(dv_header() + struct.pack("<ii", 0, 0x7FFFFFF0) + bytes(64), hold_s=5)
-    try:
+    with RawServer(dv_header() + struct.pack("<ii", 0, 0x7FFFFFF0) + bytes(64), hold_s=5) as raw:
         tracemalloc.start()
         with pytest.raises(EventFormatError, match="claims 2147483632 bytes"):
             collect(NetworkSource(HOST, raw.port, reconnect=False), timeout_s=4)
         _, peak = tracemalloc.get_traced_memory()
         tracemalloc.stop()
         assert peak < 16 * 1024 * 1024
-    finally:
-        raw.close()
 
 
 def test_corrupt_compressed_packet_and_undeclared_stream_raise():
     good = aedat4.compress(aedat4.encode_event_packet(random_events(50)), Compression.LZ4)
     bad = bytearray(good)
     bad[20:40] = bytes(20)
-    raw = RawServer(dv_header(Compression.LZ4) + struct.pack("<ii", 0, len(bad)) + bytes(bad))
-    try:
-        # no checksums in DV's LZ4 frames: the zeroed bytes surface as a broken flatbuffer
-        with pytest.raises(EventFormatError, match="LZ4|identifier"):
-            collect(NetworkSource(HOST, raw.port, reconnect=False))
-    finally:
-        raw.close()
-    raw = RawServer(dv_header() + struct.pack("<ii", 9, 16) + bytes(16))
-    try:
-        with pytest.raises(EventFormatError, match="stream id 9"):
-            collect(NetworkSource(HOST, raw.port, reconnect=False))
-    finally:
-        raw.close()
+    # no checksums in DV's LZ4 frames: the zeroed bytes surface as a broken flatbuffer
+    lz4_packet = struct.pack("<ii", 0, len(bad)) + bytes(bad)
+    assert_read_fails(dv_header(Compression.LZ4) + lz4_packet, "LZ4|identifier")
+    assert_read_fails(dv_header() + struct.pack("<ii", 9, 16) + bytes(16), "stream id 9")
 
 
 def test_events_outside_the_sensor_are_dropped_and_counted():
     ev = random_events(100)
     ev["x"][::10] = 500  # 10 strays
-    raw = RawServer(dv_header() + aedat4.encode_packet(0, ev))
-    try:
+    with RawServer(dv_header() + aedat4.encode_packet(0, ev)) as raw:
         src = NetworkSource(HOST, raw.port, reconnect=False)
         got = collect(src)
-    finally:
-        raw.close()
     assert len(got) == 90 and src.events_out_of_range == 10
 
 

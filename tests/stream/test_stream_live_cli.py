@@ -10,10 +10,9 @@ import sys
 import threading
 import time
 
-import numpy as np
 import pytest
-import torch
-from checkpoint_support import save_inference_checkpoint
+from checkpoint_support import save_micro_checkpoint
+from event_support import write_random_recording
 from testpaths import REPO
 
 from sdt3_event.events.contract import DataContract
@@ -40,26 +39,14 @@ def _live(*args, timeout=180, **kw):
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
-    from sdt3_event import create_model
-
-    torch.manual_seed(0)
-    model = create_model("sdt3_micro", num_classes=3, in_chans=2, T=2)
     contract = DataContract((40, 32, 2), (32, 32), 2, window_us=20_000, class_names=CLASSES)
-    path = tmp_path_factory.mktemp("ckpt") / "tiny.pt"
-    save_inference_checkpoint(path, model, contract)
-    return path
+    return save_micro_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny.pt", contract)
 
 
 @pytest.fixture(scope="module")
 def recording(tmp_path_factory):
-    from sdt3_event.events.io import write_events
-
-    rng = np.random.default_rng(1)
-    n = 5_000
-    t = np.sort(rng.integers(0, 300_000, n))
-    ev = make_events(t, rng.integers(0, 40, n), rng.integers(0, 32, n), rng.integers(0, 2, n))
     path = tmp_path_factory.mktemp("rec") / "rec.npz"
-    write_events(path, ev, (40, 32, 2))
+    write_random_recording(path, 5_000, (40, 32, 2), seed=1, t_max=300_000)
     return path
 
 

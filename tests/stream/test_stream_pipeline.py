@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import torch
 from checkpoint_support import save_inference_checkpoint
+from event_support import write_random_recording
 
 from sdt3_event.events.contract import DataContract
 from sdt3_event.events.schema import EVENT_DTYPE, make_events
@@ -429,15 +430,8 @@ def tiny_checkpoint(tiny, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def small_recording(tmp_path_factory):
-    from sdt3_event.events.io import write_events
-
-    rng = np.random.default_rng(0)
-    n = 20_000
-    t = np.sort(rng.integers(0, 400_000, n))
-    ev = make_events(t, rng.integers(0, 48, n), rng.integers(0, 40, n), rng.integers(0, 2, n))
     path = tmp_path_factory.mktemp("rec") / "rec.npz"
-    write_events(path, ev, (48, 40, 2))
-    return path, ev
+    return path, write_random_recording(path, 20_000, (48, 40, 2), seed=0, t_max=400_000)
 
 
 def test_build_pipeline_end_to_end_on_a_file(tiny_checkpoint, small_recording):
