@@ -22,7 +22,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from sdt3_event.events import aedat4
-from sdt3_event.events.schema import EventFormatError, validate_events
+from sdt3_event.events.schema import EVENT_DTYPE, EventFormatError, validate_events
 from sdt3_event.stream.base import BaseEventSource
 
 log = logging.getLogger(__name__)
@@ -230,44 +230,58 @@ class NetworkSource(BaseEventSource):
             ):
                 if pkt.stream_id != info.stream_id:
                     continue
-                events = aedat4.decode_packet_events(
-                    pkt, header.compression, max_packet_bytes=self.max_packet_bytes, what=what
+                where = f"{what}: packet of stream {pkt.stream_id}"
+                data = aedat4.decompress(
+                    pkt.payload, header.compression, max_bytes=self.max_packet_bytes, what=where
                 )
-                events = self._continue_time(events, what)
+                events = self._decode(aedat4.decode_event_packet_raw(data, where), what)
                 if len(events):
                     self.events_in += len(events)
                     yield events
         finally:
             self.bytes_in += reader.bytes_read
 
-    def _continue_time(self, events: np.ndarray, what: str) -> np.ndarray:
-        """Check order inside a packet, keep time non-decreasing across packets, drop strays."""
-        if len(events) == 0:
+    def _decode(self, raw: np.ndarray, what: str) -> np.ndarray:
+        """On-wire rows -> events: one compiled pass converts them and gathers the order and the
+        coordinate bounds; then time is kept non-decreasing across packets and strays dropped.
+
+        Raises:
+            EventFormatError: timestamps going backwards inside the packet, or negative.
+        """
+        from sdt3_event.events import _kernels as k
+
+        events = np.empty(len(raw), dtype=EVENT_DTYPE)
+        if len(raw) == 0:
             return events
-        t = events["t"]
-        if len(t) > 1 and bool(np.any(t[1:] < t[:-1])):
+        st = k.new_state()
+        k.dv16(raw, st, events, 0)
+        if st[k.N_BACK]:
             raise EventFormatError(f"{what}: timestamps go backwards inside a packet")
-        if self._shift:
-            t += self._shift
-        if self._last_t is not None and int(t[0]) < self._last_t:
-            jump = self._last_t - int(t[0])
+        t = events["t"]
+        first = int(t[0]) + self._shift
+        if self._last_t is not None and first < self._last_t:
+            jump = self._last_t - first
             self._shift += jump
-            t += jump
+            first += jump
             self.time_jumps += 1
             log.info(
                 "%s: stream went back %d us in time; continuing from %d", what, jump, self._last_t
             )
-        self._last_t = int(t[-1])
-        if self._sensor_size is not None:
+        if first < 0:
+            raise EventFormatError(f"{what}: negative timestamp {first} us")
+        if self._shift:
+            t += self._shift
+        self._last_t = int(st[k.LAST_T]) + self._shift
+        size = self._sensor_size
+        if size is not None and (
+            st[k.MIN_X] < 0 or st[k.MAX_X] >= size[0] or st[k.MIN_Y] < 0 or st[k.MAX_Y] >= size[1]
+        ):
             events, n_out = validate_events(
-                events, self._sensor_size, source=what, drop_out_of_range=True, require_sorted=False
+                events, size, source=what, drop_out_of_range=True, require_sorted=False
             )
-            if n_out:
-                if not self.events_out_of_range:
-                    log.warning(
-                        "%s: dropping events outside the %s sensor", what, self._sensor_size
-                    )
-                self.events_out_of_range += n_out
+            if not self.events_out_of_range:
+                log.warning("%s: dropping events outside the %s sensor", what, size)
+            self.events_out_of_range += n_out
         return events
 
     def _chunks(self) -> Iterator[np.ndarray]:
