@@ -44,6 +44,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from sdt3_event.events._assemble import (
+    _V13,
     DecodedRecords,
     check_truncation,
     header_lines,
@@ -261,10 +262,17 @@ def _decode_words(data, fmt: str, source: str, allow_truncated: bool) -> Decoded
         )
         words = layout.words(body, n_words)
         st = _kernels.new_state()
-        # Capacity: one event per word at most, except EVT 3.0 vectors (counted exactly first).
-        cap = _kernels.evt3_capacity(words) if fmt == "evt3" else n_words
-        out = np.empty(cap, EVENT_DTYPE)
-        pos, n = _kernel(fmt)(words, 0, st, out, 0)
+        kernel = _kernel(fmt)
+        # Capacity: one event per word at most, except EVT 3.0 vectors. Starting at one per word
+        # saves a counting pass; when vectors fill it, the kernel stops (it is resumable) and the
+        # output grows by the exact count of the words left. Untouched pages cost no memory.
+        out = np.empty(n_words, EVENT_DTYPE)
+        pos, n = kernel(words, 0, st, out, 0)
+        if fmt == "evt3" and pos < n_words and not st[_kernels.ERR]:
+            grown = np.empty(n + _kernels.evt3_capacity(words[pos:]), EVENT_DTYPE)
+            grown.view(_V13)[:n] = out.view(_V13)[:n]
+            out = grown
+            pos, n = kernel(words, pos, st, out, n)
     finally:
         words = None
         body.release()  # no view may outlive the mapping

@@ -41,6 +41,7 @@ from typing import BinaryIO
 import numpy as np
 
 from sdt3_event._files import temp_beside
+from sdt3_event.events._assemble import _V13
 from sdt3_event.events._flatbuffers import root_table
 from sdt3_event.events.schema import EVENT_DTYPE, EventFormatError, SensorSize, validate_events
 
@@ -366,7 +367,6 @@ _EVTS_PREFIX = struct.Struct("<II4s2x3HiI")  # size, root, ident, pad, vtable(3)
 
 # ``EVENT_DTYPE`` is packed ``t, x, y, p`` (13 bytes): byte for byte the first 13 bytes of the 16-byte
 # on-wire struct. Converting is one copy of 13-byte items ("V13"), far faster than field by field.
-_V13 = np.dtype("V13")
 _ROW_V13 = np.dtype({"names": ["v"], "formats": [_V13], "offsets": [0], "itemsize": 16})
 
 

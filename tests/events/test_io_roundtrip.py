@@ -329,6 +329,25 @@ def test_io_evt3_layout_with_vectors_and_time_base(tmp_path):
     )
 
 
+def test_io_evt3_dense_vectors_hold_more_events_than_words(tmp_path):
+    # 20 full VECT_12 words carry 240 events in 24 words: the whole-file reader's first guess
+    # (one event per word) fills up and must grow without losing or repeating any event
+    words = [_e3(0x8, 1), _e3(0x6, 3), _e3(0x0, 5), _e3(0x3, (1 << 11) | 0)]
+    words += [_e3(0x4, 0xFFF)] * 20 + [_e3(0x6, 4), _e3(0x2, 300)]
+    path = tmp_path / "dense.raw"
+    path.write_bytes(b"% evt 3.0\n% format EVT3;height=480;width=640\n% end\n")
+    with open(path, "ab") as f:
+        f.write(struct.pack(f"<{len(words)}H", *words))
+    events, _ = read_events(path)
+    assert_events(
+        events,
+        t=[4099] * 240 + [4100],
+        x=list(range(240)) + [300],
+        y=[5] * 241,
+        p=[True] * 240 + [False],
+    )
+
+
 def test_io_evt3_time_loop(tmp_path):
     # the 12-bit time high loops at 2**24 us: 4095 -> 1 is a loop, not a step back
     words = [_e3(0x8, 4095), _e3(0x6, 5), _e3(0x0, 1), _e3(0x2, 1), _e3(0x8, 1), _e3(0x6, 2)]
