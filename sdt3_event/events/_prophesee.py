@@ -345,6 +345,25 @@ def iter_raw(
             yield out[:n], emit(), first, -1, truncated
 
 
+def _encodable(events: np.ndarray, fmt: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(t, x, y)`` as int64 for an encoder, after checking the 11-bit coordinates of EVT 2/3.
+
+    Raises:
+        EventFormatError: a coordinate outside 0..2047.
+    """
+    t, x, y = (events[f].astype(np.int64) for f in "txy")
+    if len(events) and (min(x.min(), y.min()) < 0 or max(x.max(), y.max()) > 0x7FF):
+        raise EventFormatError(f"{fmt} holds coordinates 0..2047 only")
+    return t, x, y
+
+
+def _raw_file_header(version: str, geometry: str | None) -> bytes:
+    """The ``%`` header of a RAW file this project writes (``geometry``: the size line, if any)."""
+    lines = [f"% evt {version}", "% integrator_name sdt3-event"]
+    lines += [f"% {geometry}"] if geometry else []
+    return ("\n".join([*lines, "% end"]) + "\n").encode()
+
+
 def encode_evt2(events: np.ndarray, sensor_size: SensorSize | None = None) -> bytes:
     """Write events as a Prophesee RAW EVT 2.0 file (header + words).
 
@@ -355,18 +374,13 @@ def encode_evt2(events: np.ndarray, sensor_size: SensorSize | None = None) -> by
     Raises:
         EventFormatError: coordinates that do not fit in 11 bits, or timestamps beyond 34 bits.
     """
-    t = events["t"].astype(np.int64)
-    x = events["x"].astype(np.int64)
-    y = events["y"].astype(np.int64)
-    if len(events) and (min(x.min(), y.min()) < 0 or max(x.max(), y.max()) > 0x7FF):
-        raise EventFormatError("EVT 2.0 holds coordinates 0..2047 only")
+    t, x, y = _encodable(events, "EVT 2.0")
     if len(events) and (t.min() < 0 or t.max() >= (1 << 34)):
         raise EventFormatError("EVT 2.0 holds timestamps below 2**34 us only")
-    lines = ["% evt 2.0", "% integrator_name sdt3-event"]
-    if sensor_size is not None:
-        lines.append(f"% geometry {int(sensor_size[0])}x{int(sensor_size[1])}")
-    lines.append("% end")
-    header = ("\n".join(lines) + "\n").encode()
+    geometry = (
+        None if sensor_size is None else f"geometry {int(sensor_size[0])}x{int(sensor_size[1])}"
+    )
+    header = _raw_file_header("2.0", geometry)
     high = t >> 6
     new_high = np.ones(len(t), bool)
     new_high[1:] = high[1:] != high[:-1]
@@ -405,16 +419,11 @@ def encode_evt3(events: np.ndarray, sensor_size: SensorSize | None = None) -> by
     Raises:
         EventFormatError: coordinates that do not fit in 11 bits.
     """
-    t = events["t"].astype(np.int64)
-    x = events["x"].astype(np.int64)
-    y = events["y"].astype(np.int64)
-    if len(events) and (min(x.min(), y.min()) < 0 or max(x.max(), y.max()) > 0x7FF):
-        raise EventFormatError("EVT 3.0 holds coordinates 0..2047 only")
-    lines = ["% evt 3.0", "% integrator_name sdt3-event"]
+    t, x, y = _encodable(events, "EVT 3.0")
+    geometry = None
     if sensor_size is not None:
-        lines.append(f"% format EVT3;height={int(sensor_size[1])};width={int(sensor_size[0])}")
-    lines.append("% end")
-    header = ("\n".join(lines) + "\n").encode()
+        geometry = f"format EVT3;height={int(sensor_size[1])};width={int(sensor_size[0])}"
+    header = _raw_file_header("3.0", geometry)
     n = len(t)
     if n == 0:
         return header
