@@ -246,6 +246,44 @@ def decode_raw(path, fmt: str, source: str, allow_truncated: bool) -> DecodedRec
             return _decode_words(data, fmt, source, allow_truncated)
 
 
+#: DAT files with at least this many records decode in two threads (records are independent).
+_SPLIT_RECORDS = 1 << 21
+
+
+def _dat_two_halves(words: np.ndarray, st: np.ndarray, out: np.ndarray) -> tuple[int, int]:
+    """Decode DAT records as two halves in two threads (the kernel releases the GIL), then merge
+    the halves' statistics into ``st`` as one pass over the whole would have left them.
+
+    Returns:
+        ``(pos, n)`` as the kernel: records read and events written (they stop at an error).
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    from sdt3_event.events import _kernels as k
+
+    h = len(words) // 2
+    st2 = k.new_state()
+    with ThreadPoolExecutor(1) as pool:
+        second = pool.submit(k.dat, words[h:], 0, st2, out[h:], 0)
+        pos, n = k.dat(words[:h], 0, st, out[:h], 0)
+        pos2, n2 = second.result()
+    if st[k.ERR] or pos < h:  # the first half stopped early: the second half does not count
+        return pos, n
+    if st2[k.ERR]:
+        st[k.ERR : k.ERR_B + 1] = st2[k.ERR : k.ERR_B + 1]
+        st[k.ERR_AT] += h
+    if n2:
+        first_t = int(out["t"][h])
+        st[k.N_BACK] += st2[k.N_BACK] + (n and first_t < st[k.LAST_T])
+        st[k.LAST_T] = st2[k.LAST_T]
+        st[k.MIN_X] = min(st[k.MIN_X], st2[k.MIN_X])
+        st[k.MAX_X] = max(st[k.MAX_X], st2[k.MAX_X])
+        st[k.MIN_Y] = min(st[k.MIN_Y], st2[k.MIN_Y])
+        st[k.MAX_Y] = max(st[k.MAX_Y], st2[k.MAX_Y])
+        st[k.N_TOTAL] += st2[k.N_TOTAL]
+    return h + pos2, n + n2
+
+
 def _decode_words(data, fmt: str, source: str, allow_truncated: bool) -> DecodedRecords:
     from sdt3_event.events import _kernels
 
@@ -267,7 +305,10 @@ def _decode_words(data, fmt: str, source: str, allow_truncated: bool) -> Decoded
         # saves a counting pass; when vectors fill it, the kernel stops (it is resumable) and the
         # output grows by the exact count of the words left. Untouched pages cost no memory.
         out = np.empty(n_words, EVENT_DTYPE)
-        pos, n = kernel(words, 0, st, out, 0)
+        if fmt == "dat" and n_words >= _SPLIT_RECORDS and (os.cpu_count() or 1) > 1:
+            pos, n = _dat_two_halves(words, st, out)
+        else:
+            pos, n = kernel(words, 0, st, out, 0)
         if fmt == "evt3" and pos < n_words and not st[_kernels.ERR]:
             grown = np.empty(n + _kernels.evt3_capacity(words[pos:]), EVENT_DTYPE)
             grown.view(_V13)[:n] = out.view(_V13)[:n]

@@ -11,7 +11,7 @@ import pytest
 from event_support import assert_events, random_events
 
 from sdt3_event.events.io import FORMATS, detect_format, read_events, write_events
-from sdt3_event.events.schema import EVENT_DTYPE, make_events
+from sdt3_event.events.schema import EVENT_DTYPE, EventFormatError, make_events
 
 
 def _random_events(n: int, w: int, h: int, seed: int = 0, t_max: int = 2_000_000) -> np.ndarray:
@@ -368,3 +368,50 @@ def test_io_evt2_time_high_wrap_is_unwrapped(tmp_path):
     path.write_bytes(b"% evt 2.0\n" + struct.pack(f"<{len(words)}I", *words))
     events, _ = read_events(path, (640, 480, 2))
     np.testing.assert_array_equal(events["t"], t)
+
+
+def _dat_file(path, t, x, y, p, polarity_field=None):
+    """A DAT file of the given records; ``polarity_field``: (record, value) to corrupt."""
+    rec = np.empty(len(t), np.dtype([("t", "<u4"), ("data", "<u4")]))
+    rec["t"] = t
+    rec["data"] = (np.asarray(p, np.int64) << 28) | (np.asarray(y) << 14) | np.asarray(x)
+    if polarity_field is not None:
+        i, value = polarity_field
+        rec["data"][i] = (value << 28) | (rec["data"][i] & 0x0FFFFFFF)
+    path.write_bytes(b"% Version 2\n% Width 64\n% Height 48\n" + bytes([12, 8]) + rec.tobytes())
+    return path
+
+
+@pytest.mark.parametrize("case", ["valid", "back_at_the_split", "bad_polarity_late"])
+def test_io_dat_two_thread_decode_equals_one_pass(tmp_path, monkeypatch, case):
+    # large DAT files decode as two halves in two threads; every outcome (events, the order
+    # statistics, the error and its byte offset) must be the one-pass decode's
+    from sdt3_event.events import _prophesee
+
+    rng = np.random.default_rng(3)
+    n = 101
+    t = np.sort(rng.integers(0, 10_000, n))
+    x, y, p = rng.integers(0, 64, n), rng.integers(0, 48, n), rng.integers(0, 2, n)
+    corrupt = None
+    if case == "back_at_the_split":
+        t[n // 2] = t[n // 2 - 1] - 1  # the first record of the second half goes back
+    if case == "bad_polarity_late":
+        corrupt = (80, 3)
+    path = _dat_file(tmp_path / "r.dat", t, x, y, p, corrupt)
+
+    def outcome():
+        try:
+            return read_events(path)[0]
+        except EventFormatError as exc:
+            return str(exc)
+
+    monkeypatch.setattr(_prophesee, "_SPLIT_RECORDS", 1 << 60)
+    one_pass = outcome()
+    monkeypatch.setattr(_prophesee, "_SPLIT_RECORDS", 16)
+    monkeypatch.setattr(_prophesee.os, "cpu_count", lambda: 2)
+    halves = outcome()
+    if case == "valid":
+        np.testing.assert_array_equal(halves, one_pass)
+        assert len(halves) == n
+    else:
+        assert isinstance(one_pass, str) and halves == one_pass
