@@ -133,10 +133,8 @@ def build_datasets(cfg: DataConfig, seed: int = 0) -> tuple[Dataset, Dataset, Da
         train = SyntheticGestures(
             "train", cfg.train_samples, transform=_frame_transform(contract, True, cfg), **common
         )
-        test = SyntheticGestures(
-            "test", cfg.test_samples, transform=_frame_transform(contract, False), **common
-        )
-        return train, test, contract
+        test = SyntheticGestures("test", cfg.test_samples, **common)
+        return train, _eval_frames(test, contract, cfg), contract
     train = _real_dataset(cfg, "train", None)
     sensor = cfg.sensor_size or getattr(train, "sensor_size", None)
     classes = class_names_of(train)
@@ -149,8 +147,20 @@ def build_datasets(cfg: DataConfig, seed: int = 0) -> tuple[Dataset, Dataset, Da
         raise ValueError(f"data set {cfg.dataset!r} at {cfg.root} reports no classes")
     contract = make_contract(cfg, sensor, classes)
     train.transform = _frame_transform(contract, True, cfg)
-    test = _real_dataset(cfg, cfg.eval_split, _frame_transform(contract, False))
-    return train, test, contract
+    test = _real_dataset(cfg, cfg.eval_split, None)
+    return train, _eval_frames(test, contract, cfg), contract
+
+
+def _eval_frames(dataset: Any, contract: DataContract, cfg: DataConfig) -> Dataset:
+    """The evaluation split with the contract's deterministic frame transform: through the
+    HDF5 frame cache in ``cfg.cache`` when set, else applied on every read."""
+    transform = _frame_transform(contract, False)
+    if cfg.cache:
+        from sdt3_event.events.cache import CachedDataset
+
+        return CachedDataset(dataset, transform, cfg.cache, workers=cfg.num_workers)
+    dataset.transform = transform
+    return dataset
 
 
 def build_loaders(
