@@ -125,6 +125,15 @@ class _SensorToSize:
         w, h = _wh(self.sensor_size)
         return w, h, int(self.size[1]), int(self.size[0])
 
+    def check_crop(self, remedy: str = "") -> None:
+        """Raise ValueError (with ``remedy``) when ``size`` does not fit inside the sensor."""
+        w, h, out_w, out_h = self.dims()
+        if out_h > h or out_w > w:
+            raise ValueError(
+                f"{type(self).__name__} size {tuple(self.size)} (H, W) exceeds the {w}x{h} sensor"
+                + (f"; {remedy}" if remedy else "")
+            )
+
 
 @dataclass(frozen=True)
 class SpatialResize(_SensorToSize):
@@ -176,45 +185,30 @@ class Letterbox(SpatialResize):
 
 
 @dataclass(frozen=True)
-class CenterCrop:
+class CenterCrop(_SensorToSize):
     """Keep the centred ``size`` box of the sensor (events outside are dropped).
 
     Raises:
         ValueError: ``size`` larger than the sensor (use :class:`CropOrPad`).
     """
 
-    sensor_size: tuple[int, int, int]
-    size: tuple[int, int]
-
     def __post_init__(self) -> None:
-        w, h = _wh(self.sensor_size)
-        if self.size[0] > h or self.size[1] > w:
-            raise ValueError(
-                f"CenterCrop size {tuple(self.size)} (H, W) exceeds the {w}x{h} sensor; "
-                "use CropOrPad or spatial='pad'"
-            )
+        self.check_crop("use CropOrPad or spatial='pad'")
 
     def __call__(self, events: np.ndarray) -> np.ndarray:
         return CropOrPad(self.sensor_size, self.size)(events)
 
 
 @dataclass(frozen=True)
-class RandomCrop:
+class RandomCrop(_SensorToSize):
     """Keep a random ``size`` box of the sensor (one box per call), shifted to the origin.
 
     Raises:
         ValueError: ``size`` larger than the sensor.
     """
 
-    sensor_size: tuple[int, int, int]
-    size: tuple[int, int]
-
     def __post_init__(self) -> None:
-        w, h = _wh(self.sensor_size)
-        if self.size[0] > h or self.size[1] > w:
-            raise ValueError(
-                f"RandomCrop size {tuple(self.size)} (H, W) exceeds the {w}x{h} sensor"
-            )
+        self.check_crop()
 
     def __call__(self, events: np.ndarray) -> np.ndarray:
         w, h = _wh(self.sensor_size)
