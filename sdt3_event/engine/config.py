@@ -71,6 +71,10 @@ class DataConfig:
         batch_size: per process (per GPU).
         eval_batch_size: ``None`` uses ``batch_size``.
         num_workers: DataLoader workers per process.
+        cache: folder of an HDF5 cache of the evaluation split's frames
+            (:class:`~sdt3_event.events.cache.CachedDataset`, keyed by the data set and the
+            contract: built on the first run, read by later ones); ``None``: no cache. Training
+            frames are not cached: their windows and augmentations are drawn anew every epoch.
         train_samples: synthetic data only: samples in the train split.
         test_samples: synthetic data only: samples in the test split.
         val_fraction: ``nmnist``: hold out this share of every class of the training recordings
@@ -102,6 +106,7 @@ class DataConfig:
     batch_size: int = 32
     eval_batch_size: int | None = None
     num_workers: int = 0
+    cache: str | None = None
     train_samples: int = 2000
     test_samples: int = 500
     val_fraction: float = 0.0

@@ -1,5 +1,5 @@
 """Data for the engine: data sets from a :class:`~sdt3_event.engine.config.DataConfig`, the data
-contract they imply, and seeded (distributed) loaders.
+contract they imply, and the seeded (distributed) loaders of the one loader factory.
 
 The event -> frame transform is always :func:`sdt3_event.events.transforms.build_frame_transform`
 built from the same :class:`DataContract` the checkpoint stores, so training, evaluation and live
@@ -12,13 +12,11 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import torch
 from torch.utils.data import DataLoader, Dataset
 
 from sdt3_event.engine.config import DataConfig
-from sdt3_event.engine.distributed import EpochShuffleSampler, ShardSampler
 from sdt3_event.events.contract import DataContract, auto_spatial
+from sdt3_event.events.loader import EpochShuffleSampler, make_loader
 
 logger = logging.getLogger(__name__)
 
@@ -135,10 +133,8 @@ def build_datasets(cfg: DataConfig, seed: int = 0) -> tuple[Dataset, Dataset, Da
         train = SyntheticGestures(
             "train", cfg.train_samples, transform=_frame_transform(contract, True, cfg), **common
         )
-        test = SyntheticGestures(
-            "test", cfg.test_samples, transform=_frame_transform(contract, False), **common
-        )
-        return train, test, contract
+        test = SyntheticGestures("test", cfg.test_samples, **common)
+        return train, _eval_frames(test, contract, cfg), contract
     train = _real_dataset(cfg, "train", None)
     sensor = cfg.sensor_size or getattr(train, "sensor_size", None)
     classes = class_names_of(train)
@@ -151,14 +147,20 @@ def build_datasets(cfg: DataConfig, seed: int = 0) -> tuple[Dataset, Dataset, Da
         raise ValueError(f"data set {cfg.dataset!r} at {cfg.root} reports no classes")
     contract = make_contract(cfg, sensor, classes)
     train.transform = _frame_transform(contract, True, cfg)
-    test = _real_dataset(cfg, cfg.eval_split, _frame_transform(contract, False))
-    return train, test, contract
+    test = _real_dataset(cfg, cfg.eval_split, None)
+    return train, _eval_frames(test, contract, cfg), contract
 
 
-def _seed_worker(worker_id: int) -> None:
-    """Seed NumPy in each loader worker from torch's per-worker seed (torch seeds only itself
-    and ``random``), so augmentations differ between workers and repeat across resumed runs."""
-    np.random.seed(torch.initial_seed() % 2**32)
+def _eval_frames(dataset: Any, contract: DataContract, cfg: DataConfig) -> Dataset:
+    """The evaluation split with the contract's deterministic frame transform: through the
+    HDF5 frame cache in ``cfg.cache`` when set, else applied on every read."""
+    transform = _frame_transform(contract, False)
+    if cfg.cache:
+        from sdt3_event.events.cache import CachedDataset
+
+        return CachedDataset(dataset, transform, cfg.cache, workers=cfg.num_workers)
+    dataset.transform = transform
+    return dataset
 
 
 def build_loaders(
@@ -170,30 +172,24 @@ def build_loaders(
     rank: int = 0,
     world_size: int = 1,
 ) -> tuple[DataLoader, DataLoader, EpochShuffleSampler]:
-    """Seeded loaders: the train order is a permutation seeded by ``seed + epoch`` split over ranks
-    (drop-last batches); evaluation shards without padding so counts all-reduce exactly.
+    """Seeded loaders from :func:`~sdt3_event.events.loader.make_loader`: the train order is a
+    permutation seeded by ``seed + epoch`` split over ranks (drop-last batches); evaluation shards
+    without padding so counts all-reduce exactly.
 
     Returns:
         ``(train_loader, test_loader, train_sampler)``; call ``train_sampler.set_epoch(e)``.
     """
-    sampler = EpochShuffleSampler(len(train_ds), seed, rank, world_size)
     common: dict[str, Any] = dict(
-        num_workers=cfg.num_workers,
-        pin_memory=torch.cuda.is_available(),
-        worker_init_fn=_seed_worker if cfg.num_workers > 0 else None,
+        workers=cfg.num_workers,
+        pin_memory=True,
+        distributed=world_size > 1,
+        num_replicas=world_size,
+        rank=rank,
         persistent_workers=False,
     )
-    train = DataLoader(
-        train_ds, batch_size=cfg.batch_size, sampler=sampler, drop_last=True, **common
-    )
-    test = DataLoader(
-        test_ds,
-        batch_size=cfg.eval_batch_size or cfg.batch_size,
-        sampler=ShardSampler(len(test_ds), rank, world_size),
-        drop_last=False,
-        **common,
-    )
-    return train, test, sampler
+    train = make_loader(train_ds, cfg.batch_size, train=True, seed=seed, **common)
+    test = make_loader(test_ds, cfg.eval_batch_size or cfg.batch_size, train=False, **common)
+    return train, test, train.sampler
 
 
 def build_eval_dataset(

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import logging
-import math
 import os
 import sys
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import NoReturn
 
 import torch
 import torch.distributed as dist
-from torch.utils.data import Sampler
+
+from sdt3_event.events.loader import EpochShuffleSampler, ShardSampler  # noqa: F401 (their home)
 
 logger = logging.getLogger(__name__)
 
@@ -99,55 +98,3 @@ def all_reduce_sum(values: list[float], device: torch.device) -> list[float]:
     t = torch.tensor(values, dtype=torch.float64, device=device)
     dist.all_reduce(t, op=dist.ReduceOp.SUM)
     return t.tolist()
-
-
-class EpochShuffleSampler(Sampler[int]):
-    """This process's share of a permutation seeded by ``seed + epoch``.
-
-    With one process it is a seeded shuffle; with several it splits one permutation across ranks
-    like :class:`torch.utils.data.DistributedSampler` (``drop_last``: each rank gets
-    ``len // world`` indices, so every rank runs the same number of steps). Call
-    :meth:`set_epoch` before each epoch; a resumed run reproduces the same order.
-    """
-
-    def __init__(self, n: int, seed: int, rank: int = 0, world_size: int = 1, shuffle: bool = True):
-        self.n, self.seed, self.rank, self.world_size, self.shuffle = (
-            n,
-            seed,
-            rank,
-            world_size,
-            shuffle,
-        )
-        self.epoch = 0
-        self.per_rank = n // world_size
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __iter__(self) -> Iterator[int]:
-        if self.shuffle:
-            g = torch.Generator().manual_seed(self.seed + self.epoch)
-            order = torch.randperm(self.n, generator=g).tolist()
-        else:
-            order = list(range(self.n))
-        order = order[: self.per_rank * self.world_size]
-        return iter(order[self.rank :: self.world_size])
-
-    def __len__(self) -> int:
-        return self.per_rank
-
-
-class ShardSampler(Sampler[int]):
-    """Evaluation sharding without padding: rank ``r`` takes indices ``r, r + W, ...``.
-
-    Every sample is evaluated exactly once over all ranks, so all-reduced counts are exact.
-    """
-
-    def __init__(self, n: int, rank: int = 0, world_size: int = 1):
-        self.n, self.rank, self.world_size = n, rank, world_size
-
-    def __iter__(self) -> Iterator[int]:
-        return iter(range(self.rank, self.n, self.world_size))
-
-    def __len__(self) -> int:
-        return max(0, math.ceil((self.n - self.rank) / self.world_size))

@@ -238,7 +238,7 @@ def evaluate(
 ) -> dict[str, Any]:
     """Top-1/top-5 accuracy, mean loss and the confusion matrix over ``loader``.
 
-    Under DDP each process evaluates its shard (:class:`~sdt3_event.engine.distributed.ShardSampler`)
+    Under DDP each process evaluates its shard (:class:`~sdt3_event.events.loader.ShardSampler`)
     and the counts are all-reduced, so every process returns the metrics of the whole set.
 
     Returns:

@@ -94,8 +94,11 @@ def _wh(sensor_size) -> tuple[int, int]:
     return int(sensor_size[0]), int(sensor_size[1])
 
 
-def _shift_and_keep(events: np.ndarray, dx: int, dy: int, w: int, h: int) -> np.ndarray:
-    """Shift coordinates by ``(dx, dy)`` and keep the events inside ``[0, w) x [0, h)``."""
+def _shift_and_keep(
+    events: np.ndarray, dx: int | np.ndarray, dy: int | np.ndarray, w: int, h: int
+) -> np.ndarray:
+    """Shift coordinates by ``(dx, dy)`` (numbers, or one per event) and keep the events inside
+    ``[0, w) x [0, h)``."""
     x = events["x"].astype(np.int64) + dx
     y = events["y"].astype(np.int64) + dy
     keep = (x >= 0) & (x < w) & (y >= 0) & (y < h)
@@ -106,11 +109,8 @@ def _shift_and_keep(events: np.ndarray, dx: int, dy: int, w: int, h: int) -> np.
 
 
 @dataclass(frozen=True)
-class SpatialResize:
-    """Scale coordinates from ``sensor_size`` to ``size`` (on events; every event is kept).
-
-    ``x' = floor(x * W' / W)``, ``y' = floor(y * H' / H)`` in exact integer arithmetic, so the frame
-    of the result equals the source frame summed over the pixels that map together.
+class _SensorToSize:
+    """The fields of a transform from the sensor to a ``size`` canvas.
 
     Args:
         sensor_size: ``(W, H, P)`` of the input events.
@@ -120,9 +120,31 @@ class SpatialResize:
     sensor_size: tuple[int, int, int]
     size: tuple[int, int]
 
-    def __call__(self, events: np.ndarray) -> np.ndarray:
+    def dims(self) -> tuple[int, int, int, int]:
+        """``(W, H, W', H')``: the sensor's width and height, then the output's."""
         w, h = _wh(self.sensor_size)
-        out_h, out_w = int(self.size[0]), int(self.size[1])
+        return w, h, int(self.size[1]), int(self.size[0])
+
+    def check_crop(self, remedy: str = "") -> None:
+        """Raise ValueError (with ``remedy``) when ``size`` does not fit inside the sensor."""
+        w, h, out_w, out_h = self.dims()
+        if out_h > h or out_w > w:
+            raise ValueError(
+                f"{type(self).__name__} size {tuple(self.size)} (H, W) exceeds the {w}x{h} sensor"
+                + (f"; {remedy}" if remedy else "")
+            )
+
+
+@dataclass(frozen=True)
+class SpatialResize(_SensorToSize):
+    """Scale coordinates from ``sensor_size`` to ``size`` (on events; every event is kept).
+
+    ``x' = floor(x * W' / W)``, ``y' = floor(y * H' / H)`` in exact integer arithmetic, so the frame
+    of the result equals the source frame summed over the pixels that map together.
+    """
+
+    def __call__(self, events: np.ndarray) -> np.ndarray:
+        w, h, out_w, out_h = self.dims()
         out = events.copy()
         if (w, h) == (out_w, out_h):
             return out
@@ -132,20 +154,12 @@ class SpatialResize:
 
 
 @dataclass(frozen=True)
-class CropOrPad:
-    """Centre the sensor on an ``size`` canvas: crop where it is larger, pad where it is smaller.
-
-    Args:
-        sensor_size: ``(W, H, P)`` of the input events.
-        size: ``(H', W')`` of the output.
-    """
-
-    sensor_size: tuple[int, int, int]
-    size: tuple[int, int]
+class CropOrPad(_SensorToSize):
+    """Centre the sensor on an ``size`` canvas: crop where it is larger, pad where it is smaller
+    (arguments as :class:`SpatialResize`)."""
 
     def __call__(self, events: np.ndarray) -> np.ndarray:
-        w, h = _wh(self.sensor_size)
-        out_h, out_w = int(self.size[0]), int(self.size[1])
+        w, h, out_w, out_h = self.dims()
         # Floor division of the difference: for odd differences the extra row/column is cut at
         # the bottom/right (crop) or added at the bottom/right (pad).
         return _shift_and_keep(events, (out_w - w) // 2, (out_h - h) // 2, out_w, out_h)
@@ -161,8 +175,7 @@ class Letterbox(SpatialResize):
     """
 
     def __call__(self, events: np.ndarray) -> np.ndarray:
-        w, h = _wh(self.sensor_size)
-        out_h, out_w = int(self.size[0]), int(self.size[1])
+        w, h, out_w, out_h = self.dims()
         num, den = (out_w, w) if out_w * h <= out_h * w else (out_h, h)  # factor num / den
         new_w, new_h = -(-w * num // den), -(-h * num // den)  # ceil: every pixel lands inside
         out = events.copy()
@@ -172,45 +185,30 @@ class Letterbox(SpatialResize):
 
 
 @dataclass(frozen=True)
-class CenterCrop:
+class CenterCrop(_SensorToSize):
     """Keep the centred ``size`` box of the sensor (events outside are dropped).
 
     Raises:
         ValueError: ``size`` larger than the sensor (use :class:`CropOrPad`).
     """
 
-    sensor_size: tuple[int, int, int]
-    size: tuple[int, int]
-
     def __post_init__(self) -> None:
-        w, h = _wh(self.sensor_size)
-        if self.size[0] > h or self.size[1] > w:
-            raise ValueError(
-                f"CenterCrop size {tuple(self.size)} (H, W) exceeds the {w}x{h} sensor; "
-                "use CropOrPad or spatial='pad'"
-            )
+        self.check_crop("use CropOrPad or spatial='pad'")
 
     def __call__(self, events: np.ndarray) -> np.ndarray:
         return CropOrPad(self.sensor_size, self.size)(events)
 
 
 @dataclass(frozen=True)
-class RandomCrop:
+class RandomCrop(_SensorToSize):
     """Keep a random ``size`` box of the sensor (one box per call), shifted to the origin.
 
     Raises:
         ValueError: ``size`` larger than the sensor.
     """
 
-    sensor_size: tuple[int, int, int]
-    size: tuple[int, int]
-
     def __post_init__(self) -> None:
-        w, h = _wh(self.sensor_size)
-        if self.size[0] > h or self.size[1] > w:
-            raise ValueError(
-                f"RandomCrop size {tuple(self.size)} (H, W) exceeds the {w}x{h} sensor"
-            )
+        self.check_crop()
 
     def __call__(self, events: np.ndarray) -> np.ndarray:
         w, h = _wh(self.sensor_size)
@@ -404,13 +402,7 @@ class SpatialJitter:
             return events.copy()
         w, h = _wh(self.sensor_size)
         d = np.rint(generator().normal(0, self.std_px, (2, len(events)))).astype(np.int64)
-        x = events["x"].astype(np.int64) + d[0]
-        y = events["y"].astype(np.int64) + d[1]
-        keep = (x >= 0) & (x < w) & (y >= 0) & (y < h)
-        out = events[keep]  # a copy
-        out["x"] = x[keep]
-        out["y"] = y[keep]
-        return out
+        return _shift_and_keep(events, d[0], d[1], w, h)  # a shift per event
 
 
 @dataclass(frozen=True)

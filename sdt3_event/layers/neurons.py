@@ -28,9 +28,11 @@ environment variable ``SJ_ILIF_CUDA_IMPLEMENTATION`` = ``auto|cuda|triton|torch`
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -302,6 +304,18 @@ def make_neuron(
     if kind == "temporal_if":
         return TemporalIF(D=D, norm=norm, rounding=rounding, inclusive=inclusive, backend=backend)
     raise ValueError(f"neuron must be one of {NEURON_KINDS}, got {kind!r}")
+
+
+def neuron_factory(**settings: Any) -> Callable[..., MultiSpike]:
+    """A picklable factory of fresh neurons of one configuration (the ``neuron`` argument of the
+    V3 blocks): :func:`make_neuron` with ``settings``, which a call's keywords override
+    (``factory(norm=1.0)`` for a head neuron).
+
+    Raises:
+        ValueError: invalid neuron arguments (checked once, here).
+    """
+    make_neuron(**settings)
+    return functools.partial(make_neuron, **settings)
 
 
 def set_temporal_backend(model: nn.Module, backend: str) -> int:

@@ -13,12 +13,14 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, ClassVar
 
 import torch
 import torch.nn as nn
 
+from sdt3_event.layers.neurons import MultiSpike, neuron_factory
+from sdt3_event.layers.sdt3_blocks import SpikeDownsample
 from sdt3_event.layers.snn import configure_snn, reset_modules
 from sdt3_event.layers.timestep import to_time_major
 
@@ -47,10 +49,18 @@ MODEL_ENTRIES: dict[str, tuple[Callable[..., nn.Module], tuple[str, ...]]] = {}
 
 
 class SpikingModelMixin:
-    """Input handling and state reset shared by every SDT model (V1, V2, V3).
+    """Settings, input handling and state reset shared by every SDT model (V1, V2, V3).
 
-    Subclasses set ``in_chans``, ``T`` and ``model_config`` in their constructor.
+    A family declares the keyword settings all its models share once, in :attr:`SETTINGS`
+    (name -> the family's default): the data ones (``in_chans``, ``num_classes``, ``T``: the
+    default below) and, for V3, the neuron ones (``D``, ``norm``, ``rounding``, ...).
+    Constructors name only their architecture arguments and take the settings as ``**settings``;
+    they call :meth:`record_config` first (it fills in the defaults and sets ``in_chans``, ``T``,
+    ``num_classes`` and ``model_config``) and build V3 neurons with :meth:`neuron_factory`.
     """
+
+    #: keyword setting -> the family's default (see the class docstring).
+    SETTINGS: ClassVar[dict[str, Any]] = {"in_chans": 3, "num_classes": 1000, "T": 1}
 
     in_chans: int
     T: int
@@ -61,14 +71,32 @@ class SpikingModelMixin:
         """Keep the constructor's arguments as ``model_config`` (what rebuilds the model).
 
         Args:
-            args: the constructor's ``locals()`` taken before any of them is reassigned.
+            args: the constructor's ``locals()`` taken before any of them is reassigned; its
+                ``settings`` (the ``**`` keywords) are checked against :attr:`SETTINGS` and
+                stored with the family's defaults filled in.
             **normalised: values that replace the raw ones (e.g. a list for a tuple).
 
         ``in_chans``, ``num_classes``, ``T`` and ``D`` are stored as ints, ``norm`` (``None``
         means ``D``) and ``head_norm`` as floats; ``in_chans``, ``T`` (and ``num_classes``)
         also become attributes.
+
+        Raises:
+            TypeError: a keyword that is neither a constructor argument nor a setting.
+            ValueError: ``T < 1`` or invalid neuron settings.
         """
-        conf = {k: v for k, v in args.items() if k not in ("self", "__class__")}
+        given = args.get("settings", {})
+        unknown = sorted(set(given) - set(self.SETTINGS))
+        if unknown:
+            raise TypeError(
+                f"{type(self).__name__}: unknown argument(s) {unknown}; "
+                f"valid arguments: {constructor_args(type(self))}"
+            )
+        conf = {k: v for k, v in args.items() if k not in ("self", "__class__", "settings")}
+        conf.update({**self.SETTINGS, **given})
+        if conf["T"] < 1:
+            raise ValueError(f"T must be >= 1, got {conf['T']}")
+        if "neuron" in conf:
+            neuron_factory(**_neuron_settings(conf))  # validate the neuron settings as given
         conf.update(normalised)
         for key in ("in_chans", "num_classes", "T", "D"):
             if key in conf:
@@ -81,6 +109,44 @@ class SpikingModelMixin:
         self.in_chans, self.T = conf["in_chans"], conf["T"]
         if "num_classes" in conf:
             self.num_classes = conf["num_classes"]
+
+    def init_weights(self, types: tuple[type[nn.Module], ...] = (nn.Linear,)) -> None:
+        """timm's ViT initialisation, the last step of a constructor: weights of every ``types``
+        module (in module order) from a normal truncated at ±2 with std 0.02, biases zero."""
+        for module in self.modules():  # type: ignore[attr-defined]
+            if isinstance(module, types):
+                nn.init.trunc_normal_(module.weight, std=0.02)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+
+    def neuron_factory(self) -> Callable[..., MultiSpike]:
+        """The factory of this model's neurons, from the neuron settings in ``model_config``."""
+        return neuron_factory(**_neuron_settings(self.model_config))
+
+    def build_conv_stages(
+        self,
+        embed_dim: Sequence[int],
+        conv_block: Callable[[int], nn.Module],
+        neuron: Callable[[], nn.Module],
+    ) -> None:
+        """Build the MetaFormer conv stages of V2 and V3 (:data:`CONV_STAGES`, official names):
+        a conv7 s2 stem to ``C0/2`` (no neuron), ``conv_block(C0/2)``, ds s2 to ``C0``,
+        ``conv_block(C0)``, ds s2 to ``C1``, two ``conv_block(C1)``, ds s2 to ``C2``.
+
+        Args:
+            embed_dim: the stage widths; the first three (C0, C1, C2) are used.
+            conv_block: builds one ConvBlock of a width.
+            neuron: the neuron factory of the downsampling layers.
+        """
+        c0, c1, c2 = embed_dim[:3]
+        self.downsample1_1 = SpikeDownsample(self.in_chans, c0 // 2, 7, 2, 3, neuron=None)
+        self.ConvBlock1_1 = nn.ModuleList([conv_block(c0 // 2)])
+        self.downsample1_2 = SpikeDownsample(c0 // 2, c0, 3, 2, 1, neuron)
+        self.ConvBlock1_2 = nn.ModuleList([conv_block(c0)])
+        self.downsample2 = SpikeDownsample(c0, c1, 3, 2, 1, neuron)
+        self.ConvBlock2_1 = nn.ModuleList([conv_block(c1)])
+        self.ConvBlock2_2 = nn.ModuleList([conv_block(c1)])
+        self.downsample3 = SpikeDownsample(c1, c2, 3, 2, 1, neuron)
 
     def forward_conv_stages(self, x: torch.Tensor) -> torch.Tensor:
         """The MetaFormer conv stages of V2 and V3: stem, ConvBlocks and downsamplings
@@ -112,6 +178,24 @@ class SpikingModelMixin:
         state never leaks between calls; this drops recorded statistics (and the state of any
         stateful module swapped in)."""
         reset_modules(self)  # type: ignore[arg-type]
+
+
+def _neuron_settings(conf: dict[str, Any]) -> dict[str, Any]:
+    """:func:`~sdt3_event.layers.neurons.make_neuron`'s arguments from a model's settings."""
+    return {
+        "kind": conf["neuron"],
+        "D": conf["D"],
+        "norm": conf["norm"],
+        "rounding": conf["rounding"],
+        "inclusive": conf["inclusive"],
+    }
+
+
+def constructor_args(cls: type) -> list[str]:
+    """The keyword arguments ``cls(...)`` takes: its named parameters and its settings."""
+    params = inspect.signature(cls.__init__).parameters.values()
+    named = [p.name for p in params if p.name != "self" and p.kind is not p.VAR_KEYWORD]
+    return named + list(getattr(cls, "SETTINGS", {}))
 
 
 def pretrained_cfg(name: str, model_config: dict[str, Any], cfg: dict[str, Any]) -> dict[str, Any]:
@@ -159,8 +243,7 @@ def build_model(
         TypeError: an override that is not a constructor argument (the valid ones are listed).
         ValueError: an unknown backend (from ``configure_snn``) or constructor argument value.
     """
-    valid = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
-    valid += list(SNN_SETTINGS)
+    valid = constructor_args(cls) + list(SNN_SETTINGS)
     unknown = sorted(set(overrides) - set(valid))
     if unknown:
         raise TypeError(f"{name}: unknown argument(s) {unknown}; valid arguments: {valid}")

@@ -18,6 +18,8 @@ from the tensors, not recomputed as ``H // ratio`` (which breaks on odd sizes).
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -210,16 +212,17 @@ class SpikeDrivenTransformer(SpikingModelMixin, nn.Module):
     """Spike-Driven Transformer V1 (official ``SpikeDrivenTransformer`` / timm ``sdt``).
 
     Args:
-        in_chans: input channels (3 for images, 2 for event polarities).
-        num_classes: classifier outputs.
         embed_dim: token width D.
         depth: number of encoder blocks.
         num_heads: attention heads.
         mlp_ratio: MLP hidden width / D.
-        T: time steps a static image is repeated over (event input brings its own T).
         pooling_stat: which of the four stem stages max-pool (``"1111"`` ImageNet 224 -> 14,
             ``"0011"`` CIFAR 32 -> 8, ``"0111"`` Gesture 128 -> 16).
         dvs_pool: the 3x3 erosion inside the attention used by the official CIFAR10-DVS model.
+        **settings: the data settings of every model (:attr:`SETTINGS` holds the defaults):
+            ``in_chans`` (3 for images, 2 for event polarities), ``num_classes`` (classifier
+            outputs), ``T`` (time steps a static image is repeated over; event input brings its
+            own T).
 
     Shape:
         - Input: ``(B, T, P, H, W)`` event frames or ``(B, C, H, W)`` images.
@@ -230,23 +233,21 @@ class SpikeDrivenTransformer(SpikingModelMixin, nn.Module):
         ValueError: input of another rank or channel count.
     """
 
+    SETTINGS = {**SpikingModelMixin.SETTINGS, "T": 4}
+
     def __init__(
         self,
-        in_chans: int = 3,
-        num_classes: int = 1000,
         embed_dim: int = 384,
         depth: int = 8,
         num_heads: int = 8,
         mlp_ratio: float = 4.0,
-        T: int = 4,
         pooling_stat: str = "1111",
         dvs_pool: bool = False,
+        **settings: Any,
     ) -> None:
         super().__init__()
-        if T < 1:
-            raise ValueError(f"T must be >= 1, got {T}")
         self.record_config(locals())
-        self.patch_embed = SpikingPatchSplitting(in_chans, embed_dim, pooling_stat)
+        self.patch_embed = SpikingPatchSplitting(self.in_chans, embed_dim, pooling_stat)
         self.block = nn.ModuleList(
             [
                 SpikeDrivenBlock(embed_dim, num_heads, mlp_ratio, dvs_pool=dvs_pool)
@@ -254,18 +255,9 @@ class SpikeDrivenTransformer(SpikingModelMixin, nn.Module):
             ]
         )
         self.head_lif = MultiStepLIF()
-        self.head = nn.Linear(embed_dim, num_classes) if num_classes > 0 else nn.Identity()
-        self.apply(self._init_weights)
-
-    @staticmethod
-    def _init_weights(m: nn.Module) -> None:
-        if isinstance(m, nn.Conv2d):
-            nn.init.trunc_normal_(m.weight, std=0.02)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.BatchNorm2d):
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
+        n = self.num_classes
+        self.head = nn.Linear(embed_dim, n) if n > 0 else nn.Identity()
+        self.init_weights((nn.Conv2d,))  # BatchNorms keep their identity init
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Time-major features after the blocks and the spatial mean.

@@ -23,6 +23,8 @@ released KD fine-tunes run at ``T=4`` (``create_model(..., T=4)``).
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -247,13 +249,13 @@ class MetaSpikeFormer(SpikingModelMixin, nn.Module):
 
     Args:
         embed_dim: the four stage widths ``(C0, C1, C2, C3)``; the stem outputs ``C0 // 2``.
-        in_chans: input channels (3 for images, 2 for event polarities).
-        num_classes: classifier outputs.
+        depths: transformer blocks in stage 3 and stage 4 (official: 6 and 2).
         num_heads: attention heads in stages 3 and 4.
         mlp_ratio: expansion of the ConvBlock convs and of the transformer MLP.
-        depths: transformer blocks in stage 3 and stage 4 (official: 6 and 2).
         kd: add the distillation head ``head_kd``.
-        T: time steps a static image is repeated over (event input brings its own T).
+        **settings: the data settings ``in_chans``, ``num_classes``, ``T`` as
+            :class:`~sdt3_event.models.sdt_v1.SpikeDrivenTransformer` (:attr:`SETTINGS` holds
+            the defaults).
 
     Shape:
         - Input: ``(B, T, P, H, W)`` event frames or ``(B, C, H, W)`` images (H, W divisible by 16).
@@ -267,48 +269,31 @@ class MetaSpikeFormer(SpikingModelMixin, nn.Module):
     def __init__(
         self,
         embed_dim: tuple[int, int, int, int] = (128, 256, 512, 640),
-        in_chans: int = 3,
-        num_classes: int = 1000,
+        depths: tuple[int, int] = (6, 2),
         num_heads: int = 8,
         mlp_ratio: int = 4,
-        depths: tuple[int, int] = (6, 2),
         kd: bool = False,
-        T: int = 1,
+        **settings: Any,
     ) -> None:
         super().__init__()
-        if T < 1:
-            raise ValueError(f"T must be >= 1, got {T}")
         if len(embed_dim) != 4 or len(depths) != 2:
             raise ValueError(
                 f"embed_dim needs 4 stage widths and depths 2 block counts; got {embed_dim}, {depths}"
             )
         self.record_config(locals(), embed_dim=tuple(embed_dim), depths=tuple(depths))
         self.kd = kd
-        c0, c1, c2, c3 = embed_dim
+        c2, c3 = embed_dim[2:]
         lif = MultiStepLIF  # the neuron factory of the downsampling layers
-        self.downsample1_1 = SpikeDownsample(in_chans, c0 // 2, 7, 2, 3, neuron=None)
-        self.ConvBlock1_1 = nn.ModuleList([MetaConvBlock(c0 // 2, mlp_ratio)])
-        self.downsample1_2 = SpikeDownsample(c0 // 2, c0, 3, 2, 1, lif)
-        self.ConvBlock1_2 = nn.ModuleList([MetaConvBlock(c0, mlp_ratio)])
-        self.downsample2 = SpikeDownsample(c0, c1, 3, 2, 1, lif)
-        self.ConvBlock2_1 = nn.ModuleList([MetaConvBlock(c1, mlp_ratio)])
-        self.ConvBlock2_2 = nn.ModuleList([MetaConvBlock(c1, mlp_ratio)])
-        self.downsample3 = SpikeDownsample(c1, c2, 3, 2, 1, lif)
+        self.build_conv_stages(embed_dim, lambda c: MetaConvBlock(c, mlp_ratio), lif)
         self.block3 = nn.ModuleList([MetaBlock(c2, num_heads, mlp_ratio) for _ in range(depths[0])])
         self.downsample4 = SpikeDownsample(c2, c3, 3, 1, 1, lif)
         self.block4 = nn.ModuleList([MetaBlock(c3, num_heads, mlp_ratio) for _ in range(depths[1])])
         self.lif = MultiStepLIF()
-        self.head = nn.Linear(c3, num_classes) if num_classes > 0 else nn.Identity()
+        n = self.num_classes
+        self.head = nn.Linear(c3, n) if n > 0 else nn.Identity()
         if kd:
-            self.head_kd = nn.Linear(c3, num_classes) if num_classes > 0 else nn.Identity()
-        self.apply(self._init_weights)
-
-    @staticmethod
-    def _init_weights(m: nn.Module) -> None:
-        if isinstance(m, nn.Linear):
-            nn.init.trunc_normal_(m.weight, std=0.02)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
+            self.head_kd = nn.Linear(c3, n) if n > 0 else nn.Identity()
+        self.init_weights()
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Spiked, spatially averaged features.

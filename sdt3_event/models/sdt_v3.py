@@ -43,14 +43,13 @@ The Large ``1x8`` checkpoints need ``D=8`` (``create_model("sdt3_83m", D=8)``).
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
 import torch.nn as nn
 
-from sdt3_event.layers.neurons import MultiSpike, make_neuron
+from sdt3_event.layers.neurons import MultiSpike
 from sdt3_event.layers.sdt3_blocks import (
     SepConvBlock,
     SepConvTransformerBlock,
@@ -71,14 +70,18 @@ from sdt3_event.models._builder import (
     model_entry,
 )
 
-
-def _neuron_factory(
-    neuron: str, D: int, norm: float | None, rounding: str, inclusive: bool
-) -> Callable[..., MultiSpike]:
-    make_neuron(neuron, D, norm, rounding, inclusive)  # validate the arguments once
-    return functools.partial(
-        make_neuron, kind=neuron, D=D, norm=norm, rounding=rounding, inclusive=inclusive
-    )
+# The keyword settings of the V3 models (``**settings``), with the Base/DVS defaults: the data,
+# the nominal image size and the neurons.
+_SETTINGS = {
+    **SpikingModelMixin.SETTINGS,
+    "img_size": 224,
+    "D": 4,
+    "norm": None,
+    "head_norm": 1.0,
+    "rounding": "half_even",
+    "inclusive": True,
+    "neuron": "quant",
+}
 
 
 def _stage_depths(depths: int | Sequence[int]) -> tuple[int, int]:
@@ -103,19 +106,25 @@ class EfficientSpikeFormer(SpikingModelMixin, nn.Module):
         embed_dim: stage widths C0..C3 (the stem outputs C0/2).
         depths: ``(n_block3, n_block4)`` or an int split 3:1 as in the official DVS code.
         num_heads: attention heads; mlp_ratio: MLP expansion.
-        in_chans: input channels (3 for RGB, P=2 polarities for events).
-        num_classes: classifier outputs (0 -> the head is an identity and features are returned).
-        T: time steps a static image is repeated for (event input brings its own T).
-        D, norm, rounding, inclusive: neuron quantiser (``norm=None`` -> D); ``head_norm`` is the
-            classifier neuron's divisor (1 in every official model).
         layer_scale: DVS per-branch layer scales (init ``layer_scale_init``).
-        neuron: ``"quant"`` (stateless, official) or ``"temporal_if"`` (its backend is chosen with
-            :func:`~sdt3_event.layers.snn.configure_snn` or ``create_model(..., backend=...)``).
-        img_size: nominal input size (metadata only; any H, W works).
+        **settings: the keyword settings of every V3 model (:attr:`SETTINGS` holds the defaults):
+
+            * ``in_chans``: input channels (3 for RGB, P=2 polarities for events);
+            * ``num_classes``: classifier outputs (0 -> the head is an identity and features are
+              returned);
+            * ``T``: time steps a static image is repeated for (event input brings its own T);
+            * ``img_size``: nominal input size (metadata only; any H, W works);
+            * ``D``, ``norm``, ``rounding``, ``inclusive``: the neuron quantiser (``norm=None``
+              -> D); ``head_norm``: the classifier neuron's divisor (1 in every official model);
+            * ``neuron``: ``"quant"`` (stateless, official) or ``"temporal_if"`` (its backend is
+              chosen with :func:`~sdt3_event.layers.snn.configure_snn` or
+              ``create_model(..., backend=...)``).
 
     Shape:
         ``(B, T, in_chans, H, W)`` or ``(B, in_chans, H, W)`` -> ``(B, num_classes)``.
     """
+
+    SETTINGS = _SETTINGS
 
     def __init__(
         self,
@@ -123,18 +132,9 @@ class EfficientSpikeFormer(SpikingModelMixin, nn.Module):
         depths: int | Sequence[int] = (6, 2),
         num_heads: int = 8,
         mlp_ratio: int = 4,
-        in_chans: int = 3,
-        num_classes: int = 1000,
-        T: int = 1,
-        D: int = 4,
-        norm: float | None = None,
-        head_norm: float = 1.0,
-        rounding: str = "half_even",
-        inclusive: bool = True,
         layer_scale: bool = False,
         layer_scale_init: float = 1e-6,
-        neuron: str = "quant",
-        img_size: int = 224,
+        **settings: Any,
     ) -> None:
         super().__init__()
         self.record_config(
@@ -145,8 +145,8 @@ class EfficientSpikeFormer(SpikingModelMixin, nn.Module):
             raise ValueError(f"embed_dim must have 4 stage widths, got {embed_dim}")
         n3, n4 = self.model_config["depths"]
         self.embed_dim = embed_dim
-        sn = _neuron_factory(neuron, D, norm, rounding, inclusive)
-        c0, c1, c2, c3 = embed_dim
+        sn = self.neuron_factory()
+        c2, c3 = embed_dim[2:]
 
         def tblock(c: int) -> SepConvTransformerBlock:
             return SepConvTransformerBlock(
@@ -158,22 +158,13 @@ class EfficientSpikeFormer(SpikingModelMixin, nn.Module):
                 layer_scale_init=layer_scale_init,
             )
 
-        self.downsample1_1 = SpikeDownsample(in_chans, c0 // 2, 7, 2, 3, neuron=None)
-        self.ConvBlock1_1 = nn.ModuleList([SepConvBlock(c0 // 2, sn, mlp_ratio)])
-        self.downsample1_2 = SpikeDownsample(c0 // 2, c0, 3, 2, 1, sn)
-        self.ConvBlock1_2 = nn.ModuleList([SepConvBlock(c0, sn, mlp_ratio)])
-        self.downsample2 = SpikeDownsample(c0, c1, 3, 2, 1, sn)
-        self.ConvBlock2_1 = nn.ModuleList([SepConvBlock(c1, sn, mlp_ratio)])
-        self.ConvBlock2_2 = nn.ModuleList([SepConvBlock(c1, sn, mlp_ratio)])
-        self.downsample3 = SpikeDownsample(c1, c2, 3, 2, 1, sn)
+        self.build_conv_stages(embed_dim, lambda c: SepConvBlock(c, sn, mlp_ratio), sn)
         self.block3 = nn.ModuleList([tblock(c2) for _ in range(n3)])
         self.downsample4 = SpikeDownsample(c2, c3, 3, 1, 1, sn)
         self.block4 = nn.ModuleList([tblock(c3) for _ in range(n4)])
-        self.spike = sn(norm=head_norm)
-        self.head = nn.Linear(c3, num_classes) if num_classes > 0 else nn.Identity()
-        if isinstance(self.head, nn.Linear):
-            nn.init.trunc_normal_(self.head.weight, std=0.02)
-            nn.init.zeros_(self.head.bias)
+        self.spike = sn(norm=self.model_config["head_norm"])
+        self.head = nn.Linear(c3, self.num_classes) if self.num_classes > 0 else nn.Identity()
+        self.init_weights()
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Backbone features before pooling.
@@ -218,11 +209,14 @@ class SpikFormerLarge(SpikingModelMixin, nn.Module):
         embed_dim: C0, C1, C2. depth: transformer blocks. rep_conv: the extra ``rep_conv`` branch per
             block (official ``choice="base"``: 83M; ``"large"``: 171M has none).
         kd: build ``head_kd``. layer_scale: per-branch layer scales (finetuned models; MAE has none).
-        Others as :class:`EfficientSpikeFormer` (Large defaults: half-up rounding, exclusive window).
+        Others (and ``**settings``) as :class:`EfficientSpikeFormer` (Large defaults: half-up
+        rounding, exclusive window).
 
     Shape:
         ``(B, T, in_chans, H, W)`` or ``(B, in_chans, H, W)`` -> ``(B, num_classes)``.
     """
+
+    SETTINGS = {**_SETTINGS, "rounding": "half_up", "inclusive": False}
 
     def __init__(
         self,
@@ -232,18 +226,9 @@ class SpikFormerLarge(SpikingModelMixin, nn.Module):
         mlp_ratio: int = 4,
         rep_conv: bool = True,
         kd: bool = False,
-        in_chans: int = 3,
-        num_classes: int = 1000,
-        T: int = 1,
-        D: int = 4,
-        norm: float | None = None,
-        head_norm: float = 1.0,
-        rounding: str = "half_up",
-        inclusive: bool = False,
         layer_scale: bool = True,
         layer_scale_init: float = 1e-6,
-        neuron: str = "quant",
-        img_size: int = 224,
+        **settings: Any,
     ) -> None:
         super().__init__()
         self.record_config(locals(), embed_dim=[int(c) for c in embed_dim], kd=bool(kd))
@@ -252,7 +237,7 @@ class SpikFormerLarge(SpikingModelMixin, nn.Module):
             raise ValueError(f"embed_dim must have 3 stage widths, got {embed_dim}")
         self.kd = self.model_config["kd"]
         self.embed_dim = embed_dim
-        sn = _neuron_factory(neuron, D, norm, rounding, inclusive)
+        sn = self.neuron_factory()
         _build_large_encoder(
             self,
             embed_dim,
@@ -264,16 +249,12 @@ class SpikFormerLarge(SpikingModelMixin, nn.Module):
             layer_scale_init,
             sn,
         )
-        self.head = nn.Linear(embed_dim[2], num_classes) if num_classes > 0 else nn.Identity()
-        self.lif = sn(norm=head_norm)
+        n = self.num_classes
+        self.head = nn.Linear(embed_dim[2], n) if n > 0 else nn.Identity()
+        self.lif = sn(norm=self.model_config["head_norm"])
         if self.kd:
-            self.head_kd = (
-                nn.Linear(embed_dim[2], num_classes) if num_classes > 0 else nn.Identity()
-            )
-        for lin in (self.head, getattr(self, "head_kd", None)):
-            if isinstance(lin, nn.Linear):
-                nn.init.trunc_normal_(lin.weight, std=0.02)
-                nn.init.zeros_(lin.bias)
+            self.head_kd = nn.Linear(embed_dim[2], n) if n > 0 else nn.Identity()
+        self.init_weights()
 
     @staticmethod
     def checkpoint_filter_fn(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -313,15 +294,8 @@ def _build_large_encoder(
     layer_scale_init: float,
     sn: Callable[..., MultiSpike],
 ) -> None:
-    c0, c1, c2 = embed_dim
-    m.downsample1_1 = SpikeDownsample(m.in_chans, c0 // 2, 7, 2, 3, neuron=None)
-    m.ConvBlock1_1 = nn.ModuleList([LargeConvBlock(c0 // 2, sn, mlp_ratio)])
-    m.downsample1_2 = SpikeDownsample(c0 // 2, c0, 3, 2, 1, sn)
-    m.ConvBlock1_2 = nn.ModuleList([LargeConvBlock(c0, sn, mlp_ratio)])
-    m.downsample2 = SpikeDownsample(c0, c1, 3, 2, 1, sn)
-    m.ConvBlock2_1 = nn.ModuleList([LargeConvBlock(c1, sn, mlp_ratio)])
-    m.ConvBlock2_2 = nn.ModuleList([LargeConvBlock(c1, sn, mlp_ratio)])
-    m.downsample3 = SpikeDownsample(c1, c2, 3, 2, 1, sn)
+    m.build_conv_stages(embed_dim, lambda c: LargeConvBlock(c, sn, mlp_ratio), sn)
+    c2 = embed_dim[2]
     m.block3 = nn.ModuleList(
         [
             LargeTransformerBlock(
@@ -387,10 +361,18 @@ class SpikMAE(SpikingModelMixin, nn.Module):
     ``pos_embed`` (unused, frozen) and ``decoder_pos_embed`` (fixed sin-cos) are non-trainable
     parameters, as in the official checkpoint.
 
+    ``**settings`` are the Large ones without ``num_classes`` and ``head_norm``; here ``img_size``
+    is the square image side the patch grid and the decoder positions are built for.
+
     Shape:
         :meth:`forward_encoder`: images ``(B, 3, 224, 224)`` -> ``(B, 196, C2)`` features.
         :meth:`forward`: images -> ``(loss, pred (B, 196, 768), mask (B, 196))``.
     """
+
+    # the Large settings without the classifier's (num_classes, head_norm)
+    SETTINGS = {
+        k: v for k, v in SpikFormerLarge.SETTINGS.items() if k not in ("num_classes", "head_norm")
+    }
 
     def __init__(
         self,
@@ -403,16 +385,9 @@ class SpikMAE(SpikingModelMixin, nn.Module):
         decoder_depth: int = 4,
         decoder_heads: int = 4,
         patch_size: int = 16,
-        img_size: int = 224,
         mask_ratio: float = 0.5,
         fill_mask_token: bool = False,
-        in_chans: int = 3,
-        T: int = 1,
-        D: int = 4,
-        norm: float | None = None,
-        rounding: str = "half_up",
-        inclusive: bool = False,
-        neuron: str = "quant",
+        **settings: Any,
     ) -> None:
         super().__init__()
         self.record_config(
@@ -420,11 +395,11 @@ class SpikMAE(SpikingModelMixin, nn.Module):
         )
         embed_dim = self.model_config["embed_dim"]
         self.patch_size = patch_size
-        self.img_size = img_size
+        self.img_size = img_size = self.model_config["img_size"]
         self.mask_ratio = self.model_config["mask_ratio"]
         self.fill_mask_token = bool(fill_mask_token)
         self.grid = img_size // patch_size
-        sn = _neuron_factory(neuron, D, norm, rounding, inclusive)
+        sn = self.neuron_factory()
         c2 = embed_dim[2]
         self.pos_embed = nn.Parameter(  # unused by the official model too; kept for its key
             sincos_pos_embed_2d(c2, self.grid).T.unsqueeze(0), requires_grad=False
@@ -443,13 +418,9 @@ class SpikMAE(SpikingModelMixin, nn.Module):
             [ViTBlock(decoder_dim, decoder_heads, mlp_ratio) for _ in range(decoder_depth)]
         )
         self.decoder_norm = nn.LayerNorm(decoder_dim)
-        self.decoder_pred = nn.Linear(decoder_dim, patch_size**2 * in_chans)
+        self.decoder_pred = nn.Linear(decoder_dim, patch_size**2 * self.in_chans)
         nn.init.normal_(self.mask_token, std=0.02)
-        for mod in self.modules():
-            if isinstance(mod, nn.Linear):
-                nn.init.trunc_normal_(mod.weight, std=0.02)
-                if mod.bias is not None:
-                    nn.init.zeros_(mod.bias)
+        self.init_weights()
 
     def random_mask(self, B: int, device: torch.device, generator: torch.Generator | None = None):
         """Random patch mask, 1 = masked. Shape: ``(B, N)`` with ``N = grid²``."""
