@@ -48,6 +48,13 @@ __all__ = [
 ]
 
 
+# exp(x) of a float64 is exactly 0 for every x below -745.14 (the smallest subnormal is
+# exp(-744.44)); numpy's vectorised exp takes a slow path there (and for -inf)
+_EXP_ZERO_BELOW = -746.0
+# slices per block of the time surface: about 1 MB of output, so that the exponents, numpy's exp
+# over them and the fill stay in the cache
+_SURFACE_BLOCK_VALUES = 1 << 17
+
 # The numba kernels below are compiled on first use and cached on disk (events.frames._compiled).
 
 
@@ -67,15 +74,44 @@ def _voxel(t, x, y, p, t0, span, w, h, n_bins, out):  # out: (T * H * W,) float6
                 out[k * plane + np.int64(y[i]) * w + x[i]] += sign * weight
 
 
-def _last_times(t, x, y, p, n_pol, h, w, ends, out):  # out: (N, P, H, W) float64, -inf
-    memory = np.full((n_pol, h, w), -np.inf)
-    i = 0
-    for k in range(ends.shape[0]):
+def _surface_exponents(t, x, y, p, ends, refs, tau, k0, k1, i, memory, out, live):
+    # Slices k0..k1 - 1 of out (N, P, H, W) float64: Tonic's exponent -(refs[k] - t_last) / tau,
+    # its float64 operations in its order (memory (P, H, W): t_last, -inf where a pixel never
+    # fired), is appended to live where exp can be nonzero; out gets +inf (no exponent is) where
+    # exp underflows to 0. Returns the next event and the number of live exponents.
+    n_pol, h, w = memory.shape
+    n = 0
+    for k in range(k0, k1):
         while i < ends[k]:
             pol = np.int64(p[i]) if n_pol > 1 else 0
             memory[pol, y[i], x[i]] = t[i]
             i += 1
-        out[k] = memory
+        ref = refs[k]
+        for c in range(n_pol):
+            for r in range(h):
+                for q in range(w):
+                    # branch-free compaction: about half the pixels are live
+                    e = -(ref - memory[c, r, q]) / tau
+                    keep = e >= _EXP_ZERO_BELOW
+                    live[n] = e
+                    n += keep
+                    out[k, c, r, q] = 0.0 if keep else np.inf
+    return i, n
+
+
+def _surface_fill(out, k0, k1, live):
+    # out[k0:k1] <- exp(exponent) from live (in order) or 0 where marked +inf
+    n_pol, h, w = out.shape[1:]
+    j = 0
+    for k in range(k0, k1):
+        for c in range(n_pol):
+            for r in range(h):
+                for q in range(w):
+                    if out[k, c, r, q] == np.inf:
+                        out[k, c, r, q] = 0.0
+                    else:
+                        out[k, c, r, q] = live[j]
+                        j += 1
 
 
 def _averaged(t, x, y, group_start, group_end, rho, size, window, tau, linear, out):
@@ -108,7 +144,8 @@ def _averaged(t, x, y, group_start, group_end, rho, size, window, tau, linear, o
 
 
 _voxel_kernel = _compiled(_voxel)
-_last_times_kernel = _compiled(_last_times)
+_surface_exponents_kernel = _compiled(_surface_exponents)
+_surface_fill_kernel = _compiled(_surface_fill)
 _averaged_kernel = _compiled(_averaged)
 
 
@@ -181,23 +218,25 @@ def _surfaces(events, sensor_size, ends: np.ndarray, refs: np.ndarray, tau: floa
     """``exp(-(ref_k - last_t) / tau)`` per pixel and polarity, ``last_t`` over ``events[:ends[k]]``."""
     w, h, n_pol = (int(v) for v in sensor_size)
     _check_xy(events, sensor_size)
-    memory = np.empty((len(ends), n_pol, h, w), np.float64)  # (N, P, H, W)
-    if len(events):
-        x = np.ascontiguousarray(events["x"], np.int64)
-        y = np.ascontiguousarray(events["y"], np.int64)
-        p = np.ascontiguousarray(events["p"], np.int64)
-        _last_times_kernel()(events["t"], x, y, p, n_pol, h, w, ends.astype(np.int64), memory)
-    else:
-        memory[...] = -np.inf
-    # exp(-(ref - last) / tau): Tonic's expression and numpy's exp (bit for bit), in place, one
-    # (P, H, W) slice at a time so that the four passes stay in the cache
-    for k, ref in enumerate(np.asarray(refs, np.float64)):
-        m = memory[k]
-        np.subtract(ref, m, out=m)
-        np.negative(m, out=m)
-        np.divide(m, tau, out=m)
-        np.exp(m, out=m)
-    return memory
+    out = np.empty((len(ends), n_pol, h, w), np.float64)  # (N, P, H, W)
+    x = np.ascontiguousarray(events["x"], np.int64)
+    y = np.ascontiguousarray(events["y"], np.int64)
+    p = np.ascontiguousarray(events["p"], np.int64)
+    refs = np.asarray(refs, np.float64)
+    ends = ends.astype(np.int64)
+    memory = np.full((n_pol, h, w), -np.inf)  # (P, H, W) latest time per pixel
+    block = max(1, _SURFACE_BLOCK_VALUES // memory.size)
+    live = np.empty(block * memory.size + 1, np.float64)  # + 1: the compaction's last store
+    exponents, fill = _surface_exponents_kernel(), _surface_fill_kernel()
+    i = 0
+    for k0 in range(0, len(ends), block):
+        k1 = min(k0 + block, len(ends))
+        i, n = exponents(events["t"], x, y, p, ends, refs, float(tau), k0, k1, i, memory, out, live)
+        # numpy's exp, as Tonic's: its vectorised exp gives a value the same bits wherever it lies
+        # in an array (a compiled libm exp differs in the last bit for about 5 % of values)
+        np.exp(live[:n], out=live[:n])
+        fill(out, k0, k1, live)
+    return out
 
 
 def to_time_surface(

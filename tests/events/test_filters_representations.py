@@ -189,6 +189,24 @@ def test_time_surface_overlap_equals_tonic():
         np.testing.assert_array_equal(got, expected)
 
 
+def test_time_surface_equals_tonic_where_exp_underflows():
+    # ages of 700..760 tau at the slice ends: normal, subnormal and zero values of exp, which
+    # the time surface takes from numpy's exp only where it can be nonzero
+    sensor_size, tau, dt = (16, 8, 2), 2.0, 2000
+    n = 16 * 8 * 2
+    rng = np.random.default_rng(5)
+    events = np.zeros(n, dtype=[("x", int), ("y", int), ("t", int), ("p", int)])
+    events["x"] = np.tile(np.arange(16), 16)
+    events["y"] = np.repeat(np.arange(8), 32)
+    events["p"] = np.tile(np.repeat([0, 1], 16), 8)
+    events["t"] = np.sort(dt - rng.integers(1400, 1520, n))
+    events["t"][0] = 0  # the slices start at the first event
+    expected = tonic.transforms.ToTimesurface(sensor_size, dt, tau)(events)
+    got = ToTimeSurface(sensor_size, dt, tau)(events)
+    assert (expected[0] > 0).any() and (expected[0] < np.finfo(float).tiny).any()
+    np.testing.assert_array_equal(got, expected)
+
+
 @pytest.mark.parametrize(
     "surface_size, cell_size, tau, decay", [(7, 9, 100, "lin"), (3, 4, 1000, "exp")]
 )
