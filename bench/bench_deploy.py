@@ -2,6 +2,7 @@
 
     python bench/bench_deploy.py            # demo model and sdt3_10m, 30 runs each
     python bench/bench_deploy.py --smoke    # demo model, 3 runs (CI)
+    python bench/bench_deploy.py --float64  # also export --precision float64 vs torch float64
 
 Same model, same input (``(1, T, P, H, W)`` event counts), same thread count (``--threads``,
 default 1) for both runtimes; median wall time of ``--runs`` calls after two warm-up calls.
@@ -51,11 +52,38 @@ def bench(name, model, contract, runs: int, threads: int, tmp: Path) -> list[tup
     return rows
 
 
+def bench_float64(name, model, contract, runs: int, threads: int, tmp: Path) -> list[tuple]:
+    """The float64 export against PyTorch in float64, and its largest relative difference."""
+    import copy
+
+    from sdt3_event.deploy import OnnxModel, export_onnx
+
+    torch.set_num_threads(threads)
+    model = copy.deepcopy(model).eval().double()
+    frames = torch.randint(0, 4, (1, *contract.frame_shape)).double()
+    t0 = time.perf_counter()
+    report = export_onnx(model, contract, tmp / f"{name}64.onnx", precision="float64")
+    export_s = time.perf_counter() - t0
+    with torch.inference_mode():
+        expected = model(frames)
+        t_torch = median_ms(lambda: model(frames), runs)
+    runtime = OnnxModel(report.path, threads=threads)
+    rel = float((runtime(frames) - expected).abs().max()) / float(expected.abs().max() or 1.0)
+    t = median_ms(lambda: runtime(frames), runs)
+    return [
+        (name, "torch float64 (eager)", t_torch, t_torch, ""),
+        (name, "onnxruntime float64", t, t_torch, f"export {export_s:.0f} s, rel diff {rel:.1e}"),
+    ]
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--smoke", action="store_true", help="demo model only, 3 runs")
     parser.add_argument("--runs", type=int, default=30)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--float64", action="store_true", help="also the float64 export (export --precision)"
+    )
     args = parser.parse_args(argv)
     if args.smoke:
         args.runs = 3
@@ -70,13 +98,16 @@ def main(argv=None) -> int:
     demo = load_model_from_checkpoint(DEMO_CHECKPOINT, device="cpu")
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        rows += bench(
-            "sdt3_micro (demo)", demo.model, demo.contract, args.runs, args.threads, Path(tmp)
-        )
+        runs = [bench] + ([bench_float64] if args.float64 else [])
+        for run in runs:
+            rows += run(
+                "sdt3_micro (demo)", demo.model, demo.contract, args.runs, args.threads, Path(tmp)
+            )
         if not args.smoke:
             contract = DataContract((128, 128, 2), (128, 128), 4, window_us=100_000)
             model = create_model("sdt3_10m", num_classes=11, in_chans=2, T=4)
-            rows += bench("sdt3_10m", model, contract, args.runs, args.threads, Path(tmp))
+            for run in runs:
+                rows += run("sdt3_10m", model, contract, args.runs, args.threads, Path(tmp))
     print(
         f"\nLatency per window, batch 1, {args.threads} thread(s), median of {args.runs} "
         f"(torch {torch.__version__}, onnxruntime {onnxruntime.__version__})"

@@ -13,11 +13,21 @@ graph optimisations are off: onnxruntime's Conv+BatchNorm fusion changes float r
 enough to move a few spike counts across a rounding boundary, which breaks the 1e-4 parity with
 PyTorch; ``optimize=True`` turns them on (faster, logits within about 1 %).
 
+``precision="float64"`` exports the model in double precision, with every convolution written as
+an ``Einsum`` over its shifted inputs (im2col) (onnxruntime's CPU provider has no
+float64 ``Conv``). Compared with the PyTorch model in float64 (``model.double()``) the logits then
+agree to 1e-4 relative on real, trained weights (measured: equal on the demo model); in float32 the
+two runtimes' convolutions sum in different orders, a few pre-activations cross a rounding boundary
+of the quantiser and the logits differ by about 1 %. It is several times slower
+(``bench/bench_deploy.py``): it is the reference export, float32 the fast one.
+
 onnxruntime and onnx are the optional extra ``[deploy]``.
 """
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import json
 import logging
 import os
@@ -29,15 +39,24 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from sdt3_event.events.contract import DataContract
 
 log = logging.getLogger(__name__)
 
-__all__ = ["export_onnx", "OnnxModel", "load_onnx_model", "ExportReport", "DEFAULT_OPSET"]
+__all__ = [
+    "export_onnx",
+    "OnnxModel",
+    "load_onnx_model",
+    "ExportReport",
+    "DEFAULT_OPSET",
+    "PRECISIONS",
+]
 
 DEFAULT_OPSET = 17
 _META_KEY = "sdt3_event"
+PRECISIONS = {"float32": torch.float32, "float64": torch.float64}
 
 
 def _require(module: str):
@@ -71,6 +90,69 @@ def _stateful(model: nn.Module) -> bool:
     return any(isinstance(m, TemporalIF) for m in model.modules())
 
 
+def _conv_as_einsums(x, weight, bias, stride, padding, groups) -> torch.Tensor:
+    """``F.conv2d`` (zero padding, no dilation) as one grouped contraction of its shifted inputs
+    (im2col), ops that onnxruntime's CPU provider runs in float64 (Pad, Slice, Concat, Einsum).
+
+    Shape:
+        x ``(B, C, H, W)``, weight ``(Co, C / groups, kh, kw)`` -> ``(B, Co, Ho, Wo)``.
+    """
+    (ph, pw), (sh, sw) = padding, stride
+    x = F.pad(x, (pw, pw, ph, ph))
+    b, c, h, w = x.shape
+    co, cg, kh, kw = weight.shape
+    ho, wo = (h - kh) // sh + 1, (w - kw) // sw + 1
+    xg = x.reshape(b, groups, c // groups, h, w)  # (B, G, C / G, H, W)
+    wg = weight.reshape(groups, co // groups, cg, kh, kw)  # (G, Co / G, C / G, kh, kw)
+    shifted = [
+        xg[:, :, :, i : i + sh * (ho - 1) + 1 : sh, j : j + sw * (wo - 1) + 1 : sw]
+        for i in range(kh)
+        for j in range(kw)
+    ]
+    patches = torch.stack(shifted, 3)  # (B, G, C / G, kh * kw, Ho, Wo)
+    out = torch.einsum("bgckhw,gock->bgohw", patches, wg.reshape(groups, co // groups, cg, -1))
+    out = out.reshape(b, co, ho, wo)  # (B, Co, Ho, Wo)
+    return out if bias is None else out + bias.reshape(1, co, 1, 1)
+
+
+def _conv2d_forward(self: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
+    return _conv_as_einsums(x, self.weight, self.bias, self.stride, self.padding, self.groups)
+
+
+def _conv1d_forward(self: nn.Conv1d, x: torch.Tensor) -> torch.Tensor:
+    y = _conv_as_einsums(
+        x.unsqueeze(-1),  # (B, C, L, 1)
+        self.weight.unsqueeze(-1),
+        self.bias,
+        (self.stride[0], 1),
+        (self.padding[0], 0),
+        self.groups,
+    )
+    return y.squeeze(-1)  # (B, Co, L)
+
+
+@contextlib.contextmanager
+def _convolutions_as_einsums(model: nn.Module):
+    """Trace the model's ``Conv1d`` / ``Conv2d`` as :func:`_conv_as_einsums` (float64 export).
+
+    Raises:
+        ValueError: a convolution with dilation or non-zero padding modes.
+    """
+    for m in model.modules():
+        if isinstance(m, nn.Conv1d | nn.Conv2d) and (
+            any(d != 1 for d in m.dilation)
+            or m.padding_mode != "zeros"
+            or isinstance(m.padding, str)
+        ):
+            raise ValueError(f"precision='float64' cannot export this convolution: {m}")
+    saved = nn.Conv2d.forward, nn.Conv1d.forward
+    nn.Conv2d.forward, nn.Conv1d.forward = _conv2d_forward, _conv1d_forward
+    try:
+        yield
+    finally:
+        nn.Conv2d.forward, nn.Conv1d.forward = saved
+
+
 def export_onnx(
     model: nn.Module,
     contract: DataContract,
@@ -79,6 +161,7 @@ def export_onnx(
     model_name: str = "",
     model_config: dict[str, Any] | None = None,
     opset: int = DEFAULT_OPSET,
+    precision: str = "float32",
 ) -> ExportReport:
     """Export ``model`` (eval mode, on the CPU) to ONNX with input ``frames (B, T, P, H, W)`` and
     output ``logits (B, classes)``.
@@ -91,22 +174,32 @@ def export_onnx(
         path: the ``.onnx`` file to write.
         model_name, model_config: stored in the metadata.
         opset: ONNX opset.
+        precision: ``"float32"`` or ``"float64"`` (the graph's and its input's dtype; see the
+            module docstring). ``model`` itself is not changed.
 
     Raises:
         ImportError: onnx is missing (names the ``[deploy]`` extra).
+        ValueError: an unknown ``precision``.
     """
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
     onnx = _require("onnx")
     path = Path(path)
     model = model.to("cpu").eval()
+    tracing = contextlib.nullcontext()
+    if precision == "float64":
+        model = copy.deepcopy(model).double()
+        tracing = _convolutions_as_einsums(model)
     dynamic_time = not _stateful(model)
-    example = torch.zeros(2, *contract.frame_shape)  # (B, T, P, H, W); B = 2 keeps B symbolic
+    # (B, T, P, H, W); B = 2 keeps B symbolic
+    example = torch.zeros(2, *contract.frame_shape, dtype=PRECISIONS[precision])
     axes = {"frames": {0: "batch"}, "logits": {0: "batch"}}
     if dynamic_time:
         axes["frames"][1] = "T"
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     try:
-        with torch.no_grad(), warnings.catch_warnings():
+        with torch.no_grad(), warnings.catch_warnings(), tracing:
             # the tracer warns about every Python-level branch on shapes; they are intended
             warnings.simplefilter("ignore")
             torch.onnx.export(
@@ -125,6 +218,7 @@ def export_onnx(
             "model_config": model_config or dict(getattr(model, "model_config", None) or {}),
             "data_contract": contract.to_dict(),
             "dynamic_time": dynamic_time,
+            "precision": precision,
         }
         entry = graph.metadata_props.add()
         entry.key, entry.value = _META_KEY, json.dumps(meta)
@@ -150,6 +244,7 @@ class OnnxModel(nn.Module):
         contract: the data contract from the file's metadata.
         model_name: the exported model's name.
         meta: the whole metadata entry.
+        precision: ``"float32"`` or ``"float64"``, as exported.
 
     Raises:
         ImportError: onnxruntime is missing.
@@ -181,10 +276,12 @@ class OnnxModel(nn.Module):
         self.meta = json.loads(raw)
         self.contract = DataContract.from_dict(dict(self.meta["data_contract"]))
         self.model_name = str(self.meta.get("model_name", ""))
+        self.precision = str(self.meta.get("precision", "float32"))
         self.path = Path(path)
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
-        x = frames.detach().to("cpu", torch.float32).contiguous().numpy()
+        """Logits in the file's precision (float64 for a ``precision="float64"`` export)."""
+        x = frames.detach().to("cpu", PRECISIONS[self.precision]).contiguous().numpy()
         (logits,) = self.session.run(["logits"], {"frames": x})
         return torch.from_numpy(np.asarray(logits))
 

@@ -3,6 +3,8 @@ random-weight V3 Base model; dynamic batch (and T for stateless neurons); clear 
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import sys
 
 import pytest
@@ -106,6 +108,38 @@ def test_random_v3_base_onnx_equals_torch_with_dynamic_t(tmp_path):
             expected = model(frames)
         assert expected.abs().max() > 0.1  # a model that fires, not zero logits
         assert _rel(runtime(frames), expected) < 1e-4
+
+
+@pytest.mark.slow
+def test_float64_export_equals_torch_on_real_weights(tmp_path):
+    # no grid: the trained demo weights and random V3 Base weights, at T = 1 and 32x32 (the
+    # float64 graph traces 5x slower than float32's); against PyTorch in float64
+    from sdt3_event import create_model
+    from sdt3_event.assets import DEMO_CHECKPOINT
+    from sdt3_event.checkpoint import load_model_from_checkpoint
+
+    demo = load_model_from_checkpoint(DEMO_CHECKPOINT, device="cpu")
+    torch.manual_seed(0)
+    base = _dyadic(create_model("sdt3_10m", num_classes=5, in_chans=2, T=2))
+    with torch.no_grad():  # off the grid: every weight moved by a random float
+        for p in base.parameters():
+            p.add_(torch.randn_like(p) * 0.01)
+    small = DataContract((32, 32, 2), (32, 32), 1, window_us=10_000)
+    small_demo = dataclasses.replace(demo.contract, input_size=(32, 32), n_time_bins=1)
+    for name, model, contract in (("demo", demo.model, small_demo), ("base", base, small)):
+        report = export_onnx(model, contract, tmp_path / f"{name}.onnx", precision="float64")
+        assert "Conv" not in report.ops and report.ops["Einsum"] > 0
+        runtime = OnnxModel(report.path)
+        assert runtime.precision == "float64"
+        frames = _frames((2, *contract.frame_shape), 0)
+        with torch.no_grad():
+            expected = copy.deepcopy(model).double()(frames.double())
+        got = runtime(frames)
+        assert got.dtype == torch.float64 and expected.abs().max() > 0.1
+        assert _rel(got, expected) < 1e-4, name
+    assert next(demo.model.parameters()).dtype == torch.float32  # the model is not changed
+    with pytest.raises(ValueError, match="precision must be one of"):
+        export_onnx(base, small, tmp_path / "x.onnx", precision="float16")
 
 
 def test_half_up_neurons_export_as_floor(tmp_path):
