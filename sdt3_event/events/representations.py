@@ -1,8 +1,10 @@
 """Event representations beyond counts: voxel grids, time surfaces, averaged time surfaces.
 
 Each is a pure function with a Tonic-style frozen transform on top, and gives Tonic's output on
-Tonic's parameters (tested on its grids and on real recordings), 10x-1000x faster
+Tonic's parameters (tested on its grids and on real recordings), 15x-200x faster
 (``bench/bench_filters.py``): per-event loops are numba kernels, everything else is vectorised.
+The time surface is 2-3x faster only: its bit-identical output needs numpy's ``exp`` per nonzero
+value, which alone takes about a tenth of Tonic's time (README, benchmarks).
 
 =================================  ==========================================  =====================
 transform                          Tonic equivalent                             output
