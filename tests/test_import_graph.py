@@ -143,3 +143,31 @@ def test_no_import_circles():
 def test_no_import_circles_in_stream():
     cycles = _circles(in_stream=True)
     assert cycles == [], "import circles: " + "; ".join(" <-> ".join(c) for c in cycles)
+
+
+# Every app module has these entry points (the CLI convention); they are not shared helpers.
+_APP_ENTRY_POINTS = {"main", "add_parser", "configure", "run"}
+
+
+def test_no_public_name_is_defined_twice():
+    # one of each: a public module-level function, class or constant exists in one module only
+    # (re-exports are imports, not definitions, and do not count)
+    where: dict[str, list[str]] = {}
+    for module, path in _modules().items():
+        for node in ast.parse(path.read_text(encoding="utf-8")).body:
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+                names = [node.name]
+            elif isinstance(node, ast.Assign):
+                names = [t.id for t in node.targets if isinstance(t, ast.Name)]
+            elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+                names = [node.target.id]
+            else:
+                continue
+            for name in names:
+                if name.startswith("_") or name in {"log", "logger", "__all__"}:
+                    continue
+                if module.startswith("sdt3_event.apps.") and name in _APP_ENTRY_POINTS:
+                    continue
+                where.setdefault(name, []).append(module)
+    twice = {name: mods for name, mods in where.items() if len(mods) > 1}
+    assert not twice, f"defined in more than one module: {twice}"

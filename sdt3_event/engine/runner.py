@@ -94,7 +94,7 @@ def run_dir_of(cfg: ExperimentConfig) -> Path:
     return Path(cfg.output_dir) / cfg.name
 
 
-def build_model(
+def build_experiment_model(
     cfg: ExperimentConfig, num_classes: int, in_chans: int, load_pretrained: bool = True
 ) -> tuple[str, nn.Module, dict]:
     """``create_model`` with ``num_classes``/``in_chans`` from the data unless set in ``kwargs``.
@@ -137,7 +137,7 @@ def _check_pretrained_representation(path: str, contract: DataContract) -> None:
     from sdt3_event.models.pretrained import read_checkpoint
 
     if not Path(path).is_file():
-        return  # build_model says so
+        return  # build_experiment_model says so
     payload = read_checkpoint(path)
     if isinstance(payload, dict) and isinstance(payload.get("data_contract"), dict):
         trained = DataContract.from_dict(dict(payload["data_contract"]))
@@ -363,7 +363,7 @@ def _setup(
         _check_pretrained_representation(cfg.model.pretrained, contract)
     check_splits(train_ds, test_ds, contract, cfg)
     # a resumed run takes its weights from the checkpoint, not from model.pretrained
-    model_name, model, model_config = build_model(
+    model_name, model, model_config = build_experiment_model(
         cfg, num_classes, contract.in_chans, load_pretrained=resume_payload is None
     )
     model.to(device)

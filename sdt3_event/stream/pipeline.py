@@ -43,7 +43,7 @@ import numpy as np
 from sdt3_event.events.schema import EVENT_DTYPE
 from sdt3_event.stream.base import EventSource
 from sdt3_event.stream.factory import open_source, split_uri
-from sdt3_event.stream.records import Prediction, StreamStatus
+from sdt3_event.stream.records import Record, StreamStatus
 from sdt3_event.stream.windowing import EventWindow, SlidingWindower, scan_chunk
 
 log = logging.getLogger(__name__)
@@ -54,7 +54,6 @@ DEFAULT_MAX_WINDOW_EVENTS = 16_000_000
 # Memory of the windows waiting for inference (events and frames), whatever their number.
 DEFAULT_MAX_QUEUED_MB = 64.0
 
-Record = Prediction | StreamStatus
 DROP_POLICIES = ("drop_oldest", "block")
 
 

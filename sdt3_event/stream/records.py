@@ -97,3 +97,7 @@ class StreamStatus:
 
     def to_json(self) -> str:
         return json.dumps({"type": "status", **asdict(self)}, separators=(",", ":"))
+
+
+#: What a pipeline emits and a sink writes: a prediction or a status record.
+Record = Prediction | StreamStatus

@@ -16,11 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from sdt3_event.stream.records import Prediction, StreamStatus
+from sdt3_event.stream.records import Prediction, Record, StreamStatus
 
 log = logging.getLogger(__name__)
-
-Record = Prediction | StreamStatus
 
 
 class JsonLinesSink:

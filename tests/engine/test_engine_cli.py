@@ -11,7 +11,7 @@ from testpaths import REPO
 
 from sdt3_event.checkpoint import load_checkpoint
 from sdt3_event.engine.config import load_config
-from sdt3_event.engine.runner import build_model
+from sdt3_event.engine.runner import build_experiment_model
 from sdt3_event.registry import resolve_name
 
 CONFIGS = sorted((REPO / "configs").glob("*.yaml"))
@@ -158,7 +158,7 @@ def test_finetune_adapts_imagenet_stem(tmp_path):
     path = tmp_path / "imagenet.pth"
     torch.save({"model": imagenet.state_dict()}, path)
     cfg = load_config(None, ["model.name=sdt3_2m", f"model.pretrained={path}"])
-    name, model, model_config = build_model(cfg, num_classes=10, in_chans=2)
+    name, model, model_config = build_experiment_model(cfg, num_classes=10, in_chans=2)
     assert name == "sdt3_2m" and model_config["in_chans"] == 2
     stem = model.downsample1_1.encode_conv.weight
     expected = imagenet.downsample1_1.encode_conv.weight.mean(1, keepdim=True) * 3 / 2
@@ -169,7 +169,7 @@ def test_finetune_adapts_imagenet_stem(tmp_path):
     assert model.head.out_features == 10
     missing = load_config(None, ["model.pretrained=/nope/10M.pth"])
     with pytest.raises(FileNotFoundError, match="model.pretrained"):
-        build_model(missing, 10, 2)
+        build_experiment_model(missing, 10, 2)
 
 
 def test_report_on_model_without_neurons_is_clear(tmp_path):
