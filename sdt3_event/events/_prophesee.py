@@ -240,11 +240,15 @@ def decode_raw(path, fmt: str, source: str, allow_truncated: bool) -> DecodedRec
             incomplete last word / record (unless ``allow_truncated``).
     """
     with open(path, "rb") as f:
-        if os.fstat(f.fileno()).st_size == 0:
-            return _decode_words(b"", fmt, source, allow_truncated)
+        size = os.fstat(f.fileno()).st_size
+        if size < _MMAP_BYTES:  # a small file: one read costs less than setting up a mapping
+            return _decode_words(f.read(), fmt, source, allow_truncated)
         with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
             return _decode_words(data, fmt, source, allow_truncated)
 
+
+#: Files below this size are read into memory rather than mapped.
+_MMAP_BYTES = 1 << 20
 
 #: DAT files with at least this many records decode in two threads (records are independent).
 _SPLIT_RECORDS = 1 << 21
