@@ -7,17 +7,22 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from sdt3_event.events.schema import EVENT_DTYPE
+from sdt3_event.events.transforms import call_transform, default_generator
 
 
 def apply_transforms(dataset: Any, sample: Any, target: Any) -> tuple[Any, Any]:
     """Apply a Tonic-style dataset's ``transform``, ``target_transform`` and ``transforms``.
 
-    ``transforms`` (a joint callable ``(sample, target) -> (sample, target)``, as in Tonic and
-    torchvision) is optional: datasets that do not define it skip that step.
+    A random ``transform`` (:class:`~sdt3_event.events.transforms.RandomTransform`) draws from
+    the data set's generator ``dataset.rng``. ``transforms`` (a joint callable
+    ``(sample, target) -> (sample, target)``, as in Tonic and torchvision) is optional: datasets
+    that do not define it skip that step.
     """
     if dataset.transform is not None:
-        sample = dataset.transform(sample)
+        sample = call_transform(dataset.transform, sample, dataset.rng)
     if dataset.target_transform is not None:
         target = dataset.target_transform(target)
     joint = getattr(dataset, "transforms", None)
@@ -60,6 +65,9 @@ class EventDataset:
     (frame datasets set both to None). A subclass sets ``targets`` (one label per sample) and ``transform`` / ``target_transform``
     in its constructor and implements :meth:`load` (sample ``i``, untransformed) and
     :meth:`describe` (the fields its ``repr`` shows).
+
+    The data set owns the :class:`numpy.random.Generator` its random transforms draw from,
+    :attr:`rng`; a subclass that draws itself (a random clip start) uses it too.
     """
 
     dtype: Any = EVENT_DTYPE
@@ -67,6 +75,23 @@ class EventDataset:
     targets: list[int]
     transform: Callable | None = None
     target_transform: Callable | None = None
+    _rng: np.random.Generator | None = None
+
+    @property
+    def rng(self) -> np.random.Generator:
+        """The generator of this data set's random transforms, one per process: set it to seed
+        them (``dataset.rng = np.random.default_rng(seed)``; the training run does). In a
+        DataLoader worker :func:`~sdt3_event.events.loader.seed_worker` (``make_loader``'s
+        ``worker_init_fn``) seeds the worker's copy from the worker's seed. Unset, the first use
+        draws it from NumPy's global state
+        (:func:`~sdt3_event.events.transforms.default_generator`)."""
+        if self._rng is None:
+            self._rng = default_generator()
+        return self._rng
+
+    @rng.setter
+    def rng(self, rng: np.random.Generator) -> None:
+        self._rng = rng
 
     def load(self, index: int) -> Any:
         """Sample ``index`` before any transform (events, or frames for frame datasets)."""

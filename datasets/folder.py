@@ -145,7 +145,7 @@ class EventFolder(EventDataset):
                 "sensor onto the model input, or keep one sensor per folder"
             )
         mapped = dataclasses.replace(self.transform, contract=contract.with_sensor(size))
-        sample = mapped(events)
+        sample = mapped(events, rng=self.rng)
         if self.target_transform is not None:
             target = self.target_transform(target)
         return sample, target

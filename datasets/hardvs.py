@@ -285,13 +285,11 @@ class HARDVSFrames(EventDataset):
 
     def clip_files(self, index: int) -> list[Path]:
         """The (at most ``T``) frame files of the clip sample ``index`` uses."""
-        from sdt3_event.events.transforms import generator
-
         files = self.frame_files(index)
         n, t = len(files), self.config.n_time_bins
         if n <= t:
             return files
-        start = int(generator().integers(0, n - t + 1)) if self.train else (n - t) // 2
+        start = int(self.rng.integers(0, n - t + 1)) if self.train else (n - t) // 2
         return files[start : start + t]
 
     def load(self, index: int):
@@ -299,15 +297,13 @@ class HARDVSFrames(EventDataset):
         import cv2
         import torch
 
-        from sdt3_event.events.transforms import generator
-
         cfg = self.config
         files = self.clip_files(index)
         frames = np.zeros((cfg.n_time_bins, 2, cfg.size, cfg.size), np.float32)  # (T, P, H, W)
         if len(files) < cfg.n_time_bins:
             self.n_short_clips += 1
             logger.debug("%s: %d frames < T=%d", self.data[index], len(files), cfg.n_time_bins)
-        flip = self.train and generator().uniform() < 0.5
+        flip = self.train and self.rng.uniform() < 0.5
         for k, f in enumerate(files):
             gray = cv2.imread(str(f), cv2.IMREAD_GRAYSCALE)
             if gray is None:

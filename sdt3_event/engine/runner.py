@@ -50,6 +50,7 @@ from sdt3_event.engine.mixing import FrameMixer
 from sdt3_event.engine.optim import WarmupCosine, build_optimizer
 from sdt3_event.engine.train import Progress, evaluate, resolve_amp, train_one_epoch, unwrap
 from sdt3_event.events.contract import DataContract
+from sdt3_event.events.loader import rng_owner
 from sdt3_event.runlog import MetricsLog
 
 logger = logging.getLogger(__name__)
@@ -64,30 +65,32 @@ def _canonical(name: str) -> str:
         return name
 
 
-def seed_everything(seed: int) -> None:
-    """Seed Python, NumPy, torch and the event transforms of this process."""
-    from sdt3_event.events.transforms import seed_transforms
-
+def seed_everything(seed: int, data: Any = None) -> None:
+    """Seed Python, NumPy, torch and the random transforms of ``data`` (the generator of its
+    :func:`~sdt3_event.events.loader.rng_owner`) in this process."""
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-    seed_transforms(seed)
+    owner = rng_owner(data)
+    if owner is not None:
+        owner.rng = np.random.default_rng(seed)
 
 
-def _capture_rng() -> dict[str, Any]:
-    from sdt3_event.events.transforms import generator
-
+def _capture_rng(data: Any) -> dict[str, Any]:
+    """The process's RNG states and, as ``transforms``, the state of ``data``'s generator."""
     state = capture_rng_state()
-    state["transforms"] = generator().bit_generator.state
+    owner = rng_owner(data)
+    if owner is not None:
+        state["transforms"] = owner.rng.bit_generator.state
     return state
 
 
-def _restore_rng(state: dict[str, Any]) -> None:
-    from sdt3_event.events.transforms import generator
-
+def _restore_rng(state: dict[str, Any], data: Any) -> None:
+    """Inverse of :func:`_capture_rng`."""
     restore_rng_state(state)
-    if state.get("transforms") is not None:
-        generator().bit_generator.state = state["transforms"]
+    owner = rng_owner(data)
+    if state.get("transforms") is not None and owner is not None:
+        owner.rng.bit_generator.state = state["transforms"]
 
 
 def run_dir_of(cfg: ExperimentConfig) -> Path:
@@ -367,7 +370,8 @@ def _setup(
         cfg, num_classes, contract.in_chans, load_pretrained=resume_payload is None
     )
     model.to(device)
-    seed_everything(cfg.seed + dist.rank)  # per-rank augmentation streams; DDP syncs the weights
+    # per-rank augmentation streams; DDP syncs the weights
+    seed_everything(cfg.seed + dist.rank, train_ds)
 
     world = dist.world_size
     total_batch = cfg.data.batch_size * world
@@ -449,9 +453,9 @@ def _resume(run: _Run, payload: dict) -> _Position:
         best_acc1=float(payload.get("metrics", {}).get("best_acc1", float("-inf"))),
     )
     if payload.get("rng") is not None and run.dist.world_size == 1:
-        _restore_rng(payload["rng"])
+        _restore_rng(payload["rng"], run.train_loader.dataset)
     else:
-        seed_everything(cfg.seed + run.dist.rank + 1000 * pos.epoch)
+        seed_everything(cfg.seed + run.dist.rank + 1000 * pos.epoch, run.train_loader.dataset)
     logger.info("resumed at epoch %d, step %d", pos.epoch, pos.step)
     return pos
 
@@ -581,6 +585,7 @@ def _evaluate_epoch(
 def _save(run: _Run, epoch: int, step: int, metrics: dict[str, Any], is_best: bool) -> None:
     """``checkpoints/last.pt`` after ``epoch`` completed epochs, and ``best.pt`` when it is the best."""
     payload = _payload(
+        run.train_loader.dataset,
         run.cfg,
         run.model_name,
         run.model,
@@ -647,6 +652,7 @@ def check_splits(
 
 
 def _payload(
+    train_data: Any,
     cfg: ExperimentConfig,
     model_name: str,
     model: nn.Module,
@@ -670,7 +676,7 @@ def _payload(
         "scheduler": scheduler.state_dict(),
         "epoch": epoch,
         "step": step,
-        "rng": _capture_rng(),
+        "rng": _capture_rng(train_data),
         "data_contract": contract.to_dict(),
         "config": cfg.to_dict(),
         "metrics": dict(metrics),

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -61,10 +62,31 @@ class ShardSampler(Sampler[int]):
         return max(0, math.ceil((self.n - self.rank) / self.world_size))
 
 
+def rng_owner(dataset: Any) -> Any:
+    """The data set whose generator (``rng``, as
+    :class:`~sdt3_event.datasets._common.EventDataset` owns) the random transforms of ``dataset``
+    draw from, found through wrappers' ``.dataset`` (``torch.utils.data.Subset`` and the like);
+    ``None`` when there is none."""
+    while dataset is not None and not hasattr(type(dataset), "rng"):
+        dataset = getattr(dataset, "dataset", None)
+    return dataset
+
+
 def seed_worker(worker_id: int) -> None:
-    """Seed NumPy in each loader worker from torch's per-worker seed (torch seeds only itself
-    and ``random``), so augmentations differ between workers and repeat across resumed runs."""
+    """``worker_init_fn``: seed this worker's random streams from torch's per-worker seed, so
+    augmentations differ between workers and repeat in a run with the same seed (and a resumed
+    one).
+
+    Seeds NumPy's global state and the generator of the worker's copy of the data set (its
+    :func:`rng_owner`), which its random transforms draw from.
+    """
+    from torch.utils.data import get_worker_info
+
     np.random.seed(torch.initial_seed() % 2**32)
+    info = get_worker_info()
+    owner = None if info is None else rng_owner(info.dataset)
+    if owner is not None:
+        owner.rng = np.random.default_rng(info.seed)
 
 
 def collate_frames(batch):

@@ -12,16 +12,20 @@ events outside the kept box. Random transforms draw once per call, i.e. once per
 :func:`build_frame_transform` turns a :class:`~sdt3_event.events.contract.DataContract` into the one
 callable ``events -> torch.float32 (T, P, H, W)`` used by training, evaluation and live inference.
 
-Randomness comes from :func:`generator`: one numpy Generator per process, seeded from the DataLoader
-worker's seed inside workers (so workers never repeat each other) and settable with
-:func:`seed_transforms` elsewhere.
+Randomness is passed in: every random transform (a :class:`RandomTransform`) is called as
+``transform(events, rng=generator)`` with a :class:`numpy.random.Generator`. The data sets
+(:class:`~sdt3_event.datasets._common.EventDataset`) own one generator each and hand it to their
+transform (:func:`call_transform`); :func:`~sdt3_event.events.loader.seed_worker` seeds it in
+every DataLoader worker from the worker's seed, so workers never repeat each other and a seeded run
+repeats. A direct call without ``rng`` (Tonic style, ``transform(events)``) draws a generator from
+NumPy's global random state (:func:`default_generator`), the state Tonic's own transforms use, so
+``np.random.seed`` repeats it.
 """
 
 from __future__ import annotations
 
 import functools
-import os
-import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -37,8 +41,9 @@ from sdt3_event.events.frames import (
 from sdt3_event.events.representations import WINDOW_REPRESENTATIONS, window_representation
 
 __all__ = [
-    "generator",
-    "seed_transforms",
+    "RandomTransform",
+    "call_transform",
+    "default_generator",
     "SpatialResize",
     "CenterCrop",
     "CropOrPad",
@@ -57,37 +62,29 @@ __all__ = [
     "build_frame_transform",
 ]
 
-_RNG: dict[str, object] = {"key": None, "rng": None}
+
+def default_generator() -> np.random.Generator:
+    """A generator for a random transform called without ``rng``: seeded by one draw from NumPy's
+    global random state (``np.random``), which Tonic's transforms use, ``np.random.seed`` sets and
+    PyTorch seeds in every DataLoader worker."""
+    return np.random.default_rng(np.random.randint(2**63 - 1, dtype=np.int64))
 
 
-def seed_transforms(seed: int | None) -> None:
-    """Seed the random transforms of this process (``None``: fresh entropy)."""
-    _RNG["key"] = (os.getpid(), "manual", seed)
-    _RNG["rng"] = np.random.default_rng(seed)
+def _or_default(rng: np.random.Generator | None) -> np.random.Generator:
+    return default_generator() if rng is None else rng
 
 
-def generator() -> np.random.Generator:
-    """The numpy Generator random transforms draw from in this process.
+class RandomTransform:
+    """Base of the transforms that draw random numbers: call one as ``transform(events, rng=g)``
+    with a :class:`numpy.random.Generator` ``g`` (``None``: :func:`default_generator`)."""
 
-    Inside a ``torch.utils.data`` worker it is seeded from the worker's seed (different for every
-    worker and epoch); in the main process from :func:`seed_transforms` or fresh entropy.
-    """
-    worker_seed = None
-    if "torch" in sys.modules:  # only a process that imported torch can be a DataLoader worker
-        from torch.utils.data import get_worker_info
 
-        info = get_worker_info()
-        worker_seed = None if info is None else int(info.seed)
-    pid = os.getpid()
-    key = _RNG["key"]
-    if worker_seed is not None:
-        if key != (pid, "worker", worker_seed):
-            _RNG["key"] = (pid, "worker", worker_seed)
-            _RNG["rng"] = np.random.default_rng(worker_seed)
-    elif key is None or key[0] != pid:
-        _RNG["key"] = (pid, "auto", None)
-        _RNG["rng"] = np.random.default_rng()
-    return _RNG["rng"]  # type: ignore[return-value]
+def call_transform(transform: Callable, sample, rng: np.random.Generator | None):
+    """``transform(sample)``, handing ``rng`` to a :class:`RandomTransform`; any other callable
+    (a Tonic transform, a lambda) is called with the sample alone."""
+    if isinstance(transform, RandomTransform):
+        return transform(sample, rng=rng)
+    return transform(sample)
 
 
 def _wh(sensor_size) -> tuple[int, int]:
@@ -200,7 +197,7 @@ class CenterCrop(_SensorToSize):
 
 
 @dataclass(frozen=True)
-class RandomCrop(_SensorToSize):
+class RandomCrop(_SensorToSize, RandomTransform):
     """Keep a random ``size`` box of the sensor (one box per call), shifted to the origin.
 
     Raises:
@@ -210,16 +207,16 @@ class RandomCrop(_SensorToSize):
     def __post_init__(self) -> None:
         self.check_crop()
 
-    def __call__(self, events: np.ndarray) -> np.ndarray:
+    def __call__(self, events: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
         w, h = _wh(self.sensor_size)
-        rng = generator()
+        rng = _or_default(rng)
         x0 = int(rng.integers(0, w - self.size[1] + 1))
         y0 = int(rng.integers(0, h - self.size[0] + 1))
         return _shift_and_keep(events, -x0, -y0, int(self.size[1]), int(self.size[0]))
 
 
 @dataclass(frozen=True)
-class RandomTranslate:
+class RandomTranslate(RandomTransform):
     """Shift all events by a random integer offset up to ``max_shift`` pixels (same sensor size).
 
     Events shifted off the sensor are dropped.
@@ -228,37 +225,37 @@ class RandomTranslate:
     sensor_size: tuple[int, int, int]
     max_shift: tuple[int, int] = (8, 8)
 
-    def __call__(self, events: np.ndarray) -> np.ndarray:
+    def __call__(self, events: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
         w, h = _wh(self.sensor_size)
-        rng = generator()
+        rng = _or_default(rng)
         dx = int(rng.integers(-self.max_shift[0], self.max_shift[0] + 1))
         dy = int(rng.integers(-self.max_shift[1], self.max_shift[1] + 1))
         return _shift_and_keep(events, dx, dy, w, h)
 
 
 @dataclass(frozen=True)
-class RandomFlipLR:
+class RandomFlipLR(RandomTransform):
     """Mirror the x axis with probability ``p`` (one decision per call, i.e. per clip)."""
 
     sensor_size: tuple[int, int, int]
     p: float = 0.5
 
-    def __call__(self, events: np.ndarray) -> np.ndarray:
+    def __call__(self, events: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
         out = events.copy()
-        if generator().uniform() < self.p:
+        if _or_default(rng).uniform() < self.p:
             out["x"] = int(self.sensor_size[0]) - 1 - events["x"].astype(np.int64)
         return out
 
 
 @dataclass(frozen=True)
-class RandomFlipPolarity:
+class RandomFlipPolarity(RandomTransform):
     """Swap ON and OFF with probability ``p`` (one decision per call)."""
 
     p: float = 0.5
 
-    def __call__(self, events: np.ndarray) -> np.ndarray:
+    def __call__(self, events: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
         out = events.copy()
-        if generator().uniform() < self.p:
+        if _or_default(rng).uniform() < self.p:
             if out.dtype["p"] == np.bool_:
                 out["p"] = ~events["p"]
             else:
@@ -267,7 +264,7 @@ class RandomFlipPolarity:
 
 
 @dataclass(frozen=True)
-class DropByTime:
+class DropByTime(RandomTransform):
     """Drop the events of one random time interval covering ``ratio`` of the recording.
 
     ``ratio`` is fixed or a ``(low, high)`` range drawn per call.
@@ -275,10 +272,10 @@ class DropByTime:
 
     ratio: float | tuple[float, float] = (0.1, 0.5)
 
-    def __call__(self, events: np.ndarray) -> np.ndarray:
+    def __call__(self, events: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
         if len(events) == 0:
             return events.copy()
-        rng = generator()
+        rng = _or_default(rng)
         r = self.ratio if np.isscalar(self.ratio) else rng.uniform(*self.ratio)
         t = events["t"]
         t0, t1 = int(t.min()), int(t.max())
@@ -289,7 +286,7 @@ class DropByTime:
 
 
 @dataclass(frozen=True)
-class DropByArea:
+class DropByArea(RandomTransform):
     """Drop the events of one random box covering ``ratio`` of each sensor side.
 
     ``ratio`` is fixed or a ``(low, high)`` range drawn per call.
@@ -298,8 +295,8 @@ class DropByArea:
     sensor_size: tuple[int, int, int]
     ratio: float | tuple[float, float] = (0.05, 0.25)
 
-    def __call__(self, events: np.ndarray) -> np.ndarray:
-        rng = generator()
+    def __call__(self, events: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
+        rng = _or_default(rng)
         w, h = _wh(self.sensor_size)
         r = self.ratio if np.isscalar(self.ratio) else rng.uniform(*self.ratio)
         bw, bh = max(int(round(w * float(r))), 1), max(int(round(h * float(r))), 1)
@@ -311,19 +308,19 @@ class DropByArea:
 
 
 @dataclass(frozen=True)
-class DropRandom:
+class DropRandom(RandomTransform):
     """Drop each event independently with probability ``ratio`` (fixed or a range per call)."""
 
     ratio: float | tuple[float, float] = (0.1, 0.5)
 
-    def __call__(self, events: np.ndarray) -> np.ndarray:
-        rng = generator()
+    def __call__(self, events: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
+        rng = _or_default(rng)
         r = self.ratio if np.isscalar(self.ratio) else rng.uniform(*self.ratio)
         return events[rng.uniform(0, 1, len(events)) >= float(r)]
 
 
 @dataclass(frozen=True)
-class EventDrop:
+class EventDrop(RandomTransform):
     """EventDrop (Gu et al., 2021): per call, one of identity, drop by time, by area or at random.
 
     Args:
@@ -341,19 +338,20 @@ class EventDrop:
         if bad or not self.modes:
             raise ValueError(f"EventDrop modes must be a non-empty subset of {valid}, got {bad}")
 
-    def __call__(self, events: np.ndarray) -> np.ndarray:
-        mode = self.modes[int(generator().integers(len(self.modes)))]
+    def __call__(self, events: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
+        rng = _or_default(rng)
+        mode = self.modes[int(rng.integers(len(self.modes)))]
         if mode == "time":
-            return DropByTime()(events)
+            return DropByTime()(events, rng)
         if mode == "area":
-            return DropByArea(self.sensor_size)(events)
+            return DropByArea(self.sensor_size)(events, rng)
         if mode == "random":
-            return DropRandom()(events)
+            return DropRandom()(events, rng)
         return events.copy()
 
 
 @dataclass(frozen=True)
-class RandomTimeCrop:
+class RandomTimeCrop(RandomTransform):
     """Keep a random ``duration_us`` stretch of the recording (all of it when shorter)."""
 
     duration_us: int
@@ -362,34 +360,36 @@ class RandomTimeCrop:
         if self.duration_us <= 0:
             raise ValueError(f"duration_us must be > 0, got {self.duration_us}")
 
-    def __call__(self, events: np.ndarray) -> np.ndarray:
+    def __call__(self, events: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
         if len(events) == 0:
             return events.copy()
         t = events["t"]
         t0, t1 = int(t.min()), int(t.max())
         if t1 - t0 < self.duration_us:
             return events.copy()
-        start = t0 + int(generator().integers(0, t1 - t0 - self.duration_us + 2))
+        start = t0 + int(_or_default(rng).integers(0, t1 - t0 - self.duration_us + 2))
         return events[(t >= start) & (t < start + self.duration_us)]
 
 
 @dataclass(frozen=True)
-class TimeJitter:
+class TimeJitter(RandomTransform):
     """Add Gaussian noise of ``std_us`` to timestamps, then re-sort; negative times are clipped."""
 
     std_us: float = 100.0
 
-    def __call__(self, events: np.ndarray) -> np.ndarray:
+    def __call__(self, events: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
         out = events.copy()
         if len(out) == 0 or self.std_us <= 0:
             return out
-        t = events["t"] + np.rint(generator().normal(0, self.std_us, len(out))).astype(np.int64)
+        t = events["t"] + np.rint(_or_default(rng).normal(0, self.std_us, len(out))).astype(
+            np.int64
+        )
         out["t"] = np.maximum(t, 0)
         return out[np.argsort(out["t"], kind="stable")]
 
 
 @dataclass(frozen=True)
-class SpatialJitter:
+class SpatialJitter(RandomTransform):
     """Move every event by its own rounded Gaussian offset of ``std_px`` pixels in x and y
     (Tonic's ``SpatialJitter`` with ``clip_outliers=True``): events moved off the sensor are
     dropped."""
@@ -397,16 +397,16 @@ class SpatialJitter:
     sensor_size: tuple[int, int, int]
     std_px: float = 1.0
 
-    def __call__(self, events: np.ndarray) -> np.ndarray:
+    def __call__(self, events: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
         if len(events) == 0 or self.std_px <= 0:
             return events.copy()
         w, h = _wh(self.sensor_size)
-        d = np.rint(generator().normal(0, self.std_px, (2, len(events)))).astype(np.int64)
+        d = np.rint(_or_default(rng).normal(0, self.std_px, (2, len(events)))).astype(np.int64)
         return _shift_and_keep(events, d[0], d[1], w, h)  # a shift per event
 
 
 @dataclass(frozen=True)
-class FrameTransform:
+class FrameTransform(RandomTransform):
     """``events -> torch.float32 (T, P, H, W)`` as a data contract prescribes (see
     :func:`build_frame_transform`).
 
@@ -421,6 +421,9 @@ class FrameTransform:
     from its first to its last event, is split into ``T`` bins. A window without events gives
     all-zero frames of the right shape.
 
+    Call it as ``transform(events, t_start_us=None, rng=None)``: a training transform draws its
+    augmentations and window from ``rng`` (see :class:`RandomTransform`).
+
     Attributes:
         contract: the data contract.
         train: random window placement.
@@ -431,8 +434,14 @@ class FrameTransform:
     train: bool = False
     augmentations: tuple = field(default=())
 
-    def window(self, events: np.ndarray, t_start_us: int | None = None) -> tuple[int, int]:
-        """The ``[start, end)`` window (µs) this transform bins for ``events``."""
+    def window(
+        self,
+        events: np.ndarray,
+        t_start_us: int | None = None,
+        rng: np.random.Generator | None = None,
+    ) -> tuple[int, int]:
+        """The ``[start, end)`` window (µs) this transform bins for ``events`` (a training
+        transform places a long recording's window with ``rng``)."""
         c = self.contract
         t = events["t"]
         if c.window_us is None:
@@ -450,7 +459,7 @@ class FrameTransform:
         if span <= c.window_us:
             start = first
         elif self.train:
-            start = first + int(generator().integers(0, span - c.window_us + 1))
+            start = first + int(_or_default(rng).integers(0, span - c.window_us + 1))
         else:
             start = first + (span - c.window_us) // 2
         return start, start + c.window_us
@@ -465,14 +474,20 @@ class FrameTransform:
         """The contract's spatial mapping as lookup tables (built once, on first use)."""
         return _sensor_map(self.contract)
 
-    def __call__(self, events: np.ndarray, t_start_us: int | None = None):
+    def __call__(
+        self,
+        events: np.ndarray,
+        t_start_us: int | None = None,
+        rng: np.random.Generator | None = None,
+    ):
         import torch
 
         c = self.contract
         if self.train:
+            rng = _or_default(rng)  # one generator for the augmentations and the window
             for aug in self.augmentations:
-                events = aug(events)
-        start, end = self.window(events, t_start_us)
+                events = call_transform(aug, events, rng)
+        start, end = self.window(events, t_start_us, rng)
         cut = bool(len(events)) and (t_start_us is not None or c.window_us is not None)
         return torch.from_numpy(self._bin(events, start, end, cut))  # (T, P, H, W)
 

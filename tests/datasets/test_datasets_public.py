@@ -274,9 +274,7 @@ def test_hardvs_frames_flip_is_per_clip(tmp_path):
     _write_pngs(tmp_path / "rawframes" / "action_001" / "r" / "c", [128] * 8)
     _hardvs_lists(tmp_path, {"train": ["action_001/r 8 0"]})
     train = HARDVSFrames(tmp_path, "train", config=RawFrameConfig(n_time_bins=8))
-    from sdt3_event.events.transforms import seed_transforms
-
-    seed_transforms(0)
+    train.rng = np.random.default_rng(0)
     sides = set()
     for _ in range(12):
         frames, _ = train[0]

@@ -221,3 +221,35 @@ def test_fit_and_evaluate_on_an_event_folder(tmp_path):
     metrics, loaded = evaluate_checkpoint(ckpt, root=str(root))
     assert metrics["n"] == 8 and metrics["dataset"] == "folder"
     assert loaded.contract.window_us is None
+
+
+def test_resume_restores_the_data_sets_generator(tmp_path):
+    """The checkpoint keeps the training data set's generator state; restoring it (into a
+    differently seeded copy, as a fresh process would be) repeats the augmented samples."""
+    import numpy as np
+    from sdt3_event.datasets.synthetic import SYNTHETIC_CLASSES, SyntheticGestures
+
+    from sdt3_event.engine.runner import _capture_rng, _restore_rng, seed_everything
+    from sdt3_event.events.contract import DataContract
+    from sdt3_event.events.transforms import build_frame_transform
+
+    contract = DataContract(
+        (32, 32, 2), (8, 8), 2, 50_000, "count", None, "resize", SYNTHETIC_CLASSES
+    )
+    ds = SyntheticGestures(
+        "train",
+        4,
+        sensor_size=(32, 32, 2),
+        duration_us=100_000,
+        transform=build_frame_transform(contract, train=True),
+    )
+    data = torch.utils.data.Subset(ds, range(4))  # found through the wrapper
+    seed_everything(3, data)
+    ds[0]
+    torch.save(_capture_rng(data), tmp_path / "rng.pt")
+    expected = [ds[i][0] for i in range(4)]
+    seed_everything(4, data)
+    assert not all(torch.equal(ds[i][0], e) for i, e in enumerate(expected))
+    _restore_rng(torch.load(tmp_path / "rng.pt", weights_only=True), data)  # as checkpoints load
+    assert all(torch.equal(ds[i][0], e) for i, e in enumerate(expected))
+    assert isinstance(ds.rng, np.random.Generator)

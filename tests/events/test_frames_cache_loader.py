@@ -9,8 +9,8 @@ from sdt3_event.datasets.synthetic import SYNTHETIC_CLASSES, SyntheticGestures
 
 from sdt3_event.events.cache import CachedDataset, cache_key
 from sdt3_event.events.contract import DataContract
-from sdt3_event.events.loader import collate_frames, make_loader
-from sdt3_event.events.transforms import build_frame_transform
+from sdt3_event.events.loader import collate_frames, make_loader, rng_owner
+from sdt3_event.events.transforms import EventDrop, RandomTranslate, build_frame_transform
 
 CONTRACT = DataContract((32, 32, 2), (16, 16), 4, 100_000, "count", 4, "resize", SYNTHETIC_CLASSES)
 
@@ -156,3 +156,49 @@ def test_loader_pins_memory_for_cuda():
     assert x.is_pinned() and y.is_pinned()
     x = x.cuda(non_blocking=True)
     assert x.shape == (4, *CONTRACT.frame_shape) and x.device.type == "cuda"
+
+
+class _SameClip(SyntheticGestures):
+    """Every sample is the same recording, so two samples differ only by their augmentations."""
+
+    def load(self, index):
+        return super().load(0)
+
+
+def _augmenting(n=8):
+    augs = (RandomTranslate((32, 32, 2), (3, 3)), EventDrop((32, 32, 2)))
+    tf = build_frame_transform(CONTRACT, train=True, augmentations=augs)
+    return _SameClip("train", n, seed=0, sensor_size=(32, 32, 2), duration_us=100_000, transform=tf)
+
+
+def test_two_workers_draw_different_augmentations():
+    ds = _augmenting()
+    ds.rng = np.random.default_rng(0)  # set before the workers fork: each must still reseed it
+    torch.manual_seed(0)
+    frames = [x[0] for x, _ in make_loader(ds, 1, train=True, workers=2)]  # worker 0, 1, 0, ...
+    assert not torch.equal(torch.stack(frames[0::2]), torch.stack(frames[1::2]))
+    assert len({f.numpy().tobytes() for f in frames}) > 4  # the clips differ within a worker too
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_same_seed_same_augmented_batches(workers):
+    def batches(seed):
+        ds = _augmenting()
+        ds.rng = np.random.default_rng(seed)  # the main process (workers=0)
+        torch.manual_seed(seed)  # the workers' seeds
+        return torch.cat([x for x, _ in make_loader(ds, 4, train=True, workers=workers)])
+
+    first = batches(1)
+    assert torch.equal(first, batches(1))
+    assert not torch.equal(first, batches(2))
+
+
+def test_workers_seed_a_wrapped_data_set():
+    """seed_worker finds the generator through a Subset (rng_owner)."""
+    ds = _augmenting()
+    ds.rng = np.random.default_rng(0)
+    torch.manual_seed(0)
+    sub = torch.utils.data.Subset(ds, range(8))
+    assert rng_owner(sub) is ds and rng_owner(torch.utils.data.TensorDataset()) is None
+    frames = [x[0] for x, _ in make_loader(sub, 1, train=False, workers=2)]
+    assert not torch.equal(torch.stack(frames[0::2]), torch.stack(frames[1::2]))

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import tonic
 import torch
+from sdt3_event.datasets._common import EventDataset
 from sdt3_event.datasets.synthetic import SYNTHETIC_CLASSES, generate_gesture
 
 from sdt3_event.events.contract import DataContract
@@ -29,7 +30,7 @@ from sdt3_event.events.transforms import (
     SpatialResize,
     TimeJitter,
     build_frame_transform,
-    seed_transforms,
+    call_transform,
 )
 
 SENSOR = (40, 30, 2)
@@ -62,8 +63,7 @@ def _all_transforms():
 @pytest.mark.parametrize("transform", _all_transforms(), ids=lambda t: type(t).__name__)
 def test_event_transform_properties(transform, events):
     before = events.copy()
-    seed_transforms(0)
-    out = transform(events)
+    out = call_transform(transform, events, np.random.default_rng(0))
     np.testing.assert_array_equal(events, before)  # input untouched
     assert out.dtype == events.dtype
     assert len(out) <= len(events)
@@ -110,7 +110,7 @@ def test_center_crop_and_pad_are_centred():
 
 
 def test_flips_once_per_clip(events):
-    seed_transforms(1)
+    np.random.seed(1)  # direct calls draw from NumPy's global state
     flipped = RandomFlipLR(SENSOR, p=1.0)(events)
     np.testing.assert_array_equal(flipped["x"], SENSOR[0] - 1 - events["x"])
     np.testing.assert_array_equal(RandomFlipPolarity(p=1.0)(events)["p"], ~events["p"])
@@ -119,7 +119,7 @@ def test_flips_once_per_clip(events):
 
 
 def test_event_drop_removes_what_it_says(events):
-    seed_transforms(2)
+    np.random.seed(2)  # direct calls draw from NumPy's global state
     by_time = DropByTime(0.5)(events)
     assert 0.35 * len(events) < len(by_time) < 0.65 * len(events)
     by_area = DropByArea(SENSOR, 1.0)(events)
@@ -130,7 +130,7 @@ def test_event_drop_removes_what_it_says(events):
 
 
 def test_random_time_crop_and_jitter(events):
-    seed_transforms(3)
+    np.random.seed(3)  # direct calls draw from NumPy's global state
     crop = RandomTimeCrop(50_000)(events)
     assert crop["t"].max() - crop["t"].min() < 50_000
     jit = TimeJitter(1000.0)(events)
@@ -138,7 +138,7 @@ def test_random_time_crop_and_jitter(events):
 
 
 def test_compose_with_tonic(events):
-    seed_transforms(4)
+    np.random.seed(4)  # direct calls draw from NumPy's global state
     pipeline = tonic.transforms.Compose(
         [
             RandomTranslate(SENSOR, (2, 2)),
@@ -162,9 +162,8 @@ CONTRACTS = [
 @pytest.mark.parametrize("contract", CONTRACTS, ids=lambda c: c.spatial)
 @pytest.mark.parametrize("train", [False, True])
 def test_frame_transform_contract(contract, train, events):
-    seed_transforms(5)
     tf = build_frame_transform(contract, train=train)
-    frames = tf(events)
+    frames = tf(events, rng=np.random.default_rng(5))
     assert isinstance(frames, torch.Tensor) and frames.dtype == torch.float32
     assert tuple(frames.shape) == contract.frame_shape
     assert frames.sum() > 0 and frames.min() >= 0
@@ -208,16 +207,13 @@ def test_frame_transform_rejects_impossible_spatial_modes():
         build_frame_transform(DataContract((40, 30, 2), (64, 64), 2, spatial="center_crop"))
 
 
-class _Draws:
-    """Each item is one draw from the transforms' generator (in whichever process loads it)."""
+class _Draws(EventDataset):
+    """Each item is one draw from the data set's generator (in whichever process loads it)."""
 
-    def __len__(self):
-        return 8
+    targets = [0] * 8
 
     def __getitem__(self, i):
-        from sdt3_event.events.transforms import generator
-
-        return int(generator().integers(1 << 40))
+        return int(self.rng.integers(1 << 40))
 
 
 def test_loader_workers_draw_different_random_streams():
@@ -234,7 +230,7 @@ def test_loader_workers_draw_different_random_streams():
 def test_spatial_jitter_moves_events_by_their_own_offsets_and_drops_off_sensor():
     n = 4000
     centre = make_events(np.arange(n), np.full(n, 20), np.full(n, 15), np.ones(n, bool))
-    seed_transforms(3)
+    np.random.seed(3)  # direct calls draw from NumPy's global state
     out = SpatialJitter(SENSOR, 1.0)(centre)
     assert len(out) == n  # nothing leaves the sensor from its centre
     dx = out["x"].astype(int) - 20
@@ -243,3 +239,20 @@ def test_spatial_jitter_moves_events_by_their_own_offsets_and_drops_off_sensor()
     out = SpatialJitter(SENSOR, 1.0)(corner)
     assert 0.1 * n < len(out) < 0.5 * n and out["x"].min() >= 0 and out["y"].min() >= 0
     np.testing.assert_array_equal(SpatialJitter(SENSOR, 0.0)(centre), centre)
+
+
+def test_random_transforms_draw_from_the_generator_passed_or_numpys_global_state(events):
+    contract = CONTRACTS[0]
+    tf = build_frame_transform(contract, train=True)
+
+    def draws(**kw):
+        return torch.stack([tf(events, **kw) for _ in range(3)])
+
+    a = draws(rng=np.random.default_rng(7))
+    b = draws(rng=np.random.default_rng(7))
+    assert torch.equal(a, b)
+    assert not all(torch.equal(x, a[0]) for x in a[1:])  # the generator advances per call
+    np.random.seed(7)  # Tonic style: a direct call without rng
+    c = draws()
+    np.random.seed(7)
+    assert torch.equal(c, draws())
