@@ -365,6 +365,9 @@ def main() -> int:
     )
     ap.add_argument("--no-cli", action="store_true", help="skip the sdt3-event live subprocess")
     ap.add_argument("--no-tcp", action="store_true", help="skip the tcp:// figures")
+    ap.add_argument(
+        "--trace", action="store_true", help="the model runs as a TorchScript trace (live --trace)"
+    )
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     smoke = args.smoke
@@ -376,9 +379,14 @@ def main() -> int:
     print(
         f"# bench_stream  device={args.device}  torch={torch.__version__}  "
         f"cpu={platform.processor() or platform.machine()} x{os.cpu_count()}  "
-        f"threads={torch.get_num_threads()}  smoke={smoke}"
+        f"threads={torch.get_num_threads()}  smoke={smoke}  trace={args.trace}"
     )
-    results: dict = {"smoke": smoke, "cpus": os.cpu_count(), "threads": args.threads}
+    results: dict = {
+        "smoke": smoke,
+        "cpus": os.cpu_count(),
+        "threads": args.threads,
+        "trace": args.trace,
+    }
     tmp = Path(tempfile.mkdtemp(prefix="bench_stream_"))
     try:
         rec = tmp / "rec.aedat4"
@@ -428,6 +436,7 @@ def main() -> int:
             energy_every=0,
             keep_frames=False,
             window_us=win,
+            trace=args.trace,
         )
         pr.bind(SENSOR)
         pr.warmup()
