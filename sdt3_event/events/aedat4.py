@@ -714,21 +714,22 @@ def iter_packets(
             offset += size
 
 
-def decode_packet_events(
+def packet_event_rows(
     packet: Packet,
     compression: Compression,
     *,
     max_packet_bytes: int = MAX_PACKET_BYTES,
     what: str = "AEDAT4 stream",
 ) -> np.ndarray:
-    """Decompress and decode an event packet into ``EVENT_DTYPE``.
+    """Decompress an event packet and view its events as on-wire ``DV_EVENT_DTYPE`` rows (the
+    network source converts them in one compiled pass, as the file reader does).
 
     Raises:
         EventFormatError: corrupt compressed data or flatbuffer.
     """
     where = f"{what}: packet of stream {packet.stream_id}"
     data = decompress(packet.payload, compression, max_bytes=max_packet_bytes, what=where)
-    return decode_event_packet(data, where)
+    return decode_event_packet_raw(data, where)
 
 
 #: The data table is read (for an event count) only when it is at most this large.

@@ -230,11 +230,10 @@ class NetworkSource(BaseEventSource):
             ):
                 if pkt.stream_id != info.stream_id:
                     continue
-                where = f"{what}: packet of stream {pkt.stream_id}"
-                data = aedat4.decompress(
-                    pkt.payload, header.compression, max_bytes=self.max_packet_bytes, what=where
+                rows = aedat4.packet_event_rows(
+                    pkt, header.compression, max_packet_bytes=self.max_packet_bytes, what=what
                 )
-                events = self._decode(aedat4.decode_event_packet_raw(data, where), what)
+                events = self._decode(rows, what)
                 if len(events):
                     self.events_in += len(events)
                     yield events
