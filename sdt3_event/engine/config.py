@@ -90,6 +90,10 @@ class DataConfig:
         time_jitter_us: training augmentation: Gaussian noise of this std (µs) on every
             timestamp; 0 disables it.
         event_drop: training augmentation: EventDrop (drop by time, by area or at random).
+        rotate_deg: training augmentation: random rotation of the whole sample about the
+            sensor's centre, uniform in ``[-rotate_deg, rotate_deg]`` degrees; 0 disables it.
+        scale_jitter: training augmentation: random zoom of the whole sample, uniform in
+            ``[1 - scale_jitter, 1 + scale_jitter]``; 0 disables it.
     """
 
     dataset: str = "synthetic"
@@ -115,6 +119,8 @@ class DataConfig:
     spatial_jitter_px: float = 0.0
     time_jitter_us: float = 0.0
     event_drop: bool = True
+    rotate_deg: float = 0.0
+    scale_jitter: float = 0.0
 
 
 @dataclass
@@ -236,6 +242,11 @@ class ExperimentConfig:
         ):
             raise ConfigError(
                 "data.translate_px, data.spatial_jitter_px and data.time_jitter_us must be >= 0"
+            )
+        if self.data.rotate_deg < 0 or not 0 <= self.data.scale_jitter < 1:
+            raise ConfigError(
+                "data.rotate_deg must be >= 0 and data.scale_jitter in [0, 1), got "
+                f"{self.data.rotate_deg} and {self.data.scale_jitter}"
             )
         positive = {
             "train.epochs": self.train.epochs,

@@ -64,6 +64,8 @@ def _frame_transform(contract: DataContract, train: bool, cfg: DataConfig | None
             spatial_jitter_px=cfg.spatial_jitter_px,
             time_jitter_us=cfg.time_jitter_us,
             event_drop=cfg.event_drop,
+            rotate_deg=cfg.rotate_deg,
+            scale_jitter=cfg.scale_jitter,
         )
     return build_frame_transform(contract, train=train, augmentations=augmentations)
 

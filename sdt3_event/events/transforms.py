@@ -49,6 +49,7 @@ __all__ = [
     "CropOrPad",
     "RandomCrop",
     "RandomTranslate",
+    "RandomAffine",
     "RandomFlipLR",
     "RandomFlipPolarity",
     "EventDrop",
@@ -230,6 +231,49 @@ class RandomTranslate(RandomTransform):
         rng = _or_default(rng)
         dx = int(rng.integers(-self.max_shift[0], self.max_shift[0] + 1))
         dy = int(rng.integers(-self.max_shift[1], self.max_shift[1] + 1))
+        return _shift_and_keep(events, dx, dy, w, h)
+
+
+@dataclass(frozen=True)
+class RandomAffine(RandomTransform):
+    """Rotate and scale all events about the sensor's centre by one random draw per call (the
+    event counterpart of torchvision's ``RandomAffine`` without shear or translation).
+
+    The angle is uniform in ``[-degrees, degrees]`` and the scale uniform in
+    ``[1 - scale_jitter, 1 + scale_jitter]``; coordinates are rounded to the nearest pixel and
+    events mapped off the sensor are dropped.
+
+    Args:
+        sensor_size: ``(W, H, P)``.
+        degrees: largest rotation, >= 0.
+        scale_jitter: largest relative zoom in or out, in ``[0, 1)``.
+
+    Raises:
+        ValueError: a negative ``degrees`` or ``scale_jitter`` outside ``[0, 1)``.
+    """
+
+    sensor_size: tuple[int, int, int]
+    degrees: float = 10.0
+    scale_jitter: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.degrees < 0 or not 0 <= self.scale_jitter < 1:
+            raise ValueError(
+                f"RandomAffine needs degrees >= 0 and 0 <= scale_jitter < 1, got {self.degrees}, "
+                f"{self.scale_jitter}"
+            )
+
+    def __call__(self, events: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
+        w, h = _wh(self.sensor_size)
+        rng = _or_default(rng)
+        angle = np.deg2rad(rng.uniform(-self.degrees, self.degrees))
+        scale = rng.uniform(1 - self.scale_jitter, 1 + self.scale_jitter)
+        cx, cy = (w - 1) / 2, (h - 1) / 2
+        x = events["x"].astype(np.float64) - cx
+        y = events["y"].astype(np.float64) - cy
+        cos, sin = scale * np.cos(angle), scale * np.sin(angle)
+        dx = np.rint(cos * x - sin * y + cx).astype(np.int64) - events["x"]
+        dy = np.rint(sin * x + cos * y + cy).astype(np.int64) - events["y"]
         return _shift_and_keep(events, dx, dy, w, h)
 
 
@@ -665,10 +709,13 @@ def default_augmentations(
     spatial_jitter_px: float = 0.0,
     time_jitter_us: float = 0.0,
     event_drop: bool = True,
+    rotate_deg: float = 0.0,
+    scale_jitter: float = 0.0,
 ) -> tuple:
     """Label-preserving event augmentations for training: small translations (``translate_px``,
     default 1/16 of each sensor side) and EventDrop, plus optional per-event spatial and time
-    jitter (Tonic's ``SpatialJitter`` / ``TimeJitter``).
+    jitter (Tonic's ``SpatialJitter`` / ``TimeJitter``) and an optional random rotation and
+    zoom of the whole sample (:class:`RandomAffine`, ``rotate_deg`` / ``scale_jitter``).
 
     Horizontal / polarity flips are left out on purpose: they swap classes such as clockwise vs
     counter-clockwise rotation or left vs right swipes (DVS Gesture, SyntheticGestures). Add
@@ -676,7 +723,11 @@ def default_augmentations(
     """
     w, h = _wh(contract.sensor_size)
     shift = (max(w // 16, 1), max(h // 16, 1)) if translate_px is None else (translate_px,) * 2
-    augs: list = [RandomTranslate(contract.sensor_size, shift)] if max(shift) > 0 else []
+    augs: list = []
+    if rotate_deg > 0 or scale_jitter > 0:
+        augs.append(RandomAffine(contract.sensor_size, rotate_deg, scale_jitter))
+    if max(shift) > 0:
+        augs.append(RandomTranslate(contract.sensor_size, shift))
     if spatial_jitter_px > 0:
         augs.append(SpatialJitter(contract.sensor_size, spatial_jitter_px))
     if time_jitter_us > 0:

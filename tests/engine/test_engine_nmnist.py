@@ -54,6 +54,10 @@ def test_validation_settings_are_checked():
         load_config(RECIPE, ["data.eval_split=holdout"])
     with pytest.raises(ConfigError, match="time_jitter_us"):
         load_config(RECIPE, ["data.time_jitter_us=-1"])
+    with pytest.raises(ConfigError, match="scale_jitter in"):
+        load_config(RECIPE, ["data.scale_jitter=1.0"])
+    with pytest.raises(ConfigError, match="rotate_deg must be"):
+        load_config(RECIPE, ["data.rotate_deg=-5"])
 
 
 @needs_data

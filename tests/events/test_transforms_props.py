@@ -21,6 +21,7 @@ from sdt3_event.events.transforms import (
     DropByTime,
     DropRandom,
     EventDrop,
+    RandomAffine,
     RandomCrop,
     RandomFlipLR,
     RandomFlipPolarity,
@@ -48,6 +49,7 @@ def _all_transforms():
         CropOrPad(SENSOR, (36, 36)),
         RandomCrop(SENSOR, (16, 16)),
         RandomTranslate(SENSOR, (4, 4)),
+        RandomAffine(SENSOR, 15.0, 0.1),
         RandomFlipLR(SENSOR, p=1.0),
         RandomFlipPolarity(p=1.0),
         EventDrop(SENSOR),
@@ -256,3 +258,23 @@ def test_random_transforms_draw_from_the_generator_passed_or_numpys_global_state
     c = draws()
     np.random.seed(7)
     assert torch.equal(c, draws())
+
+
+def test_random_affine_rotates_and_zooms_about_the_centre():
+    ev = make_events(
+        [0, 1, 2], [10, 19, 28], [14, 14, 14], [True, False, True]
+    )  # centre (19.5, 14.5)
+    np.testing.assert_array_equal(RandomAffine(SENSOR, 0.0)(ev), ev)  # identity
+    rng = np.random.default_rng(3)
+    out = RandomAffine(SENSOR, 0.0, 0.5)(ev, rng=rng)  # a zoom keeps the horizontal line
+    assert np.all(out["y"] == 14) and np.all(np.diff(out["x"].astype(int)) > 0)
+    # 90 degrees (the draw is uniform in [-90, 90]: find a generator that draws close to it)
+    affine = RandomAffine(SENSOR, 90.0)
+    angles = [np.random.default_rng(s).uniform(-90, 90) for s in range(200)]
+    seed = int(np.argmax(angles))
+    assert angles[seed] > 89
+    turned = affine(ev, rng=np.random.default_rng(seed))
+    assert np.all(np.abs(turned["x"].astype(int) - 19) <= 1)  # the line is now vertical
+    assert len(np.unique(turned["y"])) == len(turned) == 3
+    with pytest.raises(ValueError, match="scale_jitter"):
+        RandomAffine(SENSOR, 10.0, 1.5)
