@@ -42,8 +42,7 @@ ERR_TIME_BACK = 2  # the time base goes backwards (ERR_A -> ERR_B, in us)
 ERR_POLARITY = 3  # a DAT polarity field above 1 (ERR_A: the field)
 
 
-def new_state() -> np.ndarray:
-    """A fresh decoder state (nothing decoded yet)."""
+def _fresh_state() -> np.ndarray:
     st = np.zeros(N_STATE, np.int64)
     st[LAST_T] = np.iinfo(np.int64).min
     st[MIN_X] = st[MIN_Y] = np.iinfo(np.int64).max
@@ -52,6 +51,14 @@ def new_state() -> np.ndarray:
     st[E3_ROW] = -1
     st[E3_BASE_X] = -1
     return st
+
+
+_FRESH_STATE = _fresh_state()
+
+
+def new_state() -> np.ndarray:
+    """A fresh decoder state (nothing decoded yet): a copy of one built at import."""
+    return _FRESH_STATE.copy()
 
 
 @numba.njit(cache=True, nogil=True, inline="always")

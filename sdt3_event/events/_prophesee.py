@@ -80,6 +80,11 @@ def raw_encoding(lines: list[str]) -> str | None:
     return None
 
 
+_GEOMETRY_LINE = re.compile(r"geometry\s+(\d+)\s*x\s*(\d+)")
+_SIDE_LINE = re.compile(r"(width|height)\s+(\d+)$")
+_VERSION_LINE = re.compile(r"%\s*version\s+(\d+)")
+
+
 def header_geometry(lines: list[str]) -> SensorSize | None:
     """``(W, H, 2)`` from ``% geometry WxH``, ``% format ...;height=H;width=W`` or
     ``% Width``/``% Height`` header lines, else ``None``."""
@@ -87,7 +92,7 @@ def header_geometry(lines: list[str]) -> SensorSize | None:
     for line in lines:
         text = line.lstrip("%").strip()
         low = text.lower()
-        m = re.match(r"geometry\s+(\d+)\s*x\s*(\d+)", low)
+        m = _GEOMETRY_LINE.match(low)
         if m:
             return (int(m.group(1)), int(m.group(2)), 2)
         if low.startswith("format "):
@@ -97,7 +102,7 @@ def header_geometry(lines: list[str]) -> SensorSize | None:
                     return (int(fields["width"]), int(fields["height"]), 2)
                 except ValueError:
                     return None
-        m = re.match(r"(width|height)\s+(\d+)$", low)
+        m = _SIDE_LINE.match(low)
         if m:
             if m.group(1) == "width":
                 width = int(m.group(2))
@@ -164,7 +169,7 @@ def raw_layout(head: bytes, fmt: str, source: str) -> RawLayout:
     else:
         version = 0
         for line in lines:
-            m = re.match(r"%\s*version\s+(\d+)", line.strip().lower())
+            m = _VERSION_LINE.match(line.strip().lower())
             if m:
                 version = int(m.group(1))
         if version >= 2:
@@ -225,11 +230,15 @@ def _log_skipped(st: np.ndarray, fmt: str, source: str) -> None:
         logger.debug("%s: skipped %d EVT 3.0 words before the first time base", source, skipped)
 
 
-def decode_raw(path, fmt: str, source: str, allow_truncated: bool) -> DecodedRecords:
+def decode_raw(
+    path, fmt: str, source: str, allow_truncated: bool, data: bytes | None = None
+) -> DecodedRecords:
     """Decode a whole EVT 2.0 / EVT 3.0 / DAT file with its compiled kernel.
 
     The file is memory-mapped (read-only) rather than copied: the kernel reads the page cache
-    directly, which is what makes a single pass faster than reading the bytes first.
+    directly, which is what makes a single pass faster than reading the bytes first. A file
+    below :data:`SMALL_FILE_BYTES` is read instead, or taken from ``data`` (its whole content,
+    when the caller has read it already).
 
     Shape:
         file bytes -> records ``[N]``.
@@ -239,16 +248,18 @@ def decode_raw(path, fmt: str, source: str, allow_truncated: bool) -> DecodedRec
             backwards (other than the counter's wrap), a DAT polarity other than 0/1, or an
             incomplete last word / record (unless ``allow_truncated``).
     """
+    if data is not None:
+        return _decode_words(data, fmt, source, allow_truncated)
     with open(path, "rb") as f:
         size = os.fstat(f.fileno()).st_size
-        if size < _MMAP_BYTES:  # a small file: one read costs less than setting up a mapping
+        if size < SMALL_FILE_BYTES:  # one read costs less than setting up a mapping
             return _decode_words(f.read(), fmt, source, allow_truncated)
-        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
-            return _decode_words(data, fmt, source, allow_truncated)
+        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+            return _decode_words(mapped, fmt, source, allow_truncated)
 
 
 #: Files below this size are read into memory rather than mapped.
-_MMAP_BYTES = 1 << 20
+SMALL_FILE_BYTES = 1 << 20
 
 #: DAT files with at least this many records decode in two threads (records are independent).
 _SPLIT_RECORDS = 1 << 21
@@ -291,7 +302,9 @@ def _dat_two_halves(words: np.ndarray, st: np.ndarray, out: np.ndarray) -> tuple
 def _decode_words(data, fmt: str, source: str, allow_truncated: bool) -> DecodedRecords:
     from sdt3_event.events import _kernels
 
-    layout = raw_layout(bytes(data[: (1 << 20) + 2]), fmt, source)
+    limit = SMALL_FILE_BYTES + 2
+    head = data if isinstance(data, bytes) and len(data) <= limit else bytes(data[:limit])
+    layout = raw_layout(head, fmt, source)
     body = memoryview(data)[layout.start :]
     words = None
     try:

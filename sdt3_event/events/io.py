@@ -198,9 +198,20 @@ def _check_sensor_size(sensor_size) -> SensorSize | None:
     return vals  # type: ignore[return-value]
 
 
-def _sniff(path: Path) -> bytes:
-    with open(path, "rb") as f:
-        return f.read(_SNIFF_BYTES)
+def _sniff(path: Path) -> tuple[bytes, bool]:
+    """The file's first bytes, and whether they are all of it: a file below
+    ``SMALL_FILE_BYTES`` is read whole here, once, for detection and decoding alike.
+
+    Raises:
+        FileNotFoundError: no file at ``path`` (or a folder).
+    """
+    try:
+        with open(path, "rb") as f:
+            if os.fstat(f.fileno()).st_size < _prophesee.SMALL_FILE_BYTES:
+                return f.read(), True
+            return f.read(_SNIFF_BYTES), False
+    except (FileNotFoundError, IsADirectoryError):
+        raise FileNotFoundError(f"event file not found: {path}") from None
 
 
 def _format_from_content(head: bytes, suffix: str) -> str | None:
@@ -241,10 +252,12 @@ def detect_format(path: str | os.PathLike) -> str:
             EVT 2.1), or content that contradicts the extension.
     """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"event file not found: {path}")
+    return _detect(path, _sniff(path)[0])
+
+
+def _detect(path: Path, head: bytes) -> str:
+    """:func:`detect_format` from the file's first bytes."""
     suffix = path.suffix.lower()
-    head = _sniff(path)
     found = _format_from_content(head, suffix)
     expected = [f.name for f in FORMATS.values() if suffix in f.extensions]
 
@@ -289,8 +302,9 @@ def detect_format(path: str | os.PathLike) -> str:
 
 
 def _decode(
-    path: Path, fmt: str, source: str, allow_truncated: bool
+    path: Path, fmt: str, source: str, allow_truncated: bool, data: bytes | None = None
 ) -> DecodedEvents | DecodedRecords:
+    """The file's events or records; ``data``: its whole content when read already."""
     if fmt == "aedat4":
         from sdt3_event.events.aedat4 import decode_aedat4
 
@@ -300,8 +314,9 @@ def _decode(
     if fmt == "npz":
         return _arrays.decode_npz(path, source)
     if fmt in ("evt2", "evt3", "dat"):
-        return _prophesee.decode_raw(path, fmt, source, allow_truncated)
-    data = path.read_bytes()
+        return _prophesee.decode_raw(path, fmt, source, allow_truncated, data)
+    if data is None:
+        data = path.read_bytes()
     if fmt == "aedat3":
         return _aedat.decode_aedat31(data, source, allow_truncated)
     if fmt == "aedat2":
@@ -325,14 +340,17 @@ def _memory_guard(source: str) -> Iterator[None]:
         ) from exc
 
 
-def _resolve_format(path: Path, format: str | None) -> str:
+def _resolve_format(path: Path, format: str | None) -> tuple[str, bytes | None]:
+    """The format (``format``, or detected) and, when detection read the whole (small) file,
+    its content."""
     if format is None:
-        return detect_format(path)
+        head, whole = _sniff(path)
+        return _detect(path, head), (head if whole else None)
     if format not in FORMATS:
         raise ValueError(f"unknown format {format!r}; choose one of {sorted(FORMATS)}")
     if not path.is_file():
         raise FileNotFoundError(f"event file not found: {path}")
-    return format
+    return format, None
 
 
 def _pick_sensor(
@@ -375,9 +393,9 @@ def read_events_with_report(
     path = Path(path)
     source = str(path)
     sensor_size = _check_sensor_size(sensor_size)
-    fmt = _resolve_format(path, format)
+    fmt, data = _resolve_format(path, format)
     with _memory_guard(source):
-        decoded = _decode(path, fmt, source, allow_truncated)
+        decoded = _decode(path, fmt, source, allow_truncated, data)
         sensor = _pick_sensor(source, fmt, sensor_size, decoded.sensor_size)
         result = assemble(
             decoded, source=source, sensor_size=sensor, drop_out_of_range=drop_out_of_range
@@ -484,7 +502,7 @@ class EventChunks:
         self.allow_truncated = allow_truncated
         source = str(self.path)
         given = _check_sensor_size(sensor_size)
-        self.format = _resolve_format(self.path, format)
+        self.format = _resolve_format(self.path, format)[0]
         self.streaming = self.format in STREAMING_FORMATS
         self.n_dropped = 0
         self.truncated_bytes = 0
