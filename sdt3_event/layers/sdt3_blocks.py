@@ -83,31 +83,51 @@ class SepConvSpike(nn.Module):
         return flat_apply(self.pwconv2, self.spike3(x))
 
 
-class SepConvBlock(nn.Module):
-    """Conv stage block (official ``MS_ConvBlock_spike_SepConv``).
+class MetaFormerConvBlock(nn.Module):
+    """The MetaFormer conv stage block of SDT-V2 and V3: a separable-conv branch, then a conv MLP.
 
-    ``x = x + SepConvSpike(x, 7)``; ``x = x + BN(conv3×3 4c→c)(SN(BN(conv3×3 c→4c)(SN(x))))``.
+    ``x = x + Conv(x)``; ``x = x + BN(conv3×3 hidden→c)(SN(BN(conv3×3 c→hidden)(SN(x))))``. The
+    families differ only in the separable conv and the neurons, which the subclass passes in, and in
+    the official names of the two MLP neurons (:attr:`NEURON_NAMES`, kept for the state_dict and
+    the firing records).
+
+    Shape:
+        ``(T, B, c, H, W)`` -> same.
+    """
+
+    NEURON_NAMES = ("spike1", "spike2")
+
+    def __init__(
+        self, dim: int, hidden: int, sep_conv: nn.Module, neuron: Callable[[], nn.Module]
+    ) -> None:
+        super().__init__()
+        first, second = self.NEURON_NAMES
+        self.Conv = sep_conv
+        setattr(self, first, neuron())
+        self.conv1 = nn.Conv2d(dim, hidden, 3, 1, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(hidden)
+        setattr(self, second, neuron())
+        self.conv2 = nn.Conv2d(hidden, dim, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        first, second = (getattr(self, name) for name in self.NEURON_NAMES)
+        x = x + self.Conv(x)
+        y = flat_apply(lambda t: self.bn1(self.conv1(t)), first(x))
+        y = flat_apply(lambda t: self.bn2(self.conv2(t)), second(y))
+        return x + y
+
+
+class SepConvBlock(MetaFormerConvBlock):
+    """Conv stage block (official ``MS_ConvBlock_spike_SepConv``): :class:`MetaFormerConvBlock`
+    with ``SepConvSpike(x, 7)`` and ``mlp_ratio`` expansion.
 
     Shape:
         ``(T, B, c, H, W)`` -> same.
     """
 
     def __init__(self, dim: int, neuron: NeuronFactory, mlp_ratio: int = 4) -> None:
-        super().__init__()
-        hidden = dim * mlp_ratio
-        self.Conv = SepConvSpike(dim, 7, neuron)
-        self.spike1 = neuron()
-        self.conv1 = nn.Conv2d(dim, hidden, 3, 1, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(hidden)
-        self.spike2 = neuron()
-        self.conv2 = nn.Conv2d(hidden, dim, 3, 1, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(dim)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.Conv(x)
-        y = flat_apply(lambda t: self.bn1(self.conv1(t)), self.spike1(x))
-        y = flat_apply(lambda t: self.bn2(self.conv2(t)), self.spike2(y))
-        return x + y
+        super().__init__(dim, dim * mlp_ratio, SepConvSpike(dim, 7, neuron), neuron)
 
 
 def split_heads(x: torch.Tensor, heads: int) -> torch.Tensor:
