@@ -238,16 +238,23 @@ def layer_scaled(block: nn.Module, i: int, y: torch.Tensor) -> torch.Tensor:
     return y * scale.view(-1, *([1] * (y.dim() - 3)))  # (c, 1, ...) broadcast over the spatial axes
 
 
-class SepConvTransformerBlock(nn.Module):
-    """Transformer block (official ``MS_Block_Spike_SepConv``), optional DVS layer scales.
+class SpikeTransformerBlock(nn.Module):
+    """The residual transformer block of SDT-V3: token mixers, then the :class:`SpikeMLP`.
 
-    ``x = x + SepConvSpike(x, 3)·ls1``; ``x = x + Attn(x)·ls2``; ``x = x + MLP(x)·ls3`` (the ``ls``
-    factors exist only when ``layer_scale`` is set; init 1e-6). Drop-path is not built (the official
-    one is never applied, spec §7.3).
+    ``x = x + branch(x)·ls`` for every branch in :attr:`BRANCHES` (official attribute names, in
+    order; the ``ls`` factors ``layer_scale1..`` exist only when ``layer_scale`` is set). A subclass
+    names its branches and builds its mixers in :meth:`build_mixers`, which receives the
+    ``**mixer_options``.
+
+    Args:
+        dim: channels ``c``; num_heads: attention heads; neuron: the neuron factory.
+        mlp_ratio: MLP expansion; layer_scale / layer_scale_init: per-branch layer scales.
 
     Shape:
-        ``(T, B, c, H, W)`` -> same.
+        ``(T, B, c, H, W)`` or ``(T, B, c, N)`` -> same.
     """
+
+    BRANCHES: tuple[str, ...] = ("attn", "mlp")
 
     def __init__(
         self,
@@ -257,14 +264,36 @@ class SepConvTransformerBlock(nn.Module):
         mlp_ratio: int = 4,
         layer_scale: bool = False,
         layer_scale_init: float = 1e-6,
+        **mixer_options: bool,
     ) -> None:
         super().__init__()
-        add_layer_scales(self, 3, dim, layer_scale, layer_scale_init)
-        self.conv = SepConvSpike(dim, 3, neuron)
-        self.attn = LinearSpikeAttention(dim, num_heads, neuron)
+        add_layer_scales(self, len(self.BRANCHES), dim, layer_scale, layer_scale_init)
+        self.build_mixers(dim, num_heads, neuron, **mixer_options)
         self.mlp = SpikeMLP(dim, dim * mlp_ratio, neuron)
 
+    def build_mixers(self, dim: int, num_heads: int, neuron: NeuronFactory) -> None:
+        """Build the branches before the MLP (every name of :attr:`BRANCHES` but ``mlp``)."""
+        raise NotImplementedError
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + layer_scaled(self, 1, self.conv(x))
-        x = x + layer_scaled(self, 2, self.attn(x))
-        return x + layer_scaled(self, 3, self.mlp(x))
+        for i, name in enumerate(self.BRANCHES, 1):
+            x = x + layer_scaled(self, i, getattr(self, name)(x))
+        return x
+
+
+class SepConvTransformerBlock(SpikeTransformerBlock):
+    """Transformer block (official ``MS_Block_Spike_SepConv``), optional DVS layer scales.
+
+    ``x = x + SepConvSpike(x, 3)·ls1``; ``x = x + Attn(x)·ls2``; ``x = x + MLP(x)·ls3`` (the ``ls``
+    factors exist only when ``layer_scale`` is set; init 1e-6). Drop-path is not built (the official
+    one is never applied, spec §7.3). Arguments as :class:`SpikeTransformerBlock`.
+
+    Shape:
+        ``(T, B, c, H, W)`` -> same.
+    """
+
+    BRANCHES = ("conv", "attn", "mlp")
+
+    def build_mixers(self, dim: int, num_heads: int, neuron: NeuronFactory) -> None:
+        self.conv = SepConvSpike(dim, 3, neuron)
+        self.attn = LinearSpikeAttention(dim, num_heads, neuron)
