@@ -18,6 +18,11 @@ import numpy as np
 
 from sdt3_event.events.schema import EVENT_DTYPE, EventFormatError, SensorSize
 from sdt3_event.stream.base import BaseEventSource, parse_size
+from sdt3_event.stream.emulator import (
+    DEFAULT_REFRACTORY_US,
+    DEFAULT_THRESHOLD,
+    DEFAULT_THRESHOLD_SIGMA,
+)
 
 log = logging.getLogger(__name__)
 
@@ -370,10 +375,10 @@ class VideoSource(BaseEventSource):
         loop: bool = False,
         size: str | tuple | None = None,
         fps: float = 30.0,
-        threshold_on: float = 0.2,
-        threshold_off: float = 0.2,
-        threshold_sigma: float = 0.03,
-        refractory_us: int = 1000,
+        threshold_on: float = DEFAULT_THRESHOLD,
+        threshold_off: float = DEFAULT_THRESHOLD,
+        threshold_sigma: float = DEFAULT_THRESHOLD_SIGMA,
+        refractory_us: int = DEFAULT_REFRACTORY_US,
         seed: int = 0,
         max_frames: int | None = None,
         clock: Callable[[], float] | None = None,
