@@ -1,5 +1,6 @@
 """The model flags shared by ``live``, ``monitor``, ``eval`` and ``report``: ``--model`` /
-``--arch`` and the checked ``--device``."""
+``--arch`` and the checked ``--device``; and the one place ``live`` and ``monitor`` turn their
+parsed flags into a pipeline (:func:`pipeline_from_args`)."""
 
 from __future__ import annotations
 
