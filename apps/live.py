@@ -17,7 +17,7 @@ import sys
 import threading
 
 from ._errors import UsageError, report
-from ._model_args import add_model_arguments, checked_device
+from ._model_args import add_inference_arguments, checked_device, pipeline_from_args
 from ._source_args import LIVE, add_source_arguments, source_spec
 
 
@@ -38,8 +38,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "\n" + FILTER_GRAMMAR
     )
     parser.add_argument("--source", default="synthetic:", help="source URI (default: synthetic:)")
-    add_model_arguments(parser)
-    parser.add_argument("--spike-driven", action="store_true", help="run the spike-driven executor")
+    add_inference_arguments(parser)
     parser.add_argument(
         "--runtime",
         choices=("torch", "onnx"),
@@ -55,7 +54,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "(N-MNIST .bin files)",
     )
     parser.add_argument("--jsonl", default=None, metavar="FILE", help="also write JSON lines here")
-    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: best)")
     parser.add_argument("--compile", action="store_true", help="torch.compile the model")
     parser.add_argument(
         "--cuda-graph",
@@ -158,7 +156,6 @@ def _monitor_entry():
 
 
 def run(args: argparse.Namespace) -> int:
-    from sdt3_event.stream.pipeline import build_pipeline
     from sdt3_event.stream.records import StreamStatus
     from sdt3_event.stream.sinks import JsonLinesSink, TeePipeline, drain
 
@@ -204,31 +201,14 @@ def run(args: argparse.Namespace) -> int:
     if use_monitor and monitor is None:
         sys.stderr.write("sdt3-event live: the monitor is not available; writing JSON lines\n")
     try:
-        pipeline = build_pipeline(
-            spec.uri,
-            args.model,
-            spike_driven=args.spike_driven,
-            device=device,
-            window_us=args.window_us,
-            stride_us=args.stride_us,
-            top_k=args.top_k,
-            sensor_map=spec.sensor_map,
-            compile=args.compile,
-            cuda_graph=args.cuda_graph,
-            trace=args.trace,
-            channels_last=args.channels_last,
-            source_options=spec.options,
+        pipeline = pipeline_from_args(
+            args,
+            spec,
+            device,
             keep_frames=monitor is not None,
             drop_policy="block" if args.lossless else "drop_oldest",
             firing=not args.no_firing,
             energy_every=0 if args.no_firing else max(0, args.energy_every),
-            filters=args.filter,
-            runtime=args.runtime,
-            record=args.record,
-            record_raw=args.record_raw,
-            record_max_mb=args.record_max_mb,
-            clip=args.clip,
-            arch=args.arch,
         )
     except Exception as exc:
         return report("live", exc)

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ._errors import report
-from ._model_args import add_model_arguments, checked_device
+from ._model_args import add_inference_arguments, checked_device, pipeline_from_args
 from ._source_args import LIVE, add_source_arguments, source_spec
 
 
@@ -40,13 +40,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="live source URI (synthetic:, file:REC.aedat4, tcp://HOST:PORT, camera:, ...); "
         "default: the synthetic demo stream",
     )
-    add_model_arguments(parser)
-    parser.add_argument(
-        "--device", default=None, help="inference device: cpu, cuda, cuda:1 (default: best)"
-    )
-    parser.add_argument(
-        "--spike-driven", action="store_true", help="run the spike-driven executor (live view)"
-    )
+    add_inference_arguments(parser)
     parser.add_argument(
         "--snapshot-dir",
         default=".",
@@ -207,19 +201,9 @@ def run(args: argparse.Namespace) -> int:
             "`sdt3-event live --source ... --json`\n"
         )
         return 2
-    from sdt3_event.stream.pipeline import build_pipeline
-
     try:
         spec = source_spec(args, args.source or "synthetic:")
-        pipeline = build_pipeline(
-            source=spec.uri,
-            checkpoint=args.model,
-            device=checked_device(args.device),
-            spike_driven=args.spike_driven,
-            sensor_map=spec.sensor_map,
-            source_options=spec.options,
-            arch=args.arch,
-        )
+        pipeline = pipeline_from_args(args, spec, checked_device(args.device))
     except Exception as exc:
         return report("monitor", exc)
     return run_dashboard(

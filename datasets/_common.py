@@ -97,9 +97,13 @@ class EventDataset:
         """Sample ``index`` before any transform (events, or frames for frame datasets)."""
         raise NotImplementedError
 
+    #: the attributes ``repr`` shows, in order (``"n"``: the sample count); a subclass that shows
+    #: more (a derived value, a path) adds it in :meth:`describe`.
+    DESCRIBE: tuple[str, ...] = ()
+
     def describe(self) -> dict[str, Any]:
-        """The ``name -> value`` pairs ``repr`` shows, in order."""
-        return {}
+        """The ``name -> value`` pairs ``repr`` shows, in order: :attr:`DESCRIBE`'s attributes."""
+        return {name: len(self) if name == "n" else getattr(self, name) for name in self.DESCRIBE}
 
     def __getitem__(self, index: int) -> tuple[Any, Any]:
         sample = self.load(index)
@@ -111,3 +115,34 @@ class EventDataset:
     def __repr__(self) -> str:
         fields = ", ".join(f"{k}={v!r}" for k, v in self.describe().items())
         return f"{type(self).__name__}({fields})"
+
+
+class SplitDataset(EventDataset):
+    """An event data set of one split under a data root:
+    ``cls(root, split="train", transform=None, target_transform=None)``.
+
+    The constructor keeps its arguments (``root`` as a :class:`~pathlib.Path`) and calls
+    :meth:`scan`, which checks the split and fills ``targets`` and what :meth:`load` reads.
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        split: str = "train",
+        transform: Callable | None = None,
+        target_transform: Callable | None = None,
+    ) -> None:
+        self.root = Path(root)
+        self.split = split
+        self.transform = transform
+        self.target_transform = target_transform
+        self.scan()
+
+    def scan(self) -> None:
+        """Read the split's sample list (called by the constructor).
+
+        Raises:
+            ValueError: an unknown split or a malformed list.
+            FileNotFoundError: the list or a file it names is missing.
+        """
+        raise NotImplementedError

@@ -124,11 +124,7 @@ class CIFAR10DVS(EventDataset, tonic.datasets.CIFAR10DVS):
 
         return read_events(self.data[index], self.sensor_size)[0]
 
+    DESCRIBE = ("split", "n", "test_fraction", "seed")
+
     def describe(self) -> dict:
-        return {
-            "split": self.split,
-            "n": len(self),
-            "test_fraction": self.test_fraction,
-            "seed": self.seed,
-            "root": self.location_on_system,
-        }
+        return {**super().describe(), "root": self.location_on_system}

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import tonic
-from sdt3_event.datasets._common import EventDataset, require_folder
+from sdt3_event.datasets._common import EventDataset, SplitDataset, require_folder
 from tonic.dataset import Dataset as TonicDataset
 
 from sdt3_event.events.schema import EVENT_DTYPE, EventFormatError, validate_events
@@ -116,16 +116,17 @@ class DVSGesture(EventDataset, tonic.datasets.DVSGesture):
     def load(self, index: int) -> np.ndarray:
         return self.read(index)
 
+    DESCRIBE = ("train", "n")
+
     def describe(self) -> dict:
         return {
-            "train": self.train,
-            "n": len(self),
+            **super().describe(),
             "users": sorted(set(self.users)),
             "root": self.location_on_system,
         }
 
 
-class DVSGestureRaw(EventDataset):
+class DVSGestureRaw(SplitDataset):
     """The original IBM DVS128 Gesture release: AEDAT 3.1 recordings cut by their label files.
 
     Each ``userNN_<lighting>.aedat`` recording holds a user's gestures back to back; its
@@ -155,23 +156,14 @@ class DVSGestureRaw(EventDataset):
     sensor_size = (128, 128, 2)
     classes = list(tonic.datasets.DVSGesture.classes)
 
-    def __init__(
-        self,
-        root: str | os.PathLike,
-        split: str = "train",
-        transform: Callable | None = None,
-        target_transform: Callable | None = None,
-    ) -> None:
-        if split not in ("train", "test"):
-            raise ValueError(f"DVS Gesture has splits 'train' and 'test', got {split!r}")
-        self.folder = Path(root) / "DvsGesture"
-        self.split = split
-        self.transform = transform
-        self.target_transform = target_transform
-        trials = self.folder / f"trials_to_{split}.txt"
+    def scan(self) -> None:
+        if self.split not in ("train", "test"):
+            raise ValueError(f"DVS Gesture has splits 'train' and 'test', got {self.split!r}")
+        self.folder = self.root / "DvsGesture"
+        trials = self.folder / f"trials_to_{self.split}.txt"
         if not trials.is_file():
             raise FileNotFoundError(
-                f"{trials} not found; extract DvsGesture.tar.gz (IBM) into {Path(root)}"
+                f"{trials} not found; extract DvsGesture.tar.gz (IBM) into {self.root}"
             )
         self.samples: list[tuple[str, int, int]] = []  # (recording, start_us, end_us)
         self.targets: list[int] = []
@@ -223,8 +215,10 @@ class DVSGestureRaw(EventDataset):
         state["_recording"] = None  # never ship a decoded recording to workers
         return state
 
+    DESCRIBE = ("split", "n")
+
     def describe(self) -> dict:
-        return {"split": self.split, "n": len(self), "folder": str(self.folder)}
+        return {**super().describe(), "folder": str(self.folder)}
 
 
 def parse_gesture_labels(path: str | os.PathLike) -> list[tuple[int, int, int]]:

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from sdt3_event.datasets._common import EventDataset
+from sdt3_event.datasets._common import EventDataset, SplitDataset
 
 from sdt3_event.events.schema import EventFormatError
 
@@ -99,7 +99,7 @@ def parse_split_file(path: str | os.PathLike) -> list[tuple[str, int]]:
     return entries
 
 
-class HARDVS(EventDataset):
+class HARDVS(SplitDataset):
     """HARDVS events (``.npz`` per recording), Tonic style: ``dataset[i] -> (events, label)``.
 
     Args:
@@ -116,18 +116,8 @@ class HARDVS(EventDataset):
     sensor_size = SENSOR_SIZE
     classes = CLASSES
 
-    def __init__(
-        self,
-        root: str | os.PathLike,
-        split: str = "train",
-        transform: Callable | None = None,
-        target_transform: Callable | None = None,
-    ) -> None:
-        self.root = Path(root)
-        self.split = split
-        self.list_file = find_split_file(self.root, split)
-        self.transform = transform
-        self.target_transform = target_transform
+    def scan(self) -> None:
+        self.list_file = find_split_file(self.root, self.split)
         self.data: list[str] = []
         self.targets: list[int] = []
         missing = []
@@ -150,8 +140,10 @@ class HARDVS(EventDataset):
 
         return read_events(self.data[index], self.sensor_size)[0]
 
+    DESCRIBE = ("split", "n")
+
     def describe(self) -> dict:
-        return {"split": self.split, "n": len(self), "root": str(self.root)}
+        return {**super().describe(), "root": str(self.root)}
 
 
 @dataclass(frozen=True)
@@ -314,5 +306,4 @@ class HARDVSFrames(EventDataset):
             frames[k] = threshold_frame(gray, cfg)
         return torch.from_numpy(frames)
 
-    def describe(self) -> dict:
-        return {"split": self.split, "n": len(self), "train": self.train}
+    DESCRIBE = ("split", "n", "train")

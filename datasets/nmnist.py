@@ -54,13 +54,16 @@ class NMNIST(EventDataset):
         save_to: the data root.
         train: the ``Train`` folder (True) or the ``Test`` folder (False).
         first_saccade_only: keep the events of the first saccade (``t < 100 ms``) only.
+        transform: applied to the events; target_transform: to the label; transforms: to both.
         split: overrides ``train``: ``"train"``, ``"val"`` (a seeded stratified share
             ``val_fraction`` of ``Train``, for choosing hyper-parameters) or ``"test"``. With
             ``val_fraction > 0``, ``"train"`` leaves the validation recordings out.
         val_fraction: share of every class of ``Train`` in the ``"val"`` split.
         seed: split seed (the same seed gives the same split on any machine).
-        transform: applied to the events; target_transform: to the label; transforms: to both.
         download: fetch, verify and extract the official archives when the folder is missing.
+
+    The arguments up to ``transforms`` are Tonic's, in Tonic's order (Tonic's ``stabilize`` aside);
+    the ones this class adds (``split``, ``val_fraction``, ``seed``, ``download``) are keyword-only.
 
     Raises:
         FileNotFoundError: the ``Train``/``Test`` folder is missing (and ``download`` is False).
@@ -75,12 +78,13 @@ class NMNIST(EventDataset):
         save_to: str | os.PathLike,
         train: bool = True,
         first_saccade_only: bool = False,
-        split: str | None = None,
-        val_fraction: float = 0.0,
-        seed: int = 0,
         transform: Callable | None = None,
         target_transform: Callable | None = None,
         transforms: Callable | None = None,
+        *,
+        split: str | None = None,
+        val_fraction: float = 0.0,
+        seed: int = 0,
         download: bool = False,
     ) -> None:
         split = split if split is not None else ("train" if train else "test")
@@ -128,14 +132,10 @@ class NMNIST(EventDataset):
             events = events[events["t"] < FIRST_SACCADE_US]
         return events
 
+    DESCRIBE = ("split", "n", "val_fraction", "first_saccade_only")
+
     def describe(self) -> dict:
-        return {
-            "split": self.split,
-            "n": len(self),
-            "val_fraction": self.val_fraction,
-            "first_saccade_only": self.first_saccade_only,
-            "root": self.location_on_system,
-        }
+        return {**super().describe(), "root": self.location_on_system}
 
 
 def _scan(folder: Path) -> tuple[list[Path], list[int]]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from sdt3_event.checkpoint import save_checkpoint
+from sdt3_event.events.contract import DataContract
 
 
 def save_inference_checkpoint(path: Path, model, contract, model_name: str = "sdt3_micro") -> Path:
@@ -52,3 +53,11 @@ def assert_trained_by(checkpoint: Path, recipe: Path) -> dict:
             assert value == shipped[section][key], f"{section}.{key}"
     assert stored["seed"] == shipped["seed"]
     return stored
+
+
+def micro_contract(
+    sensor_size: tuple, input_size: tuple, window_us: int, class_names
+) -> DataContract:
+    """The data contract of the micro test models (``sdt3_micro`` at ``T=2``): 2 frames of
+    ``window_us`` µs from a ``(W, H, P)`` sensor, counts clamped at the spike level ``D=4``."""
+    return DataContract(sensor_size, input_size, 2, window_us, clamp=4, class_names=class_names)

@@ -156,18 +156,14 @@ class WarmupCosine:
     def get_last_lr(self) -> list[float]:
         return [g["lr"] for g in self.optimizer.param_groups]
 
+    #: the attributes :meth:`state_dict` saves and :meth:`load_state_dict` restores, in order
+    STATE = ("last_step", "total_steps", "warmup_steps", "min_lr", "warmup_lr")
+
     def state_dict(self) -> dict:
-        return {
-            "last_step": self.last_step,
-            "total_steps": self.total_steps,
-            "warmup_steps": self.warmup_steps,
-            "min_lr": self.min_lr,
-            "warmup_lr": self.warmup_lr,
-            "base_lrs": list(self.base_lrs),
-        }
+        return {**{k: getattr(self, k) for k in self.STATE}, "base_lrs": list(self.base_lrs)}
 
     def load_state_dict(self, state: dict) -> None:
-        for k in ("last_step", "total_steps", "warmup_steps", "min_lr", "warmup_lr"):
+        for k in self.STATE:
             setattr(self, k, state[k])
         self.base_lrs = list(state["base_lrs"])
         self._apply()

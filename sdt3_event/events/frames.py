@@ -47,6 +47,13 @@ def _infer_sensor_size(events: np.ndarray) -> SensorSize:
     return (w, h, len(np.unique(events["p"])))
 
 
+def _check_one_mode(*modes: float | None) -> None:
+    """Raise unless exactly one slicing mode (``time_window``, ``event_count``, ``n_time_bins``,
+    ``n_event_bins``, in that order) is set."""
+    if sum(m is not None for m in modes) != 1:
+        raise ValueError("set exactly one of time_window, event_count, n_time_bins or n_event_bins")
+
+
 def slice_indices(
     events: np.ndarray,
     *,
@@ -67,9 +74,7 @@ def slice_indices(
     Raises:
         ValueError: not exactly one mode, or a non-positive stride.
     """
-    modes = [time_window, event_count, n_time_bins, n_event_bins]
-    if sum(m is not None for m in modes) != 1:
-        raise ValueError("set exactly one of time_window, event_count, n_time_bins or n_event_bins")
+    _check_one_mode(time_window, event_count, n_time_bins, n_event_bins)
     if (start_time is not None or end_time is not None) and time_window is None:
         raise ValueError("start_time / end_time apply only to time_window slicing")
     n = len(events)
@@ -273,11 +278,7 @@ def to_frames(
     _check_events(events, sensor_size)
     w, h, n_pol = sensor_size
     if len(events) == 0:
-        modes = [time_window, event_count, n_time_bins, n_event_bins]
-        if sum(m is not None for m in modes) != 1:
-            raise ValueError(
-                "set exactly one of time_window, event_count, n_time_bins or n_event_bins"
-            )
+        _check_one_mode(time_window, event_count, n_time_bins, n_event_bins)
         n_bins = n_time_bins or n_event_bins or 1
         return np.zeros((n_bins, n_pol, h, w), dtype=dtype)
     starts, ends = slice_indices(

@@ -83,31 +83,51 @@ class SepConvSpike(nn.Module):
         return flat_apply(self.pwconv2, self.spike3(x))
 
 
-class SepConvBlock(nn.Module):
-    """Conv stage block (official ``MS_ConvBlock_spike_SepConv``).
+class MetaFormerConvBlock(nn.Module):
+    """The MetaFormer conv stage block of SDT-V2 and V3: a separable-conv branch, then a conv MLP.
 
-    ``x = x + SepConvSpike(x, 7)``; ``x = x + BN(conv3×3 4c→c)(SN(BN(conv3×3 c→4c)(SN(x))))``.
+    ``x = x + Conv(x)``; ``x = x + BN(conv3×3 hidden→c)(SN(BN(conv3×3 c→hidden)(SN(x))))``. The
+    families differ only in the separable conv and the neurons, which the subclass passes in, and in
+    the official names of the two MLP neurons (:attr:`NEURON_NAMES`, kept for the state_dict and
+    the firing records).
+
+    Shape:
+        ``(T, B, c, H, W)`` -> same.
+    """
+
+    NEURON_NAMES = ("spike1", "spike2")
+
+    def __init__(
+        self, dim: int, hidden: int, sep_conv: nn.Module, neuron: Callable[[], nn.Module]
+    ) -> None:
+        super().__init__()
+        first, second = self.NEURON_NAMES
+        self.Conv = sep_conv
+        setattr(self, first, neuron())
+        self.conv1 = nn.Conv2d(dim, hidden, 3, 1, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(hidden)
+        setattr(self, second, neuron())
+        self.conv2 = nn.Conv2d(hidden, dim, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        first, second = (getattr(self, name) for name in self.NEURON_NAMES)
+        x = x + self.Conv(x)
+        y = flat_apply(lambda t: self.bn1(self.conv1(t)), first(x))
+        y = flat_apply(lambda t: self.bn2(self.conv2(t)), second(y))
+        return x + y
+
+
+class SepConvBlock(MetaFormerConvBlock):
+    """Conv stage block (official ``MS_ConvBlock_spike_SepConv``): :class:`MetaFormerConvBlock`
+    with ``SepConvSpike(x, 7)`` and ``mlp_ratio`` expansion.
 
     Shape:
         ``(T, B, c, H, W)`` -> same.
     """
 
     def __init__(self, dim: int, neuron: NeuronFactory, mlp_ratio: int = 4) -> None:
-        super().__init__()
-        hidden = dim * mlp_ratio
-        self.Conv = SepConvSpike(dim, 7, neuron)
-        self.spike1 = neuron()
-        self.conv1 = nn.Conv2d(dim, hidden, 3, 1, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(hidden)
-        self.spike2 = neuron()
-        self.conv2 = nn.Conv2d(hidden, dim, 3, 1, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(dim)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.Conv(x)
-        y = flat_apply(lambda t: self.bn1(self.conv1(t)), self.spike1(x))
-        y = flat_apply(lambda t: self.bn2(self.conv2(t)), self.spike2(y))
-        return x + y
+        super().__init__(dim, dim * mlp_ratio, SepConvSpike(dim, 7, neuron), neuron)
 
 
 def split_heads(x: torch.Tensor, heads: int) -> torch.Tensor:
@@ -218,16 +238,23 @@ def layer_scaled(block: nn.Module, i: int, y: torch.Tensor) -> torch.Tensor:
     return y * scale.view(-1, *([1] * (y.dim() - 3)))  # (c, 1, ...) broadcast over the spatial axes
 
 
-class SepConvTransformerBlock(nn.Module):
-    """Transformer block (official ``MS_Block_Spike_SepConv``), optional DVS layer scales.
+class SpikeTransformerBlock(nn.Module):
+    """The residual transformer block of SDT-V3: token mixers, then the :class:`SpikeMLP`.
 
-    ``x = x + SepConvSpike(x, 3)·ls1``; ``x = x + Attn(x)·ls2``; ``x = x + MLP(x)·ls3`` (the ``ls``
-    factors exist only when ``layer_scale`` is set; init 1e-6). Drop-path is not built (the official
-    one is never applied, spec §7.3).
+    ``x = x + branch(x)·ls`` for every branch in :attr:`BRANCHES` (official attribute names, in
+    order; the ``ls`` factors ``layer_scale1..`` exist only when ``layer_scale`` is set). A subclass
+    names its branches and builds its mixers in :meth:`build_mixers`, which receives the
+    ``**mixer_options``.
+
+    Args:
+        dim: channels ``c``; num_heads: attention heads; neuron: the neuron factory.
+        mlp_ratio: MLP expansion; layer_scale / layer_scale_init: per-branch layer scales.
 
     Shape:
-        ``(T, B, c, H, W)`` -> same.
+        ``(T, B, c, H, W)`` or ``(T, B, c, N)`` -> same.
     """
+
+    BRANCHES: tuple[str, ...] = ("attn", "mlp")
 
     def __init__(
         self,
@@ -237,14 +264,36 @@ class SepConvTransformerBlock(nn.Module):
         mlp_ratio: int = 4,
         layer_scale: bool = False,
         layer_scale_init: float = 1e-6,
+        **mixer_options: bool,
     ) -> None:
         super().__init__()
-        add_layer_scales(self, 3, dim, layer_scale, layer_scale_init)
-        self.conv = SepConvSpike(dim, 3, neuron)
-        self.attn = LinearSpikeAttention(dim, num_heads, neuron)
+        add_layer_scales(self, len(self.BRANCHES), dim, layer_scale, layer_scale_init)
+        self.build_mixers(dim, num_heads, neuron, **mixer_options)
         self.mlp = SpikeMLP(dim, dim * mlp_ratio, neuron)
 
+    def build_mixers(self, dim: int, num_heads: int, neuron: NeuronFactory) -> None:
+        """Build the branches before the MLP (every name of :attr:`BRANCHES` but ``mlp``)."""
+        raise NotImplementedError
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + layer_scaled(self, 1, self.conv(x))
-        x = x + layer_scaled(self, 2, self.attn(x))
-        return x + layer_scaled(self, 3, self.mlp(x))
+        for i, name in enumerate(self.BRANCHES, 1):
+            x = x + layer_scaled(self, i, getattr(self, name)(x))
+        return x
+
+
+class SepConvTransformerBlock(SpikeTransformerBlock):
+    """Transformer block (official ``MS_Block_Spike_SepConv``), optional DVS layer scales.
+
+    ``x = x + SepConvSpike(x, 3)·ls1``; ``x = x + Attn(x)·ls2``; ``x = x + MLP(x)·ls3`` (the ``ls``
+    factors exist only when ``layer_scale`` is set; init 1e-6). Drop-path is not built (the official
+    one is never applied, spec §7.3). Arguments as :class:`SpikeTransformerBlock`.
+
+    Shape:
+        ``(T, B, c, H, W)`` -> same.
+    """
+
+    BRANCHES = ("conv", "attn", "mlp")
+
+    def build_mixers(self, dim: int, num_heads: int, neuron: NeuronFactory) -> None:
+        self.conv = SepConvSpike(dim, 3, neuron)
+        self.attn = LinearSpikeAttention(dim, num_heads, neuron)

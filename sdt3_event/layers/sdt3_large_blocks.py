@@ -6,6 +6,8 @@ Conv stages work on ``(T, B, C, H, W)``; transformer blocks on token tensors ``(
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -13,9 +15,7 @@ import torch.nn.functional as F
 from sdt3_event.layers.attention import SpikeMatMulAttention
 from sdt3_event.layers.sdt3_blocks import (
     NeuronFactory,
-    SpikeMLP,
-    add_layer_scales,
-    layer_scaled,
+    SpikeTransformerBlock,
     merge_heads,
     split_heads,
 )
@@ -111,40 +111,34 @@ class LargeSpikeAttention(nn.Module):
         return flat_apply(self.proj_conv, self.attn_lif(y))
 
 
-class LargeTransformerBlock(nn.Module):
+class LargeTransformerBlock(SpikeTransformerBlock):
     """Large transformer block (official ``MS_Block``).
 
     ``x = x + rep_conv(SN(x))`` (only with ``rep_conv``, the 83M "base" choice);
     ``x = x + attn(x)·ls1``; ``x = x + mlp(x)·ls2`` (layer scales only when ``layer_scale``).
+    Arguments as :class:`~sdt3_event.layers.sdt3_blocks.SpikeTransformerBlock`, with layer scales
+    on by default, plus the keyword ``rep_conv``.
 
     Shape:
         ``(T, B, c, N)`` -> same.
     """
 
-    def __init__(
-        self,
-        dim: int,
-        num_heads: int,
-        neuron: NeuronFactory,
-        mlp_ratio: int = 4,
-        rep_conv: bool = True,
-        layer_scale: bool = True,
-        layer_scale_init: float = 1e-6,
+    def __init__(self, *args: Any, rep_conv: bool = True, layer_scale: bool = True, **kwargs: Any):
+        super().__init__(*args, layer_scale=layer_scale, rep_conv=rep_conv, **kwargs)
+
+    def build_mixers(
+        self, dim: int, num_heads: int, neuron: NeuronFactory, rep_conv: bool = True
     ) -> None:
-        super().__init__()
-        add_layer_scales(self, 2, dim, layer_scale, layer_scale_init)
         if rep_conv:
             self.lif = neuron()
             self.rep_conv = RepConv1d(dim, dim, dim)
         self.has_rep_conv = rep_conv
         self.attn = LargeSpikeAttention(dim, num_heads, neuron)
-        self.mlp = SpikeMLP(dim, dim * mlp_ratio, neuron)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.has_rep_conv:
             x = x + flat_apply(self.rep_conv, self.lif(x))
-        x = x + layer_scaled(self, 1, self.attn(x))
-        return x + layer_scaled(self, 2, self.mlp(x))
+        return super().forward(x)
 
 
 class _ViTAttention(nn.Module):

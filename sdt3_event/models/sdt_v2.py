@@ -31,7 +31,7 @@ import torch.nn.functional as F
 
 from sdt3_event.layers.attention import SpikeMatMulAttention
 from sdt3_event.layers.lif import MultiStepLIF
-from sdt3_event.layers.sdt3_blocks import SpikeDownsample
+from sdt3_event.layers.sdt3_blocks import MetaFormerConvBlock, SpikeDownsample
 from sdt3_event.layers.timestep import flat_apply
 from sdt3_event.models._builder import (
     IMAGENET_MEAN,
@@ -136,29 +136,18 @@ class SepConvLIF(nn.Module):
         return flat_apply(lambda t: self.bn2(self.pwconv2(self.dwconv(t))), self.lif2(x))
 
 
-class MetaConvBlock(nn.Module):
-    """V2 conv stage block (official ``MS_ConvBlock``).
+class MetaConvBlock(MetaFormerConvBlock):
+    """V2 conv stage block (official ``MS_ConvBlock``): the V3 block's layout with LIF neurons,
+    :class:`SepConvLIF` and the official neuron names ``lif1``, ``lif2``.
 
     Shape:
         - Input / output: ``(T, B, C, H, W)``.
     """
 
-    def __init__(self, dim: int, mlp_ratio: int = 4) -> None:
-        super().__init__()
-        hidden = int(dim * mlp_ratio)
-        self.Conv = SepConvLIF(dim)
-        self.lif1 = MultiStepLIF()
-        self.conv1 = nn.Conv2d(dim, hidden, 3, padding=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(hidden)
-        self.lif2 = MultiStepLIF()
-        self.conv2 = nn.Conv2d(hidden, dim, 3, padding=1, bias=False)
-        self.bn2 = nn.BatchNorm2d(dim)
+    NEURON_NAMES = ("lif1", "lif2")
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.Conv(x)
-        y = flat_apply(lambda t: self.bn1(self.conv1(t)), self.lif1(x))
-        y = flat_apply(lambda t: self.bn2(self.conv2(t)), self.lif2(y))
-        return x + y
+    def __init__(self, dim: int, mlp_ratio: int = 4) -> None:
+        super().__init__(dim, int(dim * mlp_ratio), SepConvLIF(dim), MultiStepLIF)
 
 
 class MetaMLP(nn.Module):

@@ -84,6 +84,16 @@ _SETTINGS = {
 }
 
 
+# The Large encoder (SpikFormerLarge and SpikMAE) as settings of both, with the 83M defaults.
+_LARGE_ENCODER = {
+    "embed_dim": (128, 256, 512),
+    "depth": 12,
+    "num_heads": 8,
+    "mlp_ratio": 4,
+    "rep_conv": True,
+}
+
+
 def _stage_depths(depths: int | Sequence[int]) -> tuple[int, int]:
     """``(n_block3, n_block4)``; an int uses the official DVS rule ``int(0.75·d), int(0.25·d)``."""
     if isinstance(depths, int):
@@ -206,49 +216,34 @@ class SpikFormerLarge(SpikingModelMixin, nn.Module):
     :meth:`forward_heads` both logits for distillation training.
 
     Args:
-        embed_dim: C0, C1, C2. depth: transformer blocks. rep_conv: the extra ``rep_conv`` branch per
-            block (official ``choice="base"``: 83M; ``"large"``: 171M has none).
         kd: build ``head_kd``. layer_scale: per-branch layer scales (finetuned models; MAE has none).
-        Others (and ``**settings``) as :class:`EfficientSpikeFormer` (Large defaults: half-up
-        rounding, exclusive window).
+        **settings: the encoder settings this class shares with :class:`SpikMAE`
+            (:data:`_LARGE_ENCODER`: ``embed_dim`` C0, C1, C2; ``depth`` transformer blocks;
+            ``num_heads``; ``mlp_ratio``; ``rep_conv``, the extra ``rep_conv`` branch per block:
+            official ``choice="base"``, 83M; ``"large"``, 171M, has none) and the others of
+            :class:`EfficientSpikeFormer` (Large defaults: half-up rounding, exclusive window).
 
     Shape:
         ``(B, T, in_chans, H, W)`` or ``(B, in_chans, H, W)`` -> ``(B, num_classes)``.
     """
 
-    SETTINGS = {**_SETTINGS, "rounding": "half_up", "inclusive": False}
+    SETTINGS = {**_LARGE_ENCODER, **_SETTINGS, "rounding": "half_up", "inclusive": False}
 
     def __init__(
         self,
-        embed_dim: Sequence[int] = (128, 256, 512),
-        depth: int = 12,
-        num_heads: int = 8,
-        mlp_ratio: int = 4,
-        rep_conv: bool = True,
         kd: bool = False,
         layer_scale: bool = True,
         layer_scale_init: float = 1e-6,
         **settings: Any,
     ) -> None:
         super().__init__()
-        self.record_config(locals(), embed_dim=[int(c) for c in embed_dim], kd=bool(kd))
-        embed_dim = self.model_config["embed_dim"]
+        embed_dim = _record_large_config(self, locals(), kd=bool(kd))
         if len(embed_dim) != 3:
             raise ValueError(f"embed_dim must have 3 stage widths, got {embed_dim}")
         self.kd = self.model_config["kd"]
         self.embed_dim = embed_dim
         sn = self.neuron_factory()
-        _build_large_encoder(
-            self,
-            embed_dim,
-            depth,
-            num_heads,
-            mlp_ratio,
-            rep_conv,
-            layer_scale,
-            layer_scale_init,
-            sn,
-        )
+        _build_large_encoder(self, layer_scale, layer_scale_init, sn)
         n = self.num_classes
         self.head = nn.Linear(embed_dim[2], n) if n > 0 else nn.Identity()
         self.lif = sn(norm=self.model_config["head_norm"])
@@ -283,25 +278,35 @@ class SpikFormerLarge(SpikingModelMixin, nn.Module):
         return out if out_kd is None else (out + out_kd) / 2
 
 
+def _record_large_config(
+    m: SpikingModelMixin, args: dict[str, Any], **normalised: Any
+) -> list[int]:
+    """:meth:`~SpikingModelMixin.record_config` of a Large model, ``embed_dim`` (a setting,
+    :data:`_LARGE_ENCODER`) stored as a list of ints; returns it."""
+    embed_dim = args["settings"].get("embed_dim", _LARGE_ENCODER["embed_dim"])
+    m.record_config(args, embed_dim=[int(c) for c in embed_dim], **normalised)
+    return m.model_config["embed_dim"]
+
+
 def _build_large_encoder(
-    m: nn.Module,
-    embed_dim: list[int],
-    depth: int,
-    num_heads: int,
-    mlp_ratio: int,
-    rep_conv: bool,
-    layer_scale: bool,
-    layer_scale_init: float,
-    sn: Callable[..., MultiSpike],
+    m: SpikingModelMixin, layer_scale: bool, layer_scale_init: float, sn: Callable[..., MultiSpike]
 ) -> None:
-    m.build_conv_stages(embed_dim, lambda c: LargeConvBlock(c, sn, mlp_ratio), sn)
-    c2 = embed_dim[2]
+    """The conv stages and ``block3`` of a Large model, from its recorded encoder settings."""
+    cfg = m.model_config
+    mlp_ratio = cfg["mlp_ratio"]
+    m.build_conv_stages(cfg["embed_dim"], lambda c: LargeConvBlock(c, sn, mlp_ratio), sn)
     m.block3 = nn.ModuleList(
         [
             LargeTransformerBlock(
-                c2, num_heads, sn, mlp_ratio, rep_conv, layer_scale, layer_scale_init
+                cfg["embed_dim"][2],
+                cfg["num_heads"],
+                sn,
+                mlp_ratio,
+                rep_conv=cfg["rep_conv"],
+                layer_scale=layer_scale,
+                layer_scale_init=layer_scale_init,
             )
-            for _ in range(depth)
+            for _ in range(cfg["depth"])
         ]
     )
 
@@ -361,8 +366,10 @@ class SpikMAE(SpikingModelMixin, nn.Module):
     ``pos_embed`` (unused, frozen) and ``decoder_pos_embed`` (fixed sin-cos) are non-trainable
     parameters, as in the official checkpoint.
 
-    ``**settings`` are the Large ones without ``num_classes`` and ``head_norm``; here ``img_size``
-    is the square image side the patch grid and the decoder positions are built for.
+    ``**settings`` are the Large ones without ``num_classes`` and ``head_norm`` (the encoder's
+    ``embed_dim``, ``depth``, ``num_heads``, ``mlp_ratio`` (the decoder's too) and ``rep_conv``
+    included); here ``img_size`` is the square image side the patch grid and the decoder positions
+    are built for.
 
     Shape:
         :meth:`forward_encoder`: images ``(B, 3, 224, 224)`` -> ``(B, 196, C2)`` features.
@@ -376,24 +383,16 @@ class SpikMAE(SpikingModelMixin, nn.Module):
 
     def __init__(
         self,
-        embed_dim: Sequence[int] = (128, 256, 512),
-        depth: int = 12,
-        num_heads: int = 8,
-        mlp_ratio: int = 4,
-        rep_conv: bool = True,
-        decoder_dim: int = 256,
-        decoder_depth: int = 4,
-        decoder_heads: int = 4,
         patch_size: int = 16,
         mask_ratio: float = 0.5,
         fill_mask_token: bool = False,
+        decoder_dim: int = 256,
+        decoder_depth: int = 4,
+        decoder_heads: int = 4,
         **settings: Any,
     ) -> None:
         super().__init__()
-        self.record_config(
-            locals(), embed_dim=[int(c) for c in embed_dim], mask_ratio=float(mask_ratio)
-        )
-        embed_dim = self.model_config["embed_dim"]
+        embed_dim = _record_large_config(self, locals(), mask_ratio=float(mask_ratio))
         self.patch_size = patch_size
         self.img_size = img_size = self.model_config["img_size"]
         self.mask_ratio = self.model_config["mask_ratio"]
@@ -408,14 +407,17 @@ class SpikMAE(SpikingModelMixin, nn.Module):
         self.decoder_pos_embed = nn.Parameter(
             sincos_pos_embed_2d(decoder_dim, self.grid).unsqueeze(0), requires_grad=False
         )
-        _build_large_encoder(self, embed_dim, depth, num_heads, mlp_ratio, rep_conv, False, 0.0, sn)
+        _build_large_encoder(self, False, 0.0, sn)
         self.patch_mask = PatchMask()
         for stage in CONV_STAGES:
             sparsify_convs(getattr(self, stage), self.patch_mask)
         self.norm = nn.BatchNorm1d(c2)
         self.decoder_embed = nn.Linear(c2, decoder_dim)
         self.decoder_blocks = nn.ModuleList(
-            [ViTBlock(decoder_dim, decoder_heads, mlp_ratio) for _ in range(decoder_depth)]
+            [
+                ViTBlock(decoder_dim, decoder_heads, self.model_config["mlp_ratio"])
+                for _ in range(decoder_depth)
+            ]
         )
         self.decoder_norm = nn.LayerNorm(decoder_dim)
         self.decoder_pred = nn.Linear(decoder_dim, patch_size**2 * self.in_chans)
@@ -582,53 +584,31 @@ model_entry(
 )
 
 _LARGE = dict(depth=12, num_heads=8, mlp_ratio=4, in_chans=3, num_classes=1000, T=1, D=4)
-for _name, _official, _dims, _rep, _kd, _files, _paper, _top1 in (
+for _size, _official, _dims, _rep, _files, _top1 in (
+    ("83m", "spikformer12_512", (128, 256, 512), True, ("83M_1x4", "83M_1x8"), 84.0),
     (
-        "sdt3_83m",
-        "spikformer12_512",
-        (128, 256, 512),
-        True,
-        False,
-        ("83M_1x4", "83M_1x8"),
-        "83M",
-        84.0,
-    ),
-    ("sdt3_83m_kd", None, (128, 256, 512), True, True, ("83M_1x4", "83M_1x8"), "83M", 84.0),
-    (
-        "sdt3_171m",
+        "171m",
         "spikformer12_768",
         (196, 384, 768),
         False,
-        False,
         ("171M_1x4", "171M_1x8", "171M_1x8_384"),
-        "171M",
-        86.2,
-    ),
-    (
-        "sdt3_171m_kd",
-        None,
-        (196, 384, 768),
-        False,
-        True,
-        ("171M_1x4", "171M_1x8", "171M_1x8_384"),
-        "171M",
         86.2,
     ),
 ):
-    model_entry(
-        _name,
-        SpikFormerLarge,
-        {**_LARGE, "embed_dim": _dims, "rep_conv": _rep, "kd": _kd},
-        _default_cfg(
-            official_name=_official
-            or ("spikformer12_512" if _dims[2] == 512 else "spikformer12_768"),
-            checkpoint_files=_files,
-            paper_params=_paper,
-            top1=_top1,
-            notes="1x4 / 1x8 checkpoints: T=1 with D=4 / D=8 (D is not stored in the file)",
-        ),
-        aliases=(_official,) if _official else (),
-    )
+    for _kd in (False, True):  # sdt3_<size> and sdt3_<size>_kd (no official name of its own)
+        model_entry(
+            f"sdt3_{_size}_kd" if _kd else f"sdt3_{_size}",
+            SpikFormerLarge,
+            {**_LARGE, "embed_dim": _dims, "rep_conv": _rep, "kd": _kd},
+            _default_cfg(
+                official_name=_official,
+                checkpoint_files=_files,
+                paper_params=_size.upper(),
+                top1=_top1,
+                notes="1x4 / 1x8 checkpoints: T=1 with D=4 / D=8 (D is not stored in the file)",
+            ),
+            aliases=() if _kd else (_official,),
+        )
 
 for _name, _official, _dims, _rep in (
     ("sdt3_mae_83m", "spikmae_12_512", (128, 256, 512), True),

@@ -163,24 +163,39 @@ class EnergyReport:
         samples: samples measured.
         layers: per op: ``name, kind, macs, sops, input_rate`` (per sample).
         mac_ops: MACs of the real-valued layers; sops: synaptic operations.
-        energy_mac_pj / energy_ac_pj / energy_pj: the convention's terms and total.
-        ann_macs / ann_energy_pj: the same network run densely as an ANN (every op a MAC).
+        ann_macs: the ops of the same network run densely as an ANN (every op a MAC).
         firing: :meth:`FiringRecorder.to_dict`.
+        convention, e_mac_pj, e_ac_pj: the energy per MAC and per AC the energies are priced at.
+
+    The energies (``energy_mac_pj``, ``energy_ac_pj``, their total ``energy_pj`` and
+    ``ann_energy_pj``) are properties: the counts priced by the convention.
     """
 
     samples: int
     layers: list[dict[str, Any]]
     mac_ops: float
     sops: float
-    energy_mac_pj: float
-    energy_ac_pj: float
-    energy_pj: float
     ann_macs: float
-    ann_energy_pj: float
     firing: dict[str, Any] = field(default_factory=dict)
     convention: str = CONVENTION
     e_mac_pj: float = E_MAC_PJ
     e_ac_pj: float = E_AC_PJ
+
+    @property
+    def energy_mac_pj(self) -> float:
+        return self.mac_ops * self.e_mac_pj
+
+    @property
+    def energy_ac_pj(self) -> float:
+        return self.sops * self.e_ac_pj
+
+    @property
+    def energy_pj(self) -> float:
+        return self.energy_mac_pj + self.energy_ac_pj
+
+    @property
+    def ann_energy_pj(self) -> float:
+        return self.ann_macs * self.e_mac_pj
 
     @property
     def energy_mj(self) -> float:
@@ -235,17 +250,12 @@ def energy_from_counts(
                 "energy_pj": macs * e_mac_pj if rec.kind == "mac" else s * e_ac_pj,
             }
         )
-    e_mac, e_ac = mac_ops * e_mac_pj, sops * e_ac_pj
     return EnergyReport(
         samples=samples,
         layers=rows,
         mac_ops=mac_ops,
         sops=sops,
-        energy_mac_pj=e_mac,
-        energy_ac_pj=e_ac,
-        energy_pj=e_mac + e_ac,
         ann_macs=ann,
-        ann_energy_pj=ann * e_mac_pj,
         firing=firing or {},
         e_mac_pj=e_mac_pj,
         e_ac_pj=e_ac_pj,

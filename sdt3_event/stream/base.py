@@ -154,3 +154,13 @@ def parse_size(value: str | tuple | list) -> tuple[int, ...]:
     if len(out) not in (2, 3) or min(out) <= 0:
         raise ValueError(f"expected a size like 346x260 or 346x260x2, got {value!r}")
     return out
+
+
+def parse_sensor_size(value: str | tuple | list) -> SensorSize:
+    """:func:`parse_size` of a sensor: ``(W, H, P)``, with ``P = 2`` polarities for ``"WxH"``.
+
+    Raises:
+        ValueError: when it is not 2 or 3 positive integers.
+    """
+    size = parse_size(value)
+    return size if len(size) == 3 else (*size, 2)

@@ -21,6 +21,14 @@ import numpy as np
 
 from sdt3_event.events.schema import EVENT_DTYPE, SensorSize
 
+# The emulator's default pixel, shared with the sources that build one (``webcam:``, ``video:``).
+DEFAULT_THRESHOLD = 0.2
+"""Nominal ON and OFF contrast threshold, in log intensity units."""
+DEFAULT_THRESHOLD_SIGMA = 0.03
+"""Standard deviation of the per-pixel threshold mismatch."""
+DEFAULT_REFRACTORY_US = 1000
+"""Dead time of a pixel after each event (µs)."""
+
 
 class EventEmulator:
     """Stateful frame -> events converter for one video stream.
@@ -40,10 +48,10 @@ class EventEmulator:
     def __init__(
         self,
         *,
-        threshold_on: float = 0.2,
-        threshold_off: float = 0.2,
-        threshold_sigma: float = 0.03,
-        refractory_us: int = 1000,
+        threshold_on: float = DEFAULT_THRESHOLD,
+        threshold_off: float = DEFAULT_THRESHOLD,
+        threshold_sigma: float = DEFAULT_THRESHOLD_SIGMA,
+        refractory_us: int = DEFAULT_REFRACTORY_US,
         log_eps: float = 1e-2,
         max_events_per_frame: int = 8,
         seed: int = 0,

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from sdt3_event.stream.base import EventSource, parse_size
+from sdt3_event.stream.base import EventSource, parse_sensor_size
 
 SCHEMES = ("file", "tcp", "camera", "webcam", "video", "synthetic")
 VALID_SOURCES = "file:PATH, tcp://HOST:PORT, camera:[SERIAL], webcam:N, video:PATH, synthetic:"
@@ -143,8 +143,7 @@ class SourceSpec:
         value = self.options.get("sensor")
         if value is None:
             return None
-        size = parse_size(value)
-        return size if len(size) == 3 else (*size, 2)
+        return parse_sensor_size(value)
 
     def open(self) -> EventSource:
         """Open the source (see :func:`open_source`)."""

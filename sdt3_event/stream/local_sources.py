@@ -17,7 +17,12 @@ from pathlib import Path
 import numpy as np
 
 from sdt3_event.events.schema import EVENT_DTYPE, EventFormatError, SensorSize
-from sdt3_event.stream.base import BaseEventSource, parse_size
+from sdt3_event.stream.base import BaseEventSource, parse_sensor_size, parse_size
+from sdt3_event.stream.emulator import (
+    DEFAULT_REFRACTORY_US,
+    DEFAULT_THRESHOLD,
+    DEFAULT_THRESHOLD_SIGMA,
+)
 
 log = logging.getLogger(__name__)
 
@@ -180,10 +185,7 @@ class FileSource(_PacedSource):
             raise FileNotFoundError(f"no such recording: {path}")
         from sdt3_event.events.io import iter_events
 
-        size = None
-        if sensor is not None:
-            size = parse_size(sensor)
-            size = (*size, 2) if len(size) == 2 else size
+        size = None if sensor is None else parse_sensor_size(sensor)
         opts = dict(drop_out_of_range=True, allow_truncated=bool(allow_truncated))
         chunks = iter_events(path, _READ_CHUNK_EVENTS, size, **opts)
         if chunks.sensor_size is None:
@@ -298,8 +300,7 @@ class SyntheticSource(_PacedSource):
     ) -> None:
         from sdt3_event.datasets import synthetic
 
-        size = (128, 128, 2) if sensor is None else parse_size(sensor)
-        size = (*size, 2) if len(size) == 2 else size
+        size = (128, 128, 2) if sensor is None else parse_sensor_size(sensor)
         super().__init__(
             uri or "synthetic:",
             size,
@@ -370,10 +371,10 @@ class VideoSource(BaseEventSource):
         loop: bool = False,
         size: str | tuple | None = None,
         fps: float = 30.0,
-        threshold_on: float = 0.2,
-        threshold_off: float = 0.2,
-        threshold_sigma: float = 0.03,
-        refractory_us: int = 1000,
+        threshold_on: float = DEFAULT_THRESHOLD,
+        threshold_off: float = DEFAULT_THRESHOLD,
+        threshold_sigma: float = DEFAULT_THRESHOLD_SIGMA,
+        refractory_us: int = DEFAULT_REFRACTORY_US,
         seed: int = 0,
         max_frames: int | None = None,
         clock: Callable[[], float] | None = None,

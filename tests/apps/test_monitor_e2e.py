@@ -11,7 +11,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from checkpoint_support import save_micro_checkpoint
+from checkpoint_support import micro_contract, save_micro_checkpoint
 from testpaths import REPO
 
 pytestmark = pytest.mark.slow
@@ -29,16 +29,7 @@ def _checkpoint(tmp_path: Path) -> Path:
         pass
     from sdt3_event.datasets.synthetic import SYNTHETIC_CLASSES
 
-    from sdt3_event.events.contract import DataContract
-
-    contract = DataContract(
-        sensor_size=(128, 128, 2),
-        input_size=(64, 64),
-        n_time_bins=2,
-        window_us=100_000,
-        clamp=4,
-        class_names=SYNTHETIC_CLASSES,
-    )
+    contract = micro_contract((128, 128, 2), (64, 64), 100_000, SYNTHETIC_CLASSES)
     return save_micro_checkpoint(tmp_path / "micro.pt", contract)
 
 

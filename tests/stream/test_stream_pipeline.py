@@ -15,7 +15,7 @@ import time
 import numpy as np
 import pytest
 import torch
-from checkpoint_support import save_inference_checkpoint
+from checkpoint_support import micro_contract, save_inference_checkpoint
 from event_support import write_random_recording
 
 from sdt3_event.events.contract import DataContract
@@ -300,15 +300,7 @@ def tiny():
                 mod.bias.fill_(0.3)
         model.head.weight.normal_(0, 0.05)
     model.eval()
-    contract = DataContract(
-        sensor_size=(48, 40, 2),
-        input_size=(32, 32),
-        n_time_bins=2,
-        window_us=20_000,
-        clamp=4,
-        class_names=CLASSES,
-    )
-    return model, contract
+    return model, micro_contract((48, 40, 2), (32, 32), 20_000, CLASSES)
 
 
 def _window(start=0, end=20_000, n=500, sensor=(48, 40), seed=0):
