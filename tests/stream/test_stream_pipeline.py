@@ -265,12 +265,15 @@ def test_ctrl_c_in_get_never_releases_a_lock_held_by_a_pipeline_thread():
             errors.append(exc)
 
     t = threading.Thread(target=holder)
+    # Ctrl-C raises KeyboardInterrupt even where the runner started with SIGINT ignored
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     t.start()
     try:
         with pytest.raises(KeyboardInterrupt):
             p.get(timeout=5)
     finally:
         t.join(10)
+        signal.signal(signal.SIGINT, previous)
     assert not errors
     assert p._lock.acquire(timeout=1)  # free again
     p._lock.release()
