@@ -44,7 +44,7 @@ sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).res
 from bench_stream import RateSource, drain_all, rss_mb  # noqa: E402
 
 from sdt3_event.events.contract import DataContract  # noqa: E402
-from sdt3_event.events.schema import EVENT_DTYPE, make_events  # noqa: E402
+from sdt3_event.events.schema import make_events  # noqa: E402
 from sdt3_event.events.transforms import build_frame_transform  # noqa: E402
 from sdt3_event.stream.base import BaseEventSource  # noqa: E402
 from sdt3_event.stream.pipeline import LivePipeline  # noqa: E402
@@ -175,24 +175,25 @@ class MemorySource(BaseEventSource):
 
 
 class HostOnlyPredictor(Predictor):
-    """The predictor's host work, without a device: ``_upload`` copies into a reused host buffer
-    (as into the pinned one on CUDA), device binning ends after staging the raw event bytes, and
-    the forward pass is the stand-in model's."""
+    """The predictor's host work, without a device: host data is staged into reused host
+    buffers (as into the pinned ones on CUDA), windows come unjoined as on CUDA, device binning
+    ends after staging the raw event bytes, and the forward pass is the stand-in model's."""
 
-    def _upload(self, key: str, host: torch.Tensor) -> torch.Tensor:
-        flat = host.reshape(-1)
+    _staged = True  # stage as on CUDA
+
+    def _pinned(self, key: str, dtype: torch.dtype, n: int) -> torch.Tensor:
         buf = self._staging.get(key)
-        if buf is None or buf.dtype != flat.dtype or buf.numel() < flat.numel():
-            buf = self._staging[key] = torch.empty(int(1.5 * flat.numel()), dtype=flat.dtype)
-        staged = buf[: flat.numel()]
-        staged.copy_(flat)
-        return staged.view(host.shape)
+        if buf is None or buf.dtype != dtype or buf.numel() < n:
+            buf = self._staging[key] = torch.empty(int(1.5 * n), dtype=dtype)
+        return buf[:n]
+
+    def _send(self, key: str, staged: torch.Tensor) -> torch.Tensor:
+        return staged
 
     def device_frames(self, window: EventWindow) -> torch.Tensor:
         if window.frames is not None or not self.device_binning:
             return super().device_frames(window)
-        events = np.ascontiguousarray(window.events, dtype=EVENT_DTYPE)
-        self._upload("events", torch.from_numpy(events.view(np.uint8)))
+        self._stage_events(window)
         return torch.zeros(self.live.frame_shape)  # (T, P, H, W): binned on the device
 
 

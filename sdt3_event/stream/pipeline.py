@@ -304,7 +304,11 @@ class LivePipeline:
         make = getattr(self.predictor, "make_windower", None)
         windower = make(self.window_us, self.stride_us) if callable(make) else None
         if windower is None:
-            windower = SlidingWindower(self.window_us, self.stride_us, self.max_window_events)
+            # a predictor that stages the events itself (device binning) takes them unjoined
+            join = not getattr(self.predictor, "takes_parts", False)
+            windower = SlidingWindower(
+                self.window_us, self.stride_us, self.max_window_events, join=join
+            )
         self._windower = windower
 
     def _read_loop(self) -> None:
@@ -422,7 +426,13 @@ class LivePipeline:
         if self.stride_us >= self.window_us:
             return win.n_events
         # bisect on the strided field: np.searchsorted would copy the whole column
-        return bisect.bisect_left(win.events["t"], win.start_us + self.stride_us)
+        end, n = win.start_us + self.stride_us, 0
+        for part in win.event_parts():
+            k = bisect.bisect_left(part["t"], end)
+            n += k
+            if k < len(part):
+                break
+        return n
 
     def _infer_loop(self) -> None:
         try:
@@ -506,7 +516,8 @@ class LivePipeline:
 
 def _window_bytes(win: EventWindow) -> int:
     """Memory a queued window holds (its events and its frames)."""
-    return win.events.nbytes + (0 if win.frames is None else win.frames.nbytes)
+    held = win.n_events * EVENT_DTYPE.itemsize if win.events is None else win.events.nbytes
+    return held + (0 if win.frames is None else win.frames.nbytes)
 
 
 def build_pipeline(

@@ -296,8 +296,8 @@ class Predictor:
         if self._transform is None:
             raise RuntimeError("call bind(sensor_size) before predicting")
         if self.clip:
-            return self._transform(window.events)
-        return self._transform(window.events, t_start_us=window.start_us)
+            return self._transform(window.event_array())
+        return self._transform(window.event_array(), t_start_us=window.start_us)
 
     def device_frames(self, window: EventWindow) -> torch.Tensor:
         """The window's frames on ``device``: with device binning the events go over (one pinned
@@ -310,30 +310,66 @@ class Predictor:
             return self._upload("frames", self.frames(window))
         if self._transform is None:
             raise RuntimeError("call bind(sensor_size) before predicting")
-        events = np.ascontiguousarray(window.events, dtype=EVENT_DTYPE)
-        raw = self._upload("events", torch.from_numpy(events.view(np.uint8)))
-        rec = raw.view(len(events), EVENT_DTYPE.itemsize)  # (N, 13) bytes: t, x, y, p
+        raw = self._stage_events(window)
+        rec = raw.view(-1, EVENT_DTYPE.itemsize)  # (N, 13) bytes: t, x, y, p
         fields = [
             rec[:, a:b].reshape(-1).view(dtype)  # a contiguous copy of the column
             for a, b, dtype in ((0, 8, torch.int64), (8, 10, torch.int16), (10, 12, torch.int16))
         ]
         return self._transform.frames_torch(*fields, rec[:, 12], t_start_us=window.start_us)
 
+    @property
+    def takes_parts(self) -> bool:
+        """Whether windows may come unjoined (:meth:`EventWindow.event_parts`): device binning
+        on CUDA copies each part straight into the pinned buffer, so a joined copy is waste."""
+        return self.device_binning and self._staged and not self.clip
+
+    @property
+    def _staged(self) -> bool:
+        """Whether host data goes over through the reusable (pinned) buffers: on CUDA."""
+        return self.device.type == "cuda"
+
+    def _stage_events(self, window: EventWindow) -> torch.Tensor:
+        """The window's events as raw bytes ``[N * 13]`` uint8 on ``device``: on CUDA each part
+        is copied once, into the pinned buffer, and goes over from there."""
+        parts = [
+            np.ascontiguousarray(p, dtype=EVENT_DTYPE).view(np.uint8) for p in window.event_parts()
+        ]
+        if not self._staged:
+            joined = np.concatenate(parts) if parts else np.zeros(0, np.uint8)
+            return torch.from_numpy(joined).to(self.device)
+        staged = self._pinned("events", torch.uint8, sum(len(p) for p in parts))
+        host, at = staged.numpy(), 0  # the pinned memory, as numpy (parts are read-only)
+        for p in parts:
+            host[at : at + len(p)] = p
+            at += len(p)
+        return self._send("events", staged)
+
     def _upload(self, key: str, host: torch.Tensor) -> torch.Tensor:
         """``host`` on ``device``, through a reusable pinned buffer on CUDA."""
-        if self.device.type != "cuda":
+        if not self._staged:
             return host.to(self.device)
         flat = host.reshape(-1)
+        staged = self._pinned(key, flat.dtype, flat.numel())
+        staged.copy_(flat)
+        return self._send(key, staged).view(host.shape)
+
+    def _pinned(self, key: str, dtype: torch.dtype, n: int) -> torch.Tensor:
+        """The first ``n`` elements of the reusable pinned buffer ``key``, free to be written:
+        grown when too small, and the previous copy out of it finished."""
         buf = self._staging.get(key)
-        if buf is None or buf.dtype != flat.dtype or buf.numel() < flat.numel():
-            size = max(flat.numel(), int(1.5 * (0 if buf is None else buf.numel())))
-            buf = self._staging[key] = torch.empty(size, dtype=flat.dtype, pin_memory=True)
+        if buf is None or buf.dtype != dtype or buf.numel() < n:
+            size = max(n, int(1.5 * (0 if buf is None else buf.numel())))
+            buf = self._staging[key] = torch.empty(size, dtype=dtype, pin_memory=True)
         done = self._staging.get(key + ":copied")
         if done is not None:
             done.synchronize()  # the previous copy out of this buffer has finished
-        staged = buf[: flat.numel()]
-        staged.copy_(flat)
-        on_device = staged.to(self.device, non_blocking=True).view(host.shape)
+        return buf[:n]
+
+    def _send(self, key: str, staged: torch.Tensor) -> torch.Tensor:
+        """``staged`` (pinned) on the device, copied asynchronously; the copy's end is recorded
+        so that :meth:`_pinned` does not overwrite the buffer before it."""
+        on_device = staged.to(self.device, non_blocking=True)
         event = self._staging[key + ":copied"] = torch.cuda.Event()
         event.record()
         return on_device

@@ -38,22 +38,46 @@ class EventWindow:
     Attributes:
         index: the window's number on the grid (``start_us = start_0 + index * stride``).
         start_us / end_us: ``[start_us, end_us)`` in the source's timestamps.
-        events: the events inside, time ordered.
+        events: the events inside, time ordered; ``None`` when the window keeps them as
+            ``parts`` (a windower made with ``join=False``): read them with :meth:`event_array`.
         arrival: ``time.perf_counter()`` when the window's last event arrived.
+        frames: the binned frames, when a :class:`FrameWindower` made the window.
+        event_count: the events binned into ``frames`` (or kept in ``parts``).
+        first_stride_events: the events in the window's first stride, when known.
+        parts: the events as consecutive read-only slices of the source's chunks, not joined:
+            for a consumer that copies them anyway (device binning stages them straight into
+            its pinned buffer).
     """
 
     index: int
     start_us: int
     end_us: int
-    events: np.ndarray = field(repr=False)
+    events: np.ndarray | None = field(repr=False)
     arrival: float
     frames: np.ndarray | None = field(default=None, repr=False)
     event_count: int | None = None
     first_stride_events: int | None = None
+    parts: tuple[np.ndarray, ...] | None = field(default=None, repr=False)
 
     @property
     def n_events(self) -> int:
-        return len(self.events) if self.event_count is None else self.event_count
+        if self.event_count is not None:
+            return self.event_count
+        return len(self.events) if self.events is not None else 0
+
+    def event_array(self) -> np.ndarray:
+        """The events as one array: ``events``, or ``parts`` joined into a new one."""
+        if self.events is not None:
+            return self.events
+        if self.parts:
+            return _join(list(self.parts))
+        return np.zeros(0, EVENT_DTYPE)
+
+    def event_parts(self) -> tuple[np.ndarray, ...]:
+        """The events as consecutive arrays: ``parts``, or ``(events,)``."""
+        if self.parts is not None:
+            return self.parts
+        return () if self.events is None else (self.events,)
 
 
 @dataclass
@@ -79,6 +103,10 @@ class SlidingWindower:
         max_window_events: bound on buffered events (see the module docstring); ``None`` = no bound.
         restart_gap_us: a jump back in time larger than this restarts the windowing (default
             ``max(window_us, 1 s)``).
+        join: give each window its events as one new array (``events``); ``False`` keeps them
+            as ``parts``, read-only views of the pushed chunks, so that a consumer that copies
+            them anyway (device binning) saves the join. The pushed chunks must then not be
+            modified afterwards.
 
     Raises:
         ValueError: non-positive durations or bound.
@@ -90,6 +118,7 @@ class SlidingWindower:
         stride_us: int | None = None,
         max_window_events: int | None = None,
         restart_gap_us: int | None = None,
+        join: bool = True,
     ) -> None:
         stride_us = window_us if stride_us is None else stride_us
         if window_us <= 0 or stride_us <= 0:
@@ -100,6 +129,7 @@ class SlidingWindower:
         self.stride_us = int(stride_us)
         self.max_window_events = max_window_events
         self.restart_gap_us = int(restart_gap_us or max(self.window_us, 1_000_000))
+        self.join = bool(join)
         self.stats = WindowStats()
         self._chunks: list[np.ndarray] = []
         self._arrivals: list[float] = []
@@ -246,9 +276,18 @@ class SlidingWindower:
                 last_arrival = arrival
         if not parts:
             return None
-        events = _join(parts)
         self.stats.windows_out += 1
-        return EventWindow(self._index, start, end, events, last_arrival)
+        if not self.join:
+            views = []
+            for part in parts:
+                part = part.view()
+                part.flags.writeable = False
+                views.append(part)
+            count = sum(len(part) for part in views)
+            return EventWindow(
+                self._index, start, end, None, last_arrival, event_count=count, parts=tuple(views)
+            )
+        return EventWindow(self._index, start, end, _join(parts), last_arrival)
 
     def _advance(self) -> None:
         self._start += self.stride_us

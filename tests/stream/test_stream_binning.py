@@ -136,11 +136,9 @@ def _burst(n, seed):
     return make_events(t, rng.integers(0, 48, n), rng.integers(0, 40, n), rng.random(n) < 0.5)
 
 
-def _predictor(tiny, **kw):
+def _predictor(tiny, cls=Predictor, **kw):
     model, contract = tiny
-    return Predictor(
-        model, contract, device="cpu", firing=False, energy_every=0, keep_frames=False, **kw
-    )
+    return cls(model, contract, device="cpu", firing=False, energy_every=0, keep_frames=False, **kw)
 
 
 def test_lossless_replay_predicts_every_window_with_every_event(tiny):
@@ -184,6 +182,49 @@ def test_device_binning_path_on_cpu_tensors_predicts_like_the_cpu_path(tiny):
         np.testing.assert_allclose(a.scores, b.scores, rtol=1e-5)
 
 
+class _PartsPredictor(Predictor):
+    """Takes unjoined windows, as device binning on CUDA does (here staged on the CPU)."""
+
+    takes_parts = True
+
+
+def test_unjoined_windows_predict_like_joined_ones(tiny):
+    """Windows kept as parts (what device binning on CUDA takes) give the same records, with
+    overlapping windows."""
+    ev = _stream(8, n=8_000, span=100_000)
+    records = []
+    for cls in (Predictor, _PartsPredictor):
+        pr = _predictor(tiny, smoothing=0.0, device_binning=True, cls=cls)
+        p = LivePipeline(
+            ArraySource(ev), pr, window_us=20_000, stride_us=10_000, drop_policy="block"
+        )
+        with p:
+            records.append(_drain(p))
+        assert p._windower.join is (cls is Predictor)
+    joined, parts = records
+    assert len(joined) == len(parts) > 5
+    for a, b in zip(joined, parts, strict=True):
+        assert (a.window_start_us, a.n_events, a.labels) == (
+            b.window_start_us,
+            b.n_events,
+            b.labels,
+        )
+        np.testing.assert_allclose(a.scores, b.scores, rtol=1e-6)
+
+
+def test_dropped_unjoined_windows_count_their_first_stride_once(tiny):
+    from sdt3_event.stream.windowing import EventWindow
+
+    ev = _stream(10, n=2_000, span=40_000)
+    p = LivePipeline(ArraySource(ev), _predictor(tiny), window_us=20_000, stride_us=5_000)
+    inside = ev[(ev["t"] >= 10_000) & (ev["t"] < 30_000)]
+    whole = EventWindow(0, 10_000, 30_000, inside, time.perf_counter())
+    for cuts in ([], [1], [5, 400], [len(inside) // 2]):
+        parts = tuple(np.split(inside, cuts))
+        split = EventWindow(0, 10_000, 30_000, None, 0.0, event_count=len(inside), parts=parts)
+        assert p._first_seen_events(split) == p._first_seen_events(whole) > 0
+
+
 def test_device_frames_equal_the_transform_on_cpu_tensors(tiny):
     from sdt3_event.stream.windowing import EventWindow
 
@@ -194,6 +235,9 @@ def test_device_frames_equal_the_transform_on_cpu_tensors(tiny):
         win = EventWindow(0, 10_000, 30_000, events, time.perf_counter())
         expected = build_frame_transform(pr.live)(events, t_start_us=10_000)
         assert torch.equal(pr.device_frames(win), expected)
+        parts = tuple(np.split(events, [len(events) // 3]))
+        unjoined = EventWindow(0, 10_000, 30_000, None, 0.0, event_count=len(events), parts=parts)
+        assert torch.equal(pr.device_frames(unjoined), expected)
 
 
 def _rss_mb():

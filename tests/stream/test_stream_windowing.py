@@ -180,6 +180,29 @@ def test_windows_own_their_events_whole_records_and_all():
     assert sum(len(win.events) for win in got) == len(ev)
 
 
+def test_unjoined_windows_keep_the_same_events_as_read_only_parts():
+    """``join=False``: the same windows, their events as views of the chunks (no copy)."""
+    ev = _events(np.arange(0, 1000, 3))
+    ev["x"] = np.arange(len(ev)) % 7
+    chunks = np.split(ev, [10, 11, 150, 240])
+    joined, unjoined = SlidingWindower(300, 100), SlidingWindower(300, 100, join=False)
+    a = [win for c in chunks for win in joined.push(c)] + joined.flush()
+    b = [win for c in chunks for win in unjoined.push(c)] + unjoined.flush()
+    assert len(a) == len(b) > 5 and joined.stats == unjoined.stats
+    for wa, wb in zip(a, b, strict=True):
+        assert (wa.index, wa.start_us, wa.end_us, wa.n_events) == (
+            wb.index,
+            wb.start_us,
+            wb.end_us,
+            wb.n_events,
+        )
+        assert wb.events is None and len(wb.parts) >= 1
+        assert all(not p.flags.writeable and np.shares_memory(p, ev) for p in wb.parts)
+        np.testing.assert_array_equal(np.concatenate(wb.event_parts()), wa.events)
+        np.testing.assert_array_equal(wb.event_array(), wa.event_array())
+        assert wa.event_parts() == (wa.events,)
+
+
 @pytest.mark.parametrize("compiled", [True, False])
 def test_sortedness_check_sees_a_descent_anywhere(monkeypatch, compiled):
     from sdt3_event.stream import windowing
