@@ -79,13 +79,15 @@ def resolve_checkpoint(name: str) -> Path:
 def default_out(ckpt: Path, kind: str) -> Path:
     """Where ``eval`` / ``report`` write without ``--out``: beside the checkpoint's run
     (``runs/<name>/<kind>/<stem>`` for ``runs/<name>/checkpoints/<stem>.pt``), else
-    ``runs/<kind>/demo`` for the demo model and ``<folder>/<stem>_<kind>`` for other files."""
-    from sdt3_event.assets import DEMO_CHECKPOINT
+    ``runs/<kind>/<bundle>`` for a bundled model (never inside the installed package) and
+    ``<folder>/<stem>_<kind>`` for other files."""
+    from sdt3_event.assets import BUNDLED_MODELS
 
     if ckpt.parent.name == "checkpoints":
         return ckpt.parent.parent / kind / ckpt.stem
-    if ckpt.resolve() == Path(DEMO_CHECKPOINT).resolve():
-        return Path("runs") / kind / "demo"
+    for bundle, path in BUNDLED_MODELS.items():
+        if ckpt.resolve() == Path(path).resolve():
+            return Path("runs") / kind / bundle
     return ckpt.parent / f"{ckpt.stem}_{kind}"
 
 
