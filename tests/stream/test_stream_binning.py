@@ -160,56 +160,45 @@ def test_lossless_replay_predicts_every_window_with_every_event(tiny):
     ]
 
 
-def test_device_binning_path_on_cpu_tensors_predicts_like_the_cpu_path(tiny):
-    ev = _stream(8, n=8_000, span=100_000)
-    records = []
-    for device_binning in (False, True):
-        pr = _predictor(tiny, smoothing=0.0, device_binning=device_binning)
-        p = LivePipeline(
-            ArraySource(ev), pr, window_us=20_000, stride_us=10_000, drop_policy="block"
-        )
-        with p:
-            records.append(_drain(p))
-        assert isinstance(p._windower, FrameWindower) is not device_binning
-    cpu, dev = records
-    assert len(cpu) == len(dev) > 5
-    for a, b in zip(cpu, dev, strict=True):
-        assert (a.window_start_us, a.n_events, a.labels) == (
-            b.window_start_us,
-            b.n_events,
-            b.labels,
-        )
-        np.testing.assert_allclose(a.scores, b.scores, rtol=1e-5)
-
-
 class _PartsPredictor(Predictor):
     """Takes unjoined windows, as device binning on CUDA does (here staged on the CPU)."""
 
     takes_parts = True
 
 
-def test_unjoined_windows_predict_like_joined_ones(tiny):
-    """Windows kept as parts (what device binning on CUDA takes) give the same records, with
-    overlapping windows."""
+@pytest.mark.parametrize(
+    "variant",
+    [
+        # the device binning path (whole windows -> frames) on CPU tensors, against CPU binning
+        # as events arrive (a FrameWindower)
+        dict(device_binning=True),
+        # windows kept as parts (what device binning on CUDA takes), against joined windows
+        dict(device_binning=True, cls=_PartsPredictor),
+    ],
+    ids=["device-binning", "unjoined-windows"],
+)
+def test_binning_paths_predict_alike(tiny, variant):
     ev = _stream(8, n=8_000, span=100_000)
+    baseline = dict(device_binning=variant.get("cls") is not None)
     records = []
-    for cls in (Predictor, _PartsPredictor):
-        pr = _predictor(tiny, smoothing=0.0, device_binning=True, cls=cls)
+    for kw in (baseline, variant):
+        pr = _predictor(tiny, smoothing=0.0, **kw)
         p = LivePipeline(
             ArraySource(ev), pr, window_us=20_000, stride_us=10_000, drop_policy="block"
         )
         with p:
             records.append(_drain(p))
-        assert p._windower.join is (cls is Predictor)
-    joined, parts = records
-    assert len(joined) == len(parts) > 5
-    for a, b in zip(joined, parts, strict=True):
+        assert isinstance(p._windower, FrameWindower) is not kw["device_binning"]
+        assert getattr(p._windower, "join", True) is ("cls" not in kw)
+    first, second = records
+    assert len(first) == len(second) > 5
+    for a, b in zip(first, second, strict=True):
         assert (a.window_start_us, a.n_events, a.labels) == (
             b.window_start_us,
             b.n_events,
             b.labels,
         )
-        np.testing.assert_allclose(a.scores, b.scores, rtol=1e-6)
+        np.testing.assert_allclose(a.scores, b.scores, rtol=1e-5)
 
 
 def test_dropped_unjoined_windows_count_their_first_stride_once(tiny):
