@@ -39,3 +39,8 @@ def write_random_recording(path, n: int, sensor_size: tuple, seed: int = 0, t_ma
     events = random_events(n, sensor_size[0], sensor_size[1], seed, t_max)
     write_events(path, events, sensor_size)
     return events
+
+
+def window_key(window) -> tuple[int, int, int, int]:
+    """What makes two windows the same window: ``(index, start_us, end_us, n_events)``."""
+    return (window.index, window.start_us, window.end_us, window.n_events)
