@@ -99,6 +99,12 @@ def _shift_and_keep(
     ``[0, w) x [0, h)``."""
     x = events["x"].astype(np.int64) + dx
     y = events["y"].astype(np.int64) + dy
+    return _place_and_keep(events, x, y, w, h)
+
+
+def _place_and_keep(events: np.ndarray, x: np.ndarray, y: np.ndarray, w: int, h: int) -> np.ndarray:
+    """The events at the new coordinates ``x``, ``y`` (int64, one per event), those inside
+    ``[0, w) x [0, h)`` only."""
     keep = (x >= 0) & (x < w) & (y >= 0) & (y < h)
     out = events[keep]  # a copy
     out["x"] = x[keep]
@@ -272,9 +278,9 @@ class RandomAffine(RandomTransform):
         x = events["x"].astype(np.float64) - cx
         y = events["y"].astype(np.float64) - cy
         cos, sin = scale * np.cos(angle), scale * np.sin(angle)
-        dx = np.rint(cos * x - sin * y + cx).astype(np.int64) - events["x"]
-        dy = np.rint(sin * x + cos * y + cy).astype(np.int64) - events["y"]
-        return _shift_and_keep(events, dx, dy, w, h)
+        new_x = np.rint(cos * x - sin * y + cx).astype(np.int64)
+        new_y = np.rint(sin * x + cos * y + cy).astype(np.int64)
+        return _place_and_keep(events, new_x, new_y, w, h)
 
 
 @dataclass(frozen=True)

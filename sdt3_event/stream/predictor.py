@@ -332,12 +332,12 @@ class Predictor:
     def _stage_events(self, window: EventWindow) -> torch.Tensor:
         """The window's events as raw bytes ``[N * 13]`` uint8 on ``device``: on CUDA each part
         is copied once, into the pinned buffer, and goes over from there."""
+        if not self._staged:  # a joined window goes over as it is, without a copy
+            events = np.ascontiguousarray(window.event_array(), dtype=EVENT_DTYPE)
+            return torch.from_numpy(events.view(np.uint8)).to(self.device)
         parts = [
             np.ascontiguousarray(p, dtype=EVENT_DTYPE).view(np.uint8) for p in window.event_parts()
         ]
-        if not self._staged:
-            joined = np.concatenate(parts) if parts else np.zeros(0, np.uint8)
-            return torch.from_numpy(joined).to(self.device)
         staged = self._pinned("events", torch.uint8, sum(len(p) for p in parts))
         host, at = staged.numpy(), 0  # the pinned memory, as numpy (parts are read-only)
         for p in parts:
