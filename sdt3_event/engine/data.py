@@ -80,8 +80,10 @@ def _real_dataset(cfg: DataConfig, split: str, transform) -> Any:
     root = Path(cfg.root) if cfg.root else None
     if root is None or not root.exists():
         raise FileNotFoundError(
-            f"data.root {cfg.root!r} does not exist; pass --set data.root=/path/to/{cfg.dataset} "
-            f"(see `sdt3-event data --help` for downloading and verifying data sets)"
+            f"data.root {cfg.root!r} does not exist (a relative root is taken from the current "
+            f"folder); point it at the {cfg.dataset} folder: `--set data.root=PATH` for train, "
+            f"`--data PATH` for eval and report (see `sdt3-event data --help` for downloading "
+            f"and verifying data sets)"
         )
     from sdt3_event import datasets as ds
 

@@ -226,3 +226,16 @@ def test_eval_and_report_of_a_bundled_model_write_under_runs_not_into_the_packag
     assert default_out(DEMO_CHECKPOINT, "eval").parts == ("runs", "eval", "demo")
     run = REPO / "runs" / "x" / "checkpoints" / "last.pt"
     assert default_out(run, "eval") == REPO / "runs" / "x" / "eval" / "last"
+
+
+def test_eval_and_report_elsewhere_name_the_flag_that_points_at_the_data(
+    tmp_path, monkeypatch, capsys
+):
+    from sdt3_event.apps.cli import main
+
+    monkeypatch.chdir(tmp_path)  # the recipe's relative data root is not here
+    for command in ("eval", "report"):
+        assert main([command, "nmnist", "--device", "cpu"]) != 0
+        err = capsys.readouterr().err
+        assert "does not exist" in err and "`--data PATH` for eval and report" in err
+        assert "Traceback" not in err
