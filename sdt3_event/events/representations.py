@@ -3,8 +3,9 @@
 Each is a pure function with a Tonic-style frozen transform on top, and gives Tonic's output on
 Tonic's parameters (tested on its grids and on real recordings), 15x-200x faster
 (``bench/bench_filters.py``): per-event loops are numba kernels, everything else is vectorised.
-The time surface is 2-3x faster only: its bit-identical output needs numpy's ``exp`` per nonzero
-value, which alone takes about a tenth of Tonic's time (README, benchmarks).
+The time surface is about 6x faster only: its bit-identical output needs numpy's ``exp`` per nonzero
+value (about 60 ns each where it is subnormal) and writes a dense float64 array; those alone take
+about a seventh of Tonic's time (README, benchmarks).
 
 =================================  ==========================================  =====================
 transform                          Tonic equivalent                             output
@@ -50,9 +51,14 @@ __all__ = [
 ]
 
 
-# exp(x) of a float64 is exactly 0 for every x below -745.14 (the smallest subnormal is
-# exp(-744.44)); numpy's vectorised exp takes a slow path there (and for -inf)
+# exp(x) of a float64 is exactly 0 for every x below -745.14 and subnormal below -708.40; numpy's
+# vectorised exp is fast only where every lane of a vector gives a normal number (it is 4x slower
+# on exponents spread over [-746, 0], and as slow on -inf). The time surface therefore hands numpy
+# the exponents in [-708, 0] in place, marks the others with an exponent > 0 (exp > 1, which no
+# surface value reaches), and sends those in [-746, -708) to numpy's exp apart.
 _EXP_ZERO_BELOW = -746.0
+_EXP_NORMAL_FROM = -708.0
+_MARK, _MARK_SENT = 1.0, 2.0  # exponent of a value that is 0 / that comes from the side list
 # slices per block of the time surface: about 1 MB of output, so that the exponents, numpy's exp
 # over them and the fill stay in the cache
 _SURFACE_BLOCK_VALUES = 1 << 17
@@ -76,12 +82,16 @@ def _voxel(t, x, y, p, t0, span, w, h, n_bins, out):  # out: (T * H * W,) float6
                 out[k * plane + np.int64(y[i]) * w + x[i]] += sign * weight
 
 
-def _surface_exponents(t, x, y, p, ends, refs, tau, k0, k1, i, memory, out, live):
-    # Slices k0..k1 - 1 of out (N, P, H, W) float64: Tonic's exponent -(refs[k] - t_last) / tau,
+def _surface_exponents(t, x, y, p, ends, refs, tau, k0, k1, i, lo, memory, out, side_at, side_e):
+    # Rows k0..k1 - 1 of out (N, P * H * W) float64: Tonic's exponent -(refs[k] - t_last) / tau,
     # its float64 operations in its order (memory (P, H, W): t_last, -inf where a pixel never
-    # fired), is appended to live where exp can be nonzero; out gets +inf (no exponent is) where
-    # exp underflows to 0. Returns the next event and the number of live exponents.
+    # fired), where exp is normal, else _MARK. The exponents in [-746, -708) go to side_at (flat
+    # index) / side_e: their pixels' latest events lie in a known time span, found from the events
+    # rather than by a second pass over the pixels. Returns the next event, the first event that
+    # may still fall in that span, and the side list's length.
     n_pol, h, w = memory.shape
+    flat = memory.reshape(-1)
+    m = flat.shape[0]
     n = 0
     for k in range(k0, k1):
         while i < ends[k]:
@@ -89,31 +99,38 @@ def _surface_exponents(t, x, y, p, ends, refs, tau, k0, k1, i, memory, out, live
             memory[pol, y[i], x[i]] = t[i]
             i += 1
         ref = refs[k]
-        for c in range(n_pol):
-            for r in range(h):
-                for q in range(w):
-                    # branch-free compaction: about half the pixels are live
-                    e = -(ref - memory[c, r, q]) / tau
-                    keep = e >= _EXP_ZERO_BELOW
-                    live[n] = e
-                    n += keep
-                    out[k, c, r, q] = 0.0 if keep else np.inf
-    return i, n
+        row = out[k]
+        for j in range(m):  # vectorised: no branch, no compaction
+            e = -(ref - flat[j]) / tau
+            row[j] = e if e >= _EXP_NORMAL_FROM else _MARK
+        # latest times with an exponent in [-746, -708), one tau and 1 us of margin each side
+        first = ref + (_EXP_ZERO_BELOW - 1.0) * tau - 1.0
+        last = ref + (_EXP_NORMAL_FROM + 1.0) * tau + 1.0
+        while lo < i and t[lo] < first:
+            lo += 1
+        j = lo
+        while j < i and t[j] <= last:
+            pol = np.int64(p[j]) if n_pol > 1 else 0
+            c = (pol * h + y[j]) * w + x[j]
+            if flat[c] == t[j] and row[c] == _MARK:  # the pixel's latest event, not yet listed
+                e = -(ref - flat[c]) / tau
+                if e >= _EXP_ZERO_BELOW:
+                    side_at[n] = k * m + c
+                    side_e[n] = e
+                    row[c] = _MARK_SENT
+                    n += 1
+            j += 1
+    return i, lo, n
 
 
-def _surface_fill(out, k0, k1, live):
-    # out[k0:k1] <- exp(exponent) from live (in order) or 0 where marked +inf
-    n_pol, h, w = out.shape[1:]
-    j = 0
+def _surface_clear(out, k0, k1):
+    # exp of a mark (> 1) -> 0; every surface value is <= 1
+    m = out.shape[1]
     for k in range(k0, k1):
-        for c in range(n_pol):
-            for r in range(h):
-                for q in range(w):
-                    if out[k, c, r, q] == np.inf:
-                        out[k, c, r, q] = 0.0
-                    else:
-                        out[k, c, r, q] = live[j]
-                        j += 1
+        row = out[k]
+        for j in range(m):
+            v = row[j]
+            row[j] = 0.0 if v > 1.0 else v
 
 
 def _averaged(t, x, y, group_start, group_end, rho, size, window, tau, linear, out):
@@ -147,7 +164,7 @@ def _averaged(t, x, y, group_start, group_end, rho, size, window, tau, linear, o
 
 _voxel_kernel = _compiled(_voxel)
 _surface_exponents_kernel = _compiled(_surface_exponents)
-_surface_fill_kernel = _compiled(_surface_fill)
+_surface_clear_kernel = _compiled(_surface_clear)
 _averaged_kernel = _compiled(_averaged)
 
 
@@ -220,25 +237,32 @@ def _surfaces(events, sensor_size, ends: np.ndarray, refs: np.ndarray, tau: floa
     """``exp(-(ref_k - last_t) / tau)`` per pixel and polarity, ``last_t`` over ``events[:ends[k]]``."""
     w, h, n_pol = (int(v) for v in sensor_size)
     _check_xy(events, sensor_size)
-    out = np.empty((len(ends), n_pol, h, w), np.float64)  # (N, P, H, W)
+    m = n_pol * h * w
+    out = np.empty((len(ends), m), np.float64)  # (N, P * H * W)
     x = np.ascontiguousarray(events["x"], np.int64)
     y = np.ascontiguousarray(events["y"], np.int64)
     p = np.ascontiguousarray(events["p"], np.int64)
     refs = np.asarray(refs, np.float64)
     ends = ends.astype(np.int64)
     memory = np.full((n_pol, h, w), -np.inf)  # (P, H, W) latest time per pixel
-    block = max(1, _SURFACE_BLOCK_VALUES // memory.size)
-    live = np.empty(block * memory.size + 1, np.float64)  # + 1: the compaction's last store
-    exponents, fill = _surface_exponents_kernel(), _surface_fill_kernel()
-    i = 0
+    block = max(1, _SURFACE_BLOCK_VALUES // m)
+    side_at = np.empty(block * m, np.int64)
+    side_e = np.empty(block * m, np.float64)
+    exponents, clear = _surface_exponents_kernel(), _surface_clear_kernel()
+    flat_out = out.reshape(-1)
+    i = lo = 0
     for k0 in range(0, len(ends), block):
         k1 = min(k0 + block, len(ends))
-        i, n = exponents(events["t"], x, y, p, ends, refs, float(tau), k0, k1, i, memory, out, live)
+        span = (ends, refs, float(tau), k0, k1)
+        i, lo, n = exponents(events["t"], x, y, p, *span, i, lo, memory, out, side_at, side_e)
         # numpy's exp, as Tonic's: its vectorised exp gives a value the same bits wherever it lies
         # in an array (a compiled libm exp differs in the last bit for about 5 % of values)
-        np.exp(live[:n], out=live[:n])
-        fill(out, k0, k1, live)
-    return out
+        rows = out[k0:k1]
+        np.exp(rows, out=rows)
+        clear(out, k0, k1)
+        if n:
+            flat_out[side_at[:n]] = np.exp(side_e[:n])
+    return out.reshape(len(ends), n_pol, h, w)
 
 
 def to_time_surface(
