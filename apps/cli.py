@@ -29,7 +29,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "data": ("data", "download, verify and inspect data sets and recordings"),
     "models": ("models", "list the registered models and their parameter counts"),
     "weights": ("weights", "list, download, locate and verify the official pretrained weights"),
-    "export": ("export", "export a checkpoint to ONNX (integer model, quantiser as ONNX ops)"),
+    "export": (
+        "export",
+        "export a checkpoint to ONNX (integer model, quantiser as ONNX ops) or its conv part to NIR",
+    ),
 }
 
 

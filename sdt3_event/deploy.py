@@ -41,6 +41,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from sdt3_event._files import temp_beside
 from sdt3_event.events.contract import DataContract
 
 log = logging.getLogger(__name__)
@@ -197,7 +198,8 @@ def export_onnx(
     if dynamic_time:
         axes["frames"][1] = "T"
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
+    fd, tmp = temp_beside(path)
+    os.close(fd)  # the writer opens the file by name
     try:
         with torch.no_grad(), warnings.catch_warnings(), tracing:
             # the tracer warns about every Python-level branch on shapes; they are intended
