@@ -34,8 +34,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--dataset",
         default=None,
-        help="data set name for --data PATH (dvs_gesture, cifar10dvs, hardvs, folder); default "
-        "the checkpoint's",
+        help="data set name for --data PATH (dvs_gesture, cifar10dvs, hardvs, nmnist, folder); "
+        "default the checkpoint's",
     )
     parser.add_argument("--split", default="test", help="split to evaluate (default: test)")
     parser.add_argument("--samples", type=int, default=None, help="synthetic data: sample count")
