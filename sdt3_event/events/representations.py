@@ -108,18 +108,30 @@ def _surface_exponents(t, x, y, p, ends, refs, tau, k0, k1, i, lo, memory, out, 
         last = ref + (_EXP_NORMAL_FROM + 1.0) * tau + 1.0
         while lo < i and t[lo] < first:
             lo += 1
-        j = lo
-        while j < i and t[j] <= last:
-            pol = np.int64(p[j]) if n_pol > 1 else 0
-            c = (pol * h + y[j]) * w + x[j]
-            if flat[c] == t[j] and row[c] == _MARK:  # the pixel's latest event, not yet listed
-                e = -(ref - flat[c]) / tau
-                if e >= _EXP_ZERO_BELOW:
-                    side_at[n] = k * m + c
-                    side_e[n] = e
-                    row[c] = _MARK_SENT
-                    n += 1
-            j += 1
+        hi = lo
+        while hi < i and t[hi] <= last:
+            hi += 1
+            if hi - lo > m:  # more events in the span than pixels: scan the pixels instead
+                break
+        if hi - lo <= m:
+            for j in range(lo, hi):
+                pol = np.int64(p[j]) if n_pol > 1 else 0
+                c = (pol * h + y[j]) * w + x[j]
+                if flat[c] == t[j] and row[c] == _MARK:  # the pixel's latest event, not yet listed
+                    e = -(ref - flat[c]) / tau
+                    if e >= _EXP_ZERO_BELOW:
+                        side_at[n] = k * m + c
+                        side_e[n] = e
+                        row[c] = _MARK_SENT
+                        n += 1
+        else:
+            for c in range(m):
+                if row[c] == _MARK:
+                    e = -(ref - flat[c]) / tau
+                    if e >= _EXP_ZERO_BELOW:
+                        side_at[n] = k * m + c
+                        side_e[n] = e
+                        n += 1
     return i, lo, n
 
 

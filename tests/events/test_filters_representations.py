@@ -207,6 +207,25 @@ def test_time_surface_equals_tonic_where_exp_underflows():
     np.testing.assert_array_equal(got, expected)
 
 
+def test_time_surface_equals_tonic_with_dense_events_and_underflow():
+    # more events in the subnormal time span than pixels (the pixel scan finds those values):
+    # the left half of an 8x2 sensor fires all along, the right half stops at 0.1 s and ages
+    # through the subnormal range of exp (708..746 tau) later
+    rng = np.random.default_rng(7)
+    early = np.zeros(400, TONIC_DTYPE)
+    early["x"], early["t"] = rng.integers(4, 8, 400), rng.integers(0, 100_000, 400)
+    busy = np.zeros(6000, TONIC_DTYPE)
+    busy["x"], busy["t"] = rng.integers(0, 4, 6000), rng.integers(0, 1_200_000, 6000)
+    events = np.concatenate([early, busy])
+    events["y"], events["p"] = rng.integers(0, 2, len(events)), rng.integers(0, 2, len(events))
+    events = events[np.argsort(events["t"], kind="stable")]
+    sensor_size, dt, tau = (8, 2, 2), 5000, 1000
+    expected = tonic.transforms.ToTimesurface(sensor_size, dt, tau)(events)
+    got = ToTimeSurface(sensor_size, dt, tau)(events)
+    assert ((expected > 0) & (expected < np.finfo(float).tiny)).any()
+    np.testing.assert_array_equal(got, expected)
+
+
 @pytest.mark.parametrize(
     "surface_size, cell_size, tau, decay", [(7, 9, 100, "lin"), (3, 4, 1000, "exp")]
 )
