@@ -78,6 +78,13 @@ def _random_frames(loaded, dtype):
     return torch.randint(0, 3, (2, *loaded.contract.frame_shape), generator=g).to(dtype)
 
 
+def _difference(what: str, got, expected) -> None:
+    """Print the largest difference of ``got`` from ``expected``, relative to ``expected``'s range."""
+    scale = float(expected.abs().max()) or 1.0
+    rel = float((got - expected).abs().max()) / scale
+    sys.stdout.write(f"{what} on random frames: max relative difference {rel:.2e}\n")
+
+
 def _export_onnx(args: argparse.Namespace, loaded) -> int:
     import torch
 
@@ -117,13 +124,7 @@ def _export_onnx(args: argparse.Namespace, loaded) -> int:
     frames = _random_frames(loaded, dtype)
     with torch.no_grad():
         expected = loaded.model.to(dtype)(frames)
-    got = runtime(frames)
-    scale = float(expected.abs().max()) or 1.0
-    rel = float((got - expected).abs().max()) / scale
-    sys.stdout.write(
-        f"onnxruntime vs PyTorch ({args.precision}) on random frames: "
-        f"max relative difference {rel:.2e}\n"
-    )
+    _difference(f"onnxruntime vs PyTorch ({args.precision})", runtime(frames), expected)
     return 0
 
 
@@ -173,10 +174,7 @@ def _export_nir(args: argparse.Namespace, loaded) -> int:
         frames = model.to_time_major(frames)  # (T, B, P, H, W)
         x = forward_stages(model, frames, report.stages)
         got = flat_apply(lambda f: run_nir_graph(graph, f), frames)  # frame by frame
-    scale = float(x.abs().max()) or 1.0
-    rel = float((got - x).abs().max()) / scale
-    sys.stdout.write(
-        f"NIR graph (reference interpreter) vs PyTorch ({args.precision}) conv stages on random "
-        f"frames: max relative difference {rel:.2e}\n"
+    _difference(
+        f"NIR graph (reference interpreter) vs PyTorch ({args.precision}) conv stages", got, x
     )
     return 0
