@@ -60,7 +60,7 @@ _EXP_ZERO_BELOW = -746.0
 _EXP_NORMAL_FROM = -708.0
 _MARK, _MARK_SENT = 1.0, 2.0  # exponent of a value that is 0 / that comes from the side list
 # slices per block of the time surface: about 1 MB of output, so that the exponents, numpy's exp
-# over them and the fill stay in the cache
+# over them and the clearing of the marks stay in the cache
 _SURFACE_BLOCK_VALUES = 1 << 17
 
 # The numba kernels below are compiled on first use and cached on disk (events.frames._compiled).
