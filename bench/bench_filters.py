@@ -111,6 +111,27 @@ def main(argv=None) -> int:
         lambda: R.to_time_surface(surf, sensor, 30_000, 3_000),
         lambda: tonic.transforms.ToTimesurface(sensor, 30_000, 3_000)(surf_ref),
     )
+    # Tonic's own test grids: its fixture's 10,000 random events over 1 s; 20 calls per timing
+    grid_rng = np.random.default_rng(0)
+    for grid, dt, tau in (
+        ((40, 15, 2), 10_000, 10_000),
+        ((10, 20, 2), 20_000, 1_000),
+        ((30, 30, 2), 30_000, 3_000),
+    ):
+        small = np.zeros(10_000, TONIC_DTYPE)
+        for f, hi in zip(("x", "y", "p"), grid, strict=True):
+            small[f] = grid_rng.integers(0, hi, len(small))
+        small["t"] = np.sort(grid_rng.integers(0, 1_000_000, len(small)))
+        row(
+            f"ToTimeSurface {grid[0]}x{grid[1]} ({dt // 1000} ms, {tau / 1000:g} ms) x20",
+            len(small),
+            lambda g=grid, d=dt, t=tau, e=small: [R.to_time_surface(e, g, d, t) for _ in range(20)][
+                -1
+            ],
+            lambda g=grid, d=dt, t=tau, e=small: [
+                tonic.transforms.ToTimesurface(g, d, t)(e) for _ in range(20)
+            ][-1],
+        )
     row(
         "ToAveragedTimeSurface(5, 10, 10 ms, 1 ms)",
         len(hats),
