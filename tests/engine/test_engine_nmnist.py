@@ -28,7 +28,7 @@ def test_nmnist_checkpoint_is_small_and_carries_its_data_contract():
     c = load_model_from_checkpoint(NMNIST_CHECKPOINT).contract
     assert c.sensor_size == (34, 34, 2) and c.input_size == (34, 34)
     assert c.class_names == NMNIST_CLASSES and c.window_us == 330_000
-    assert c.frame_shape == (3, 2, 34, 34) and c.representation == "count"
+    assert c.frame_shape == (6, 2, 34, 34) and c.representation == "count"
 
 
 def test_nmnist_checkpoint_was_trained_by_the_shipped_config():
