@@ -156,9 +156,9 @@ def _export_nir(args: argparse.Namespace, loaded) -> int:
         f"wrote {report.path} ({loaded.model_name}; stages {report.stages[0]} .. "
         f"{report.stages[-1]}; per frame {report.input_shape} -> {report.output_shape})\n"
         f"NIR nodes: {', '.join(f'{k} {v}' for k, v in sorted(report.ops.items()))}\n"
-        "not in the file: the attention stages (block3 on), which NIR cannot express; "
-        "read it with nir.read(path, type_check=False) (nir sizes a depthwise conv's input "
-        "as C_in / groups)\n"
+        f"not in the file: what follows {report.stages[-1]} (from block3 on, spike-driven "
+        "attention, which NIR cannot express); read it with nir.read(path, type_check=False) "
+        "(nir sizes a depthwise conv's input as C_in / groups)\n"
     )
     if args.no_check:
         return 0
