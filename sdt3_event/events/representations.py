@@ -251,13 +251,15 @@ def _surfaces(events, sensor_size, ends: np.ndarray, refs: np.ndarray, tau: floa
     _check_xy(events, sensor_size)
     m = n_pol * h * w
     out = np.empty((len(ends), m), np.float64)  # (N, P * H * W)
-    x = np.ascontiguousarray(events["x"], np.int64)
-    y = np.ascontiguousarray(events["y"], np.int64)
-    p = np.ascontiguousarray(events["p"], np.int64)
+    x, y, p = (
+        events["x"],
+        events["y"],
+        events["p"],
+    )  # strided views: the kernel reads them as they are
     refs = np.asarray(refs, np.float64)
     ends = ends.astype(np.int64)
     memory = np.full((n_pol, h, w), -np.inf)  # (P, H, W) latest time per pixel
-    block = max(1, _SURFACE_BLOCK_VALUES // m)
+    block = max(1, min(_SURFACE_BLOCK_VALUES // m, len(ends)))
     side_at = np.empty(block * m, np.int64)
     side_e = np.empty(block * m, np.float64)
     exponents, clear = _surface_exponents_kernel(), _surface_clear_kernel()
@@ -316,7 +318,8 @@ def to_time_surface(
     n = max(int(rounding((duration - dt) / stride) + 1), 1)
     window_ends = np.arange(n) * stride + t[0] + dt
     ends = np.searchsorted(t, window_ends)
-    refs = [(i + 1) * dt + t[0] for i in range(n)]
+    # Tonic's (i + 1) * dt + t0, the same float64 (or exact integer) operations, vectorised
+    refs = np.arange(1, n + 1) * dt + t[0]
     return _surfaces(events, sensor_size, ends, refs, tau)
 
 

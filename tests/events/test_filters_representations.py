@@ -170,7 +170,12 @@ def test_voxel_grid_equals_tonic(n_time_bins):
 
 @pytest.mark.parametrize(
     "sensor_size, dt, tau",
-    [((40, 15, 2), 10000, 10000), ((10, 20, 2), 20000, 1000), ((30, 30, 2), 30000, 3000)],
+    [
+        ((40, 15, 2), 10000, 10000),
+        ((10, 20, 2), 20000, 1000),
+        ((30, 30, 2), 30000, 3000),
+        ((20, 10, 2), 7777.3, 123.4),  # float dt and tau: slice ends in float64, as Tonic's
+    ],
 )
 def test_time_surface_equals_tonic(sensor_size, dt, tau):
     events = tonic_random_input(sensor_size)
