@@ -1,9 +1,9 @@
 """Event representations beyond counts: voxel grids, time surfaces, averaged time surfaces.
 
 Each is a pure function with a Tonic-style frozen transform on top, and gives Tonic's output on
-Tonic's parameters (tested on its grids and on real recordings), 27x (voxel grid) and 118x (HATS) faster
+Tonic's parameters (tested on its grids and on real recordings), 29x (voxel grid) and 115x (HATS) faster
 (``bench/bench_filters.py``): per-event loops are numba kernels, everything else is vectorised.
-The time surface is 5-7x faster only: its bit-identical output needs numpy's ``exp`` per nonzero
+The time surface is 5-11x faster only: its bit-identical output needs numpy's ``exp`` per nonzero
 value (about 60 ns each where it is subnormal) and writes a dense float64 array; those alone take
 about a seventh of Tonic's time (README, benchmarks).
 
