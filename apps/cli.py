@@ -14,6 +14,9 @@ import argparse
 import importlib
 import logging
 import sys
+from pathlib import Path
+
+import sdt3_event  # the parent package: already imported with this module
 
 # name -> (module under sdt3_event.apps, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -43,6 +46,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "-v", "--verbose", action="count", default=0, help="more logging (-vv debug)"
+    )
+    parser.add_argument(
+        "--version",
+        action="version",
+        version=f"sdt3-event {sdt3_event.__version__} from {Path(sdt3_event.__file__).parent}",
+        help="print the version and the folder the package runs from, then exit",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module_name, help_text) in COMMANDS.items():

@@ -33,3 +33,16 @@ trap 'rm -f "$pin"' EXIT
 echo "keeping $(cat "$pin")"
 "$py" -m pip install --no-deps "spikingjelly==2.0.0"
 "$py" -m pip install -c "$pin" -e ".[$extras]"
+# The install is editable: the sdt3-event command runs the code in this folder. Name a command on
+# PATH that is not this one (another Python's, or a stale install whose folder was moved or deleted,
+# which stops every command with "No module named 'sdt3_event'") now rather than at first use.
+here=$(pwd -P)
+scripts=$("$py" -c 'import sysconfig; print(sysconfig.get_path("scripts"))')
+echo "sdt3-event installed from $here (in $scripts); rerun this script if you move the folder"
+cli=$(command -v sdt3-event || true)
+if [ -z "$cli" ]; then
+  echo "note: sdt3-event is not on PATH; run $scripts/sdt3-event or add $scripts to PATH" >&2
+elif ! version=$(sdt3-event --version 2>/dev/null) || [ "${version##* from }" != "$here/sdt3_event" ]; then
+  echo "warning: the sdt3-event first on PATH ($cli) does not run this install" \
+    "(${version:-it cannot import sdt3_event}); use $scripts/sdt3-event or put $scripts first on PATH" >&2
+fi

@@ -243,3 +243,14 @@ def test_eval_writes_beside_the_checkpoints_run(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "runs" / "demo_copy" / "eval" / "best" / "eval.json").is_file()
     assert not (tmp_path / "runs" / "eval").exists()
+
+
+def test_version_names_the_folder_the_package_runs_from(tmp_path):
+    # install.sh compares this folder with its own to catch a stale sdt3-event on PATH
+    import sdt3_event
+
+    r = cli("--version", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    folder = Path(sdt3_event.__file__).parent
+    assert r.stdout.strip() == f"sdt3-event {sdt3_event.__version__} from {folder}"
+
