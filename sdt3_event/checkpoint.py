@@ -146,7 +146,12 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     path = Path(path)
     if not path.is_file():
         _refuse_pretrained_tag(str(path))
-        raise FileNotFoundError(f"checkpoint not found: {path}")
+        from sdt3_event.assets import BUNDLED_MODELS
+
+        raise FileNotFoundError(
+            f"checkpoint not found: {path} (no such file, and not a bundled model: "
+            f"{', '.join(BUNDLED_MODELS)})"
+        )
     try:
         payload = read_checkpoint(path, map_location=map_location)
     except ValueError as exc:  # unreadable, or pickles more than tensors and argparse.Namespace

@@ -254,3 +254,9 @@ def test_version_names_the_folder_the_package_runs_from(tmp_path):
     folder = Path(sdt3_event.__file__).parent
     assert r.stdout.strip() == f"sdt3-event {sdt3_event.__version__} from {folder}"
 
+
+@pytest.mark.parametrize("command", [("live", "--model", "nope"), ("eval", "nope.pt")])
+def test_an_unknown_model_names_the_bundled_ones(command):
+    r = cli(*command)
+    assert r.returncode != 0 and "Traceback" not in r.stderr
+    assert "checkpoint not found" in r.stderr and "not a bundled model: demo, nmnist" in r.stderr
