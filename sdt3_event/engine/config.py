@@ -94,6 +94,9 @@ class DataConfig:
             sensor's centre, uniform in ``[-rotate_deg, rotate_deg]`` degrees; 0 disables it.
         scale_jitter: training augmentation: random zoom of the whole sample, uniform in
             ``[1 - scale_jitter, 1 + scale_jitter]``; 0 disables it.
+        elastic_alpha: training augmentation: elastic distortion (``RandomElastic``), a smooth
+            random displacement field scaled by this many pixels; 0 disables it.
+        elastic_sigma: smoothness of that field: std in pixels of its Gaussian blur.
     """
 
     dataset: str = "synthetic"
@@ -121,6 +124,8 @@ class DataConfig:
     event_drop: bool = True
     rotate_deg: float = 0.0
     scale_jitter: float = 0.0
+    elastic_alpha: float = 0.0
+    elastic_sigma: float = 5.0
 
 
 @dataclass
@@ -247,6 +252,11 @@ class ExperimentConfig:
             raise ConfigError(
                 "data.rotate_deg must be >= 0 and data.scale_jitter in [0, 1), got "
                 f"{self.data.rotate_deg} and {self.data.scale_jitter}"
+            )
+        if not (self.data.elastic_alpha >= 0 and self.data.elastic_sigma > 0):
+            raise ConfigError(
+                "data.elastic_alpha must be >= 0 and data.elastic_sigma > 0, got "
+                f"{self.data.elastic_alpha} and {self.data.elastic_sigma}"
             )
         positive = {
             "train.epochs": self.train.epochs,

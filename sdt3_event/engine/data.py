@@ -66,6 +66,8 @@ def _frame_transform(contract: DataContract, train: bool, cfg: DataConfig | None
             event_drop=cfg.event_drop,
             rotate_deg=cfg.rotate_deg,
             scale_jitter=cfg.scale_jitter,
+            elastic_alpha=cfg.elastic_alpha,
+            elastic_sigma=cfg.elastic_sigma,
         )
     return build_frame_transform(contract, train=train, augmentations=augmentations)
 

@@ -50,6 +50,7 @@ __all__ = [
     "RandomCrop",
     "RandomTranslate",
     "RandomAffine",
+    "RandomElastic",
     "RandomFlipLR",
     "RandomFlipPolarity",
     "EventDrop",
@@ -280,6 +281,72 @@ class RandomAffine(RandomTransform):
         cos, sin = scale * np.cos(angle), scale * np.sin(angle)
         new_x = np.rint(cos * x - sin * y + cx).astype(np.int64)
         new_y = np.rint(sin * x + cos * y + cy).astype(np.int64)
+        return _place_and_keep(events, new_x, new_y, w, h)
+
+
+@functools.lru_cache(maxsize=16)
+def _gaussian_blur_matrix(n: int, sigma: float) -> np.ndarray:
+    """``(n, n)`` matrix of a 1-D Gaussian blur of std ``sigma`` samples; each row sums to 1, so
+    the kernel is renormalised where it meets the border."""
+    i = np.arange(n, dtype=np.float64)
+    k = np.exp(-0.5 * ((i[:, None] - i[None, :]) / sigma) ** 2)
+    k /= k.sum(axis=1, keepdims=True)
+    k.setflags(write=False)
+    return k
+
+
+@dataclass(frozen=True)
+class RandomElastic(RandomTransform):
+    """Move events by a smooth random displacement field, one field per call: the elastic
+    distortion of Simard et al. (2003), the event counterpart of torchvision's
+    ``ElasticTransform``.
+
+    Each axis of the field is uniform noise in ``[-1, 1]`` per pixel, blurred by a Gaussian of
+    std ``sigma`` pixels and scaled by ``alpha`` pixels. Every event moves by the field at its
+    pixel, the same at every time. The new coordinates are rounded stochastically (up with
+    probability equal to the fraction), so a stretched area keeps its event density instead of
+    opening empty seams between pixels; events moved off the sensor are dropped. ``alpha=34``,
+    ``sigma=5`` moves a pixel by about 1.1 px (std) on a 34×34 sensor.
+
+    Args:
+        sensor_size: ``(W, H, P)``.
+        alpha: field scale in pixels, >= 0 (0 leaves the events where they are).
+        sigma: smoothness: std of the Gaussian in pixels, > 0.
+
+    Raises:
+        ValueError: a negative ``alpha`` or a ``sigma`` that is not positive.
+    """
+
+    sensor_size: tuple[int, int, int]
+    alpha: float = 34.0
+    sigma: float = 5.0
+
+    def __post_init__(self) -> None:
+        if not (self.alpha >= 0 and self.sigma > 0):
+            raise ValueError(
+                f"RandomElastic needs alpha >= 0 and sigma > 0, got alpha={self.alpha}, "
+                f"sigma={self.sigma}"
+            )
+
+    def displacement(self, rng: np.random.Generator | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """One random field: ``(dx, dy)``, each ``(H, W)`` float64 pixels."""
+        w, h = _wh(self.sensor_size)
+        noise = _or_default(rng).uniform(-1.0, 1.0, size=(2, h, w))
+        gh = _gaussian_blur_matrix(h, float(self.sigma))
+        gw = _gaussian_blur_matrix(w, float(self.sigma))
+        dx, dy = (self.alpha * (gh @ plane @ gw.T) for plane in noise)
+        return dx, dy
+
+    def __call__(self, events: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
+        w, h = _wh(self.sensor_size)
+        rng = _or_default(rng)
+        dx, dy = self.displacement(rng)
+        x = events["x"].astype(np.int64)
+        y = events["y"].astype(np.int64)
+        xi, yi = np.clip(x, 0, w - 1), np.clip(y, 0, h - 1)
+        dither = rng.random((2, len(events)))
+        new_x = np.floor(x + dx[yi, xi] + dither[0]).astype(np.int64)
+        new_y = np.floor(y + dy[yi, xi] + dither[1]).astype(np.int64)
         return _place_and_keep(events, new_x, new_y, w, h)
 
 
@@ -717,11 +784,14 @@ def default_augmentations(
     event_drop: bool = True,
     rotate_deg: float = 0.0,
     scale_jitter: float = 0.0,
+    elastic_alpha: float = 0.0,
+    elastic_sigma: float = 5.0,
 ) -> tuple:
     """Label-preserving event augmentations for training: small translations (``translate_px``,
     default 1/16 of each sensor side) and EventDrop, plus optional per-event spatial and time
-    jitter (Tonic's ``SpatialJitter`` / ``TimeJitter``) and an optional random rotation and
-    zoom of the whole sample (:class:`RandomAffine`, ``rotate_deg`` / ``scale_jitter``).
+    jitter (Tonic's ``SpatialJitter`` / ``TimeJitter``), an optional random rotation and
+    zoom of the whole sample (:class:`RandomAffine`, ``rotate_deg`` / ``scale_jitter``) and an
+    optional elastic distortion (:class:`RandomElastic`, ``elastic_alpha`` / ``elastic_sigma``).
 
     Horizontal / polarity flips are left out on purpose: they swap classes such as clockwise vs
     counter-clockwise rotation or left vs right swipes (DVS Gesture, SyntheticGestures). Add
@@ -732,6 +802,8 @@ def default_augmentations(
     augs: list = []
     if rotate_deg > 0 or scale_jitter > 0:
         augs.append(RandomAffine(contract.sensor_size, rotate_deg, scale_jitter))
+    if elastic_alpha > 0:
+        augs.append(RandomElastic(contract.sensor_size, elastic_alpha, elastic_sigma))
     if max(shift) > 0:
         augs.append(RandomTranslate(contract.sensor_size, shift))
     if spatial_jitter_px > 0:

@@ -58,6 +58,10 @@ def test_validation_settings_are_checked():
         load_config(RECIPE, ["data.scale_jitter=1.0"])
     with pytest.raises(ConfigError, match="rotate_deg must be"):
         load_config(RECIPE, ["data.rotate_deg=-5"])
+    with pytest.raises(ConfigError, match="elastic_alpha must be >= 0"):
+        load_config(RECIPE, ["data.elastic_alpha=-5"])
+    with pytest.raises(ConfigError, match="elastic_sigma > 0"):
+        load_config(RECIPE, ["data.elastic_sigma=0"])
 
 
 @needs_data

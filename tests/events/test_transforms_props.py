@@ -23,6 +23,7 @@ from sdt3_event.events.transforms import (
     EventDrop,
     RandomAffine,
     RandomCrop,
+    RandomElastic,
     RandomFlipLR,
     RandomFlipPolarity,
     RandomTimeCrop,
@@ -50,6 +51,7 @@ def _all_transforms():
         RandomCrop(SENSOR, (16, 16)),
         RandomTranslate(SENSOR, (4, 4)),
         RandomAffine(SENSOR, 15.0, 0.1),
+        RandomElastic(SENSOR, 34.0, 5.0),
         RandomFlipLR(SENSOR, p=1.0),
         RandomFlipPolarity(p=1.0),
         EventDrop(SENSOR),
@@ -278,3 +280,37 @@ def test_random_affine_rotates_and_zooms_about_the_centre():
     assert len(np.unique(turned["y"])) == len(turned) == 3
     with pytest.raises(ValueError, match="scale_jitter"):
         RandomAffine(SENSOR, 10.0, 1.5)
+
+
+def test_random_elastic_moves_pixels_smoothly_and_keeps_density():
+    w, h = SENSOR[:2]
+    yy, xx = np.mgrid[0:h, 0:w]
+    n = 200  # events per pixel: a uniform sensor
+    ev = make_events(
+        np.arange(n * w * h),
+        np.repeat(xx.ravel(), n),
+        np.repeat(yy.ravel(), n),
+        np.ones(n * w * h, bool),
+    )
+    np.testing.assert_array_equal(RandomElastic(SENSOR, 0.0)(ev, rng=np.random.default_rng(0)), ev)
+    elastic = RandomElastic(SENSOR, 34.0, 5.0)
+    dx, dy = elastic.displacement(np.random.default_rng(1))
+    assert dx.shape == dy.shape == (h, w)
+    assert 0.5 < dx.std() < 2.5 and 0.5 < dy.std() < 2.5  # about a pixel
+    assert np.abs(np.diff(dx, axis=1)).mean() < 0.3  # smooth: neighbours move alike
+    out = elastic(ev, rng=np.random.default_rng(1))  # the same field as above
+    # every event lands within a pixel of where the field sends its pixel (stochastic rounding)
+    src = out["t"] // n
+    sx, sy = src % w, src // w
+    assert (out["x"] - sx).std() > 0.5  # events did move
+    assert np.all(np.abs(out["x"] - (sx + dx[sy, sx])) < 1)
+    assert np.all(np.abs(out["y"] - (sy + dy[sy, sx])) < 1)
+    # stochastic rounding: no empty seams inside the sensor, the density stays near uniform
+    counts = np.zeros((h, w))
+    np.add.at(counts, (out["y"], out["x"]), 1)
+    inner = counts[5:-5, 5:-5]
+    assert inner.min() > 0 and abs(inner.mean() / n - 1) < 0.2
+    with pytest.raises(ValueError, match="sigma > 0"):
+        RandomElastic(SENSOR, 10.0, 0.0)
+    with pytest.raises(ValueError, match="alpha >= 0"):
+        RandomElastic(SENSOR, -1.0)
