@@ -163,6 +163,8 @@ class TrainConfig:
         amp: ``auto`` (bf16 where supported, else fp16, on GPU; off on CPU), ``bf16``, ``fp16``
             or ``off``.
         label_smoothing: cross-entropy label smoothing.
+        tet: TET loss (Deng et al. 2022): the mean of every time bin's cross entropy instead of
+            the cross entropy of the mean logits; inference is unchanged.
         mixup_alpha: Beta(α, α) mixup on frames; 0 disables it.
         cutmix_alpha: Beta(α, α) cutmix on frames (same box for every time bin); 0 disables it.
         mix_prob: probability that a batch is mixed at all.
@@ -183,6 +185,7 @@ class TrainConfig:
     warmup_lr: float = 1e-6
     amp: str = "auto"
     label_smoothing: float = 0.1
+    tet: bool = False
     mixup_alpha: float = 0.0
     cutmix_alpha: float = 0.0
     mix_prob: float = 1.0

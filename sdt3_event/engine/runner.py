@@ -523,6 +523,7 @@ def _train_epochs(
             global_step=pos.step,
             on_step=on_step,
             progress=shown,
+            tet=cfg.train.tet,
         )
         pos.step = train_stats["step"]
         metrics: dict[str, Any] = {"train_loss": train_stats["loss"]}

@@ -105,6 +105,72 @@ def optimizer_step(
     return norm
 
 
+class PerStepLogits:
+    """The per-time-bin logits ``(T, B, K)`` of a model's ``head``, caught by a forward hook
+    while the model runs as usual (so DDP and ``torch.compile`` see their normal forward).
+
+    Every SDT model (V1, V2, V3) applies ``head`` to each time bin and then takes the mean over
+    T. Use it as a context manager: the hook is removed on exit.
+
+    Raises:
+        ValueError: the model has no ``head`` module.
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        head = getattr(unwrap(model), "head", None)
+        if not isinstance(head, nn.Module):
+            raise ValueError(
+                f"train.tet needs a model with a `head` module applied per time bin; "
+                f"{type(unwrap(model)).__name__} has none (set train.tet=false)"
+            )
+        self._out: torch.Tensor | None = None
+        self._handle = head.register_forward_hook(self._keep)
+
+    def _keep(self, module: nn.Module, inputs: Any, output: torch.Tensor) -> None:
+        self._out = output
+
+    def logits(self, batch: int) -> torch.Tensor:
+        """The last forward's head output as float ``(T, B, K)``.
+
+        Raises:
+            ValueError: the head did not run, or its output is not ``(T, batch, K)``.
+        """
+        out, self._out = self._out, None
+        if out is None or out.dim() != 3 or out.shape[1] != batch:
+            shape = None if out is None else tuple(out.shape)
+            raise ValueError(
+                f"train.tet needs the head's per-time-bin logits (T, {batch}, K), got {shape}; "
+                f"this model averages over time before its head (set train.tet=false)"
+            )
+        return out.float()
+
+    def __enter__(self) -> PerStepLogits:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._handle.remove()
+
+
+def tet_loss(
+    per_step: torch.Tensor,
+    target: torch.Tensor,
+    soft: torch.Tensor | None = None,
+    label_smoothing: float = 0.0,
+) -> torch.Tensor:
+    """TET loss (Deng et al., "Temporal Efficient Training of Spiking Neural Network via Gradient
+    Re-weighting", ICLR 2022) without its MSE term: the cross entropy of every time bin's logits,
+    averaged over bins and samples.
+
+    Shape:
+        per_step ``(T, B, K)``; target ``(B,)``; soft ``(B, K)`` (mixup targets) or None.
+    """
+    n_bins = per_step.shape[0]
+    logits = per_step.flatten(0, 1)  # bin-major: row t*B + b
+    if soft is not None:
+        return soft_cross_entropy(logits, soft.repeat(n_bins, 1))
+    return F.cross_entropy(logits, target.repeat(n_bins), label_smoothing=label_smoothing)
+
+
 def train_one_epoch(
     model: nn.Module,
     loader: Iterable,
@@ -124,6 +190,7 @@ def train_one_epoch(
     global_step: int = 0,
     on_step: Callable[[dict[str, Any]], None] | None = None,
     progress: Progress | None = None,
+    tet: bool = False,
 ) -> dict[str, Any]:
     """Train ``model`` for one pass over ``loader``.
 
@@ -145,6 +212,9 @@ def train_one_epoch(
         global_step: optimizer steps done before this epoch.
         on_step: called after every step with ``{epoch, step, loss, lr, samples_per_s, grad_norm}``.
         progress: wraps the loader (``progress(loader, total, description)``).
+        tet: TET loss (Deng et al., ICLR 2022, without its MSE term): the mean over time bins
+            of the loss of each bin's logits, the output of the model's ``head`` before its
+            mean over T, instead of the loss of the mean. Inference is unchanged.
 
     Returns:
         ``{"loss": mean loss, "steps": n, "samples": n, "samples_per_s", "step": global step,
@@ -163,57 +233,62 @@ def train_one_epoch(
     it = progress(loader, total, f"train {epoch}") if progress is not None else loader
     loss_sum, n_steps, n_samples = 0.0, 0, 0
     t_start = time.perf_counter()
-    for frames, target in it:
-        if max_steps is not None and n_steps >= max_steps:
-            break
-        t0 = time.perf_counter()
-        frames = frames.to(device, non_blocking=True).float()
-        target = target.to(device, non_blocking=True).long()
-        soft = None
-        if mixer is not None and mixer.enabled:
-            frames, soft = mixer(frames, target)
-        with autocast(device, amp_dtype):
-            logits = model(frames)
-        logits = logits.float()
-        if soft is not None:
-            loss = soft_cross_entropy(logits, soft)
-        else:
-            loss = F.cross_entropy(logits, target, label_smoothing=label_smoothing)
-        loss_value = float(loss.detach())
-        if not math.isfinite(loss_value):
+    with PerStepLogits(model) if tet else contextlib.nullcontext() as per_step:
+        for frames, target in it:
+            if max_steps is not None and n_steps >= max_steps:
+                break
+            t0 = time.perf_counter()
+            frames = frames.to(device, non_blocking=True).float()
+            target = target.to(device, non_blocking=True).long()
+            soft = None
+            if mixer is not None and mixer.enabled:
+                frames, soft = mixer(frames, target)
+            with autocast(device, amp_dtype):
+                logits = model(frames)
+            logits = logits.float()
+            if per_step is not None:
+                loss = tet_loss(per_step.logits(target.shape[0]), target, soft, label_smoothing)
+            elif soft is not None:
+                loss = soft_cross_entropy(logits, soft)
+            else:
+                loss = F.cross_entropy(logits, target, label_smoothing=label_smoothing)
+            loss_value = float(loss.detach())
+            if not math.isfinite(loss_value):
+                lr = optimizer.param_groups[0]["lr"]
+                raise NonFiniteLossError(
+                    f"loss is {loss_value} at epoch {epoch}, step {global_step} (lr {lr:.3g}). Lower "
+                    f"the learning rate (--set optim.lr=...), keep gradient clipping on "
+                    f"(optim.clip_grad), try train.amp=bf16 or off instead of fp16, and check the "
+                    f"input frames for NaN/inf."
+                )
+            norm = optimizer_step(
+                loss, optimizer, model.parameters(), scaler=scaler, clip=clip_grad
+            )
+            grad_norm = None if norm is None else float(norm)
+            reset_net(unwrap(model))
             lr = optimizer.param_groups[0]["lr"]
-            raise NonFiniteLossError(
-                f"loss is {loss_value} at epoch {epoch}, step {global_step} (lr {lr:.3g}). Lower "
-                f"the learning rate (--set optim.lr=...), keep gradient clipping on "
-                f"(optim.clip_grad), try train.amp=bf16 or off instead of fp16, and check the "
-                f"input frames for NaN/inf."
-            )
-        norm = optimizer_step(loss, optimizer, model.parameters(), scaler=scaler, clip=clip_grad)
-        grad_norm = None if norm is None else float(norm)
-        reset_net(unwrap(model))
-        lr = optimizer.param_groups[0]["lr"]
-        if scheduler is not None:
-            scheduler.step()
-        if ema is not None:
-            ema.update(unwrap(model))
-        global_step += 1
-        n_steps += 1
-        n_samples += target.shape[0]
-        loss_sum += loss_value
-        if on_step is not None:
-            dt = max(time.perf_counter() - t0, 1e-9)
-            on_step(
-                {
-                    "epoch": epoch,
-                    "step": global_step,
-                    "loss": loss_value,
-                    "lr": lr,
-                    "samples_per_s": target.shape[0] / dt,
-                    "grad_norm": grad_norm,
-                }
-            )
-        if progress is not None and hasattr(it, "set_postfix"):
-            it.set_postfix(loss=f"{loss_value:.4f}", lr=f"{lr:.2e}", refresh=False)
+            if scheduler is not None:
+                scheduler.step()
+            if ema is not None:
+                ema.update(unwrap(model))
+            global_step += 1
+            n_steps += 1
+            n_samples += target.shape[0]
+            loss_sum += loss_value
+            if on_step is not None:
+                dt = max(time.perf_counter() - t0, 1e-9)
+                on_step(
+                    {
+                        "epoch": epoch,
+                        "step": global_step,
+                        "loss": loss_value,
+                        "lr": lr,
+                        "samples_per_s": target.shape[0] / dt,
+                        "grad_norm": grad_norm,
+                    }
+                )
+            if progress is not None and hasattr(it, "set_postfix"):
+                it.set_postfix(loss=f"{loss_value:.4f}", lr=f"{lr:.2e}", refresh=False)
     elapsed = time.perf_counter() - t_start
     return {
         "loss": loss_sum / max(n_steps, 1),
