@@ -124,9 +124,14 @@ class NMNIST(EventDataset):
         try:
             events, _ = read_events(path, self.sensor_size)
         except EventFormatError as exc:
+            # the reader's own advice (its Python arguments, live's flags) does not apply to a
+            # data set: keep what is wrong, and say what to do here
+            problem = str(exc).split("; ", 1)[0]
             raise EventFormatError(
-                f"{exc}; N-MNIST recordings are 34x34 ATIS .bin files: remove this file from "
-                f"{Path(path).parent} or use EventFolder with its own sensor_size"
+                f"{problem}; N-MNIST recordings are 34x34 ATIS .bin files: copy this one again "
+                f"from the official archive or remove it from {Path(path).parent} (recordings "
+                f"from another sensor belong in a folder data set, which reads each file's own "
+                f"sensor size)"
             ) from exc
         if self.first_saccade_only:
             events = events[events["t"] < FIRST_SACCADE_US]

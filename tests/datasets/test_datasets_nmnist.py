@@ -86,8 +86,13 @@ def test_nmnist_missing_folder_empty_class_and_foreign_sensor(tmp_path):
         NMNIST(root)
     (root / "Train" / "4" / "00001.bin").write_bytes(_recording(0, size=64))  # 64x64 sensor
     ds = NMNIST(root)
-    with pytest.raises(EventFormatError, match="00001.bin.*34x34 ATIS"):
+    with pytest.raises(EventFormatError, match="00001.bin.*outside the 34x34.*34x34 ATIS") as err:
         ds[ds.targets.index(4)]
+    assert "drop_out_of_range" not in str(err.value)  # the reader's advice is not for a data set
+    (root / "Train" / "4" / "00001.bin").write_bytes(_recording(4)[:-2])  # a cut record
+    with pytest.raises(EventFormatError, match="00001.bin: truncated.*official archive") as err:
+        ds[ds.targets.index(4)]
+    assert "--allow-truncated" not in str(err.value)
     (root / "Train" / "extra").mkdir()
     with pytest.raises(ValueError, match="unknown folders"):
         NMNIST(root)
