@@ -47,21 +47,21 @@ def test_nmnist_weights_load_through_create_model():
         torch.testing.assert_close(model(x), loaded.model(x))
 
 
-def test_validation_settings_are_checked():
-    with pytest.raises(ConfigError, match="val_fraction > 0"):
-        load_config(RECIPE, ["data.eval_split=val"])
-    with pytest.raises(ConfigError, match="eval_split must be one of"):
-        load_config(RECIPE, ["data.eval_split=holdout"])
-    with pytest.raises(ConfigError, match="time_jitter_us"):
-        load_config(RECIPE, ["data.time_jitter_us=-1"])
-    with pytest.raises(ConfigError, match="scale_jitter in"):
-        load_config(RECIPE, ["data.scale_jitter=1.0"])
-    with pytest.raises(ConfigError, match="rotate_deg must be"):
-        load_config(RECIPE, ["data.rotate_deg=-5"])
-    with pytest.raises(ConfigError, match="elastic_alpha must be >= 0"):
-        load_config(RECIPE, ["data.elastic_alpha=-5"])
-    with pytest.raises(ConfigError, match="elastic_sigma > 0"):
-        load_config(RECIPE, ["data.elastic_sigma=0"])
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("data.eval_split=val", "val_fraction > 0"),
+        ("data.eval_split=holdout", "eval_split must be one of"),
+        ("data.time_jitter_us=-1", "time_jitter_us"),
+        ("data.scale_jitter=1.0", "scale_jitter in"),
+        ("data.rotate_deg=-5", "rotate_deg must be"),
+        ("data.elastic_alpha=-5", "elastic_alpha must be >= 0"),
+        ("data.elastic_sigma=0", "elastic_sigma > 0"),
+    ],
+)
+def test_validation_settings_are_checked(override, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(RECIPE, [override])
 
 
 @needs_data
