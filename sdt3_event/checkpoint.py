@@ -39,6 +39,7 @@ import torch
 import torch.nn as nn
 
 from sdt3_event._files import temp_beside
+from sdt3_event.assets import BUNDLED_MODELS
 from sdt3_event.events.contract import DataContract
 
 logger = logging.getLogger(__name__)
@@ -146,8 +147,6 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     path = Path(path)
     if not path.is_file():
         _refuse_pretrained_tag(str(path))
-        from sdt3_event.assets import BUNDLED_MODELS
-
         raise FileNotFoundError(
             f"checkpoint not found: {path} (no such file, and not a bundled model: "
             f"{', '.join(BUNDLED_MODELS)})"

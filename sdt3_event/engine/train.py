@@ -245,13 +245,12 @@ def train_one_epoch(
                 frames, soft = mixer(frames, target)
             with autocast(device, amp_dtype):
                 logits = model(frames)
-            logits = logits.float()
-            if per_step is not None:
+            if per_step is not None:  # the head's bins, not the mean over them
                 loss = tet_loss(per_step.logits(target.shape[0]), target, soft, label_smoothing)
             elif soft is not None:
-                loss = soft_cross_entropy(logits, soft)
+                loss = soft_cross_entropy(logits.float(), soft)
             else:
-                loss = F.cross_entropy(logits, target, label_smoothing=label_smoothing)
+                loss = F.cross_entropy(logits.float(), target, label_smoothing=label_smoothing)
             loss_value = float(loss.detach())
             if not math.isfinite(loss_value):
                 lr = optimizer.param_groups[0]["lr"]

@@ -251,11 +251,8 @@ def _surfaces(events, sensor_size, ends: np.ndarray, refs: np.ndarray, tau: floa
     _check_xy(events, sensor_size)
     m = n_pol * h * w
     out = np.empty((len(ends), m), np.float64)  # (N, P * H * W)
-    x, y, p = (
-        events["x"],
-        events["y"],
-        events["p"],
-    )  # strided views: the kernel reads them as they are
+    # the fields as strided views, not copies: the kernel reads them as they are
+    x, y, p = events["x"], events["y"], events["p"]
     refs = np.asarray(refs, np.float64)
     ends = ends.astype(np.int64)
     memory = np.full((n_pol, h, w), -np.inf)  # (P, H, W) latest time per pixel
