@@ -118,6 +118,7 @@ def run(args: argparse.Namespace) -> int:
             n_samples=args.samples or args.batches * args.batch_size,
             seed=int(cfg.get("seed", 42)),
             val_fraction=float(data_cfg.get("val_fraction", 0.0)),
+            split_seed=int(data_cfg.get("split_seed", 0)),
         )
     except Exception as exc:
         return report_error("report", exc)

@@ -80,6 +80,8 @@ class DataConfig:
         val_fraction: ``nmnist``: hold out this share of every class of the training recordings
             as the ``val`` split (seeded, stratified); 0 trains on all of them. ``folder`` data
             without ``root/test/``: the share of each class held out for evaluation (0: 0.2).
+        split_seed: seed of that held-out split. Another seed holds out other recordings, for
+            repeated validation on several splits; evaluating a checkpoint rebuilds its own.
         eval_split: what the epoch evaluations run on: ``test``, ``val`` (needs
             ``val_fraction``) or ``train`` (the training recordings without augmentation, for
             data without a test split at hand).
@@ -117,6 +119,7 @@ class DataConfig:
     train_samples: int = 2000
     test_samples: int = 500
     val_fraction: float = 0.0
+    split_seed: int = 0
     eval_split: str = "test"
     translate_px: int | None = None
     spatial_jitter_px: float = 0.0
@@ -243,6 +246,8 @@ class ExperimentConfig:
         _choice("data.eval_split", self.data.eval_split, ("test", "val", "train"))
         if not 0.0 <= self.data.val_fraction < 1.0:
             raise ConfigError(f"data.val_fraction must be in [0, 1), got {self.data.val_fraction}")
+        if self.data.split_seed < 0:
+            raise ConfigError(f"data.split_seed must be >= 0, got {self.data.split_seed}")
         if self.data.eval_split == "val" and self.data.val_fraction == 0:
             raise ConfigError("data.eval_split=val needs data.val_fraction > 0, e.g. 0.2")
         if min(self.data.spatial_jitter_px, self.data.time_jitter_us) < 0 or (

@@ -111,9 +111,16 @@ def _real_dataset(cfg: DataConfig, split: str, transform) -> Any:
             split=split,
             transform=transform,
             test_fraction=cfg.val_fraction or 0.2,
+            seed=cfg.split_seed,
         )
     if cfg.dataset == "nmnist":
-        return cls(str(root), split=split, val_fraction=cfg.val_fraction, transform=transform)
+        return cls(
+            str(root),
+            split=split,
+            val_fraction=cfg.val_fraction,
+            seed=cfg.split_seed,
+            transform=transform,
+        )
     return cls(str(root), split=split, transform=transform)
 
 
@@ -206,6 +213,7 @@ def build_eval_dataset(
     n_samples: int = 500,
     seed: int = 42,
     val_fraction: float = 0.0,
+    split_seed: int = 0,
 ) -> Dataset:
     """The evaluation split of a data set, preprocessed by the checkpoint's own contract.
 
@@ -217,6 +225,7 @@ def build_eval_dataset(
         n_samples: synthetic data only: number of samples.
         seed: synthetic data only: the training run's seed.
         val_fraction: ``nmnist``: the training run's ``data.val_fraction`` (``split="val"``).
+        split_seed: the training run's ``data.split_seed`` (which recordings are held out).
 
     Raises:
         FileNotFoundError: missing data folder.
@@ -237,5 +246,5 @@ def build_eval_dataset(
             classes=contract.class_names,
             transform=transform,
         )
-    cfg = DataConfig(dataset=dataset, root=root, val_fraction=val_fraction)
+    cfg = DataConfig(dataset=dataset, root=root, val_fraction=val_fraction, split_seed=split_seed)
     return _real_dataset(cfg, split, transform)

@@ -62,6 +62,7 @@ def evaluate_checkpoint(
         n_samples=n_samples or data_cfg.get("test_samples", 500),
         seed=int(cfg.get("seed", 42)),
         val_fraction=float(data_cfg.get("val_fraction", 0.0)),
+        split_seed=int(data_cfg.get("split_seed", 0)),
     )
     loader = DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=num_workers)
     model = loaded.model

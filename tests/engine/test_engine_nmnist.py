@@ -57,6 +57,7 @@ def test_nmnist_weights_load_through_create_model():
         ("data.rotate_deg=-5", "rotate_deg must be"),
         ("data.elastic_alpha=-5", "elastic_alpha must be >= 0"),
         ("data.elastic_sigma=0", "elastic_sigma > 0"),
+        ("data.split_seed=-1", "split_seed must be >= 0"),
     ],
 )
 def test_validation_settings_are_checked(override, message):
@@ -158,6 +159,27 @@ def _fake_official_layout(root, digits=range(10), per_class=2):
     return root
 
 
+def test_split_seed_holds_out_other_recordings_and_eval_rebuilds_them(tmp_path):
+    import shutil
+
+    from sdt3_event.engine.data import build_datasets, build_eval_dataset
+
+    root = _fake_official_layout(tmp_path / "NMNIST", per_class=5)
+    shutil.move(root / "Test", root / "Train")
+    held_out = {}
+    for split_seed in (0, 1):
+        sets = [f"data.root={root}", "data.val_fraction=0.4", "data.eval_split=val"]
+        sets.append(f"data.split_seed={split_seed}")
+        train, val, contract = build_datasets(load_config(RECIPE, sets).data)
+        assert (len(train), len(val)) == (30, 20) and not set(train.data) & set(val.data)
+        held_out[split_seed] = val.data
+        again = build_eval_dataset(
+            contract, "nmnist", str(root), split="val", val_fraction=0.4, split_seed=split_seed
+        )
+        assert again.data == val.data
+    assert set(held_out[0]) != set(held_out[1])
+
+
 def test_eval_nmnist_on_an_official_folder_reports_per_class_and_confusion(tmp_path, capsys):
     import json
 
@@ -198,6 +220,7 @@ def test_recipe_trains_on_an_official_layout_with_a_validation_split(tmp_path, c
     sets = {
         "data.root": root,
         "data.val_fraction": 0.34,
+        "data.split_seed": 3,
         "data.eval_split": "val",
         "data.batch_size": 10,
         "data.num_workers": 0,
@@ -214,7 +237,8 @@ def test_recipe_trains_on_an_official_layout_with_a_validation_split(tmp_path, c
     ]
     assert len(evals) == 1 and 0 <= evals[0]["acc1"] <= 100
     ckpt = tmp_path / "r" / "checkpoints" / "last.pt"
-    assert load_checkpoint(ckpt)["config"]["data"]["val_fraction"] == 0.34
+    stored = load_checkpoint(ckpt)["config"]["data"]
+    assert (stored["val_fraction"], stored["split_seed"]) == (0.34, 3)
     capsys.readouterr()
     assert (
         main(["eval", str(ckpt), "--split", "val", "--device", "cpu", "--out", str(tmp_path)]) == 0
