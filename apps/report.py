@@ -98,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
     from torch.utils.data import DataLoader, Subset
 
     from sdt3_event.checkpoint import load_model_from_checkpoint
-    from sdt3_event.engine.data import build_eval_dataset
+    from sdt3_event.engine.data import build_eval_dataset, recorded_split
     from sdt3_event.spikes import estimate_energy
 
     ckpt = resolve_checkpoint(args.checkpoint)
@@ -116,9 +116,7 @@ def run(args: argparse.Namespace) -> int:
             root=root or data_cfg.get("root"),
             split=args.split or data_cfg.get("eval_split", "test"),
             n_samples=args.samples or args.batches * args.batch_size,
-            seed=int(cfg.get("seed", 42)),
-            val_fraction=float(data_cfg.get("val_fraction", 0.0)),
-            split_seed=int(data_cfg.get("split_seed", 0)),
+            **recorded_split(cfg),
         )
     except Exception as exc:
         return report_error("report", exc)

@@ -205,6 +205,18 @@ def build_loaders(
     return train, test, train.sampler
 
 
+def recorded_split(config: dict[str, Any]) -> dict[str, Any]:
+    """The split a training run recorded in its checkpoint's ``config``, as
+    :func:`build_eval_dataset` keywords (``seed``, ``val_fraction``, ``split_seed``): evaluation
+    then rebuilds the run's own held-out recordings."""
+    data = config.get("data", {})
+    return {
+        "seed": int(config.get("seed", 42)),
+        "val_fraction": float(data.get("val_fraction", 0.0)),
+        "split_seed": int(data.get("split_seed", 0)),
+    }
+
+
 def build_eval_dataset(
     contract: DataContract,
     dataset: str = "synthetic",

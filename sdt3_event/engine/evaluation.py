@@ -8,7 +8,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from sdt3_event.checkpoint import LoadedModel, load_model_from_checkpoint
-from sdt3_event.engine.data import build_eval_dataset
+from sdt3_event.engine.data import build_eval_dataset, recorded_split
 from sdt3_event.engine.train import Progress, evaluate
 
 
@@ -60,9 +60,7 @@ def evaluate_checkpoint(
         root=root or data_cfg.get("root"),
         split=split,
         n_samples=n_samples or data_cfg.get("test_samples", 500),
-        seed=int(cfg.get("seed", 42)),
-        val_fraction=float(data_cfg.get("val_fraction", 0.0)),
-        split_seed=int(data_cfg.get("split_seed", 0)),
+        **recorded_split(cfg),
     )
     loader = DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=num_workers)
     model = loaded.model

@@ -180,6 +180,15 @@ def test_split_seed_holds_out_other_recordings_and_eval_rebuilds_them(tmp_path):
     assert set(held_out[0]) != set(held_out[1])
 
 
+def test_recorded_split_reads_a_run_config_and_defaults_for_older_checkpoints():
+    from sdt3_event.engine.data import recorded_split
+
+    run = {"seed": 7, "data": {"val_fraction": 0.2, "split_seed": 3}}
+    assert recorded_split(run) == {"seed": 7, "val_fraction": 0.2, "split_seed": 3}
+    assert recorded_split({"data": {"val_fraction": 0.2}})["split_seed"] == 0  # before the field
+    assert recorded_split({}) == {"seed": 42, "val_fraction": 0.0, "split_seed": 0}
+
+
 def test_eval_nmnist_on_an_official_folder_reports_per_class_and_confusion(tmp_path, capsys):
     import json
 
