@@ -71,6 +71,14 @@ def test_unknown_key_names_key_and_valid_keys(tmp_path):
         ("train.ema_decay=1.5", "train.ema_decay must be in"),
         ("data.dataset=hardvs", "data.root is required"),
         ("epochs", "must look like key=value"),
+        ("data.eval_split=val", "val_fraction > 0"),
+        ("data.eval_split=holdout", "eval_split must be one of"),
+        ("data.time_jitter_us=-1", "time_jitter_us"),
+        ("data.scale_jitter=1.0", "scale_jitter in"),
+        ("data.rotate_deg=-5", "rotate_deg must be"),
+        ("data.elastic_alpha=-5", "elastic_alpha must be >= 0"),
+        ("data.elastic_sigma=0", "elastic_sigma > 0"),
+        ("data.split_seed=-1", "split_seed must be >= 0"),
     ],
 )
 def test_wrong_values_raise(override, match):
